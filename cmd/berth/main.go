@@ -1,0 +1,79 @@
+// Command berth is a daemonless container engine: it builds, stores, ships
+// and runs OCI images with its own OCI runtime. This file only wires
+// commands; every command's logic lives in the package named after its noun.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+)
+
+// root is the top-level command; files in this package add their
+// subcommands to it from init functions, one file per noun.
+var root = &cobra.Command{
+	Use:           "berth",
+	Short:         "berth: a daemonless container engine with its own OCI runtime",
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+// storeRoot is where images, snapshots and containers live (--root, BERTH_ROOT).
+var storeRoot string
+
+func init() {
+	def := os.Getenv("BERTH_ROOT")
+	if def == "" {
+		def = "/var/lib/berth"
+	}
+	root.PersistentFlags().StringVar(&storeRoot, "root", def, "storage root (env BERTH_ROOT)")
+}
+
+// exitError carries a process exit status through cobra without printing.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	// Hidden re-exec entry points (container init, monitors) run before
+	// cobra so that they start as fast as the process can.
+	if len(os.Args) > 1 {
+		if fn, ok := reexecs[os.Args[1]]; ok {
+			os.Exit(fn(os.Args[2:]))
+		}
+	}
+	cmd := root
+	// Invoked as berth-runtime (e.g. containerd's runc binary), speak the
+	// runc-compatible CLI at top level.
+	if filepath.Base(os.Args[0]) == "berth-runtime" && runtimeCmd != nil {
+		cmd = runtimeCmd
+		cmd.Use = "berth-runtime"
+	}
+	os.Exit(execute(cmd, os.Args[1:]))
+}
+
+// execute runs cmd with args and maps errors to exit codes: an exitError
+// passes its code through, any other error is one line on stderr and 125
+// (docker's "the engine itself failed").
+func execute(cmd *cobra.Command, args []string) int {
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(exitError); ok {
+		return e.code
+	}
+	fmt.Fprintf(os.Stderr, "berth: %v\n", err)
+	return 125
+}
+
+// reexecs maps hidden first arguments to entry points run in a re-executed
+// berth (the container init, the per-container monitor). Files register
+// theirs from init functions.
+var reexecs = map[string]func(args []string) int{}
+
+// runtimeCmd is the `berth runtime` command tree, set by runtime.go.
+var runtimeCmd *cobra.Command
