@@ -1,0 +1,134 @@
+package runtime
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func writeScript(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "hook.sh")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func testState() *specs.State {
+	return &specs.State{Version: specs.Version, ID: "c1", Status: specs.StateCreated, Pid: 42, Bundle: "/b"}
+}
+
+func TestRunHooksStateArgsEnv(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	hook := writeScript(t, `cat > "$OUT.state"; echo "$1 $2 $FOO" > "$OUT"`)
+	err := runHooks([]specs.Hook{{
+		Path: hook,
+		Args: []string{"argv-zero", "a1", "a2"},
+		Env:  []string{"OUT=" + out, "FOO=bar"},
+	}}, testState())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(out)
+	if strings.TrimSpace(string(got)) != "a1 a2 bar" {
+		t.Fatalf("hook saw %q", got)
+	}
+	var st specs.State
+	data, _ := os.ReadFile(out + ".state")
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatalf("state on stdin is not JSON: %v: %q", err, data)
+	}
+	if st.ID != "c1" || st.Pid != 42 || st.Status != specs.StateCreated || st.Bundle != "/b" {
+		t.Fatalf("state on stdin = %+v", st)
+	}
+}
+
+func TestRunHooksArgv0(t *testing.T) {
+	// busybox dispatches on argv[0]: run as "true" it succeeds, as
+	// "false" it fails, which shows args[0] reaches the hook as argv0.
+	bb := "/bin/busybox"
+	if _, err := os.Stat(bb); err != nil {
+		t.Skip("busybox not found: install Debian package busybox-static")
+	}
+	if err := runHooks([]specs.Hook{{Path: bb, Args: []string{"true"}}}, testState()); err != nil {
+		t.Fatalf("busybox as true: %v", err)
+	}
+	if err := runHooks([]specs.Hook{{Path: bb, Args: []string{"false"}}}, testState()); err == nil {
+		t.Fatal("busybox run as argv0 \"false\" succeeded: argv0 not passed")
+	}
+}
+
+func TestRunHooksInOrderStopsAtFailure(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	env := []string{"LOG=" + log}
+	a := writeScript(t, `echo a >> "$LOG"`)
+	bad := writeScript(t, `echo b >> "$LOG"; echo "something broke" >&2; exit 3`)
+	c := writeScript(t, `echo c >> "$LOG"`)
+	err := runHooks([]specs.Hook{{Path: a, Env: env}, {Path: bad, Env: env}, {Path: c, Env: env}}, testState())
+	if err == nil {
+		t.Fatal("failing hook did not fail runHooks")
+	}
+	if !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "exit status 3") ||
+		!strings.Contains(err.Error(), "something broke") {
+		t.Fatalf("error %q does not name the hook, its status and output", err)
+	}
+	got, _ := os.ReadFile(log)
+	if string(got) != "a\nb\n" {
+		t.Fatalf("hooks ran as %q, want a then b and not c", got)
+	}
+}
+
+func TestRunHooksTimeoutKills(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	// The hook starts a grandchild too: the timeout must kill both.
+	hook := writeScript(t, `sleep 30 & echo $! > "$PIDF"; wait`)
+	one := 1
+	start := time.Now()
+	err := runHooks([]specs.Hook{{Path: hook, Env: []string{"PIDF=" + pidFile}, Timeout: &one}}, testState())
+	if err == nil || !strings.Contains(err.Error(), hook) || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("err = %v, want a timeout naming %s", err, hook)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("runHooks returned after %v: the hook was not killed", d)
+	}
+	data, _ := os.ReadFile(pidFile)
+	pid := strings.TrimSpace(string(data))
+	if pid == "" {
+		t.Fatal("hook did not record its child")
+	}
+	// The killed grandchild may linger as a zombie of init for a moment.
+	for i := 0; i < 50; i++ {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("hook's child %s survived the timeout", pid)
+}
+
+func TestRunHooksBadHooks(t *testing.T) {
+	zero := 0
+	ok := writeScript(t, "exit 0")
+	for _, h := range []specs.Hook{
+		{Path: "relative/hook"},
+		{Path: "/nonexistent/hook"},
+		{Path: ok, Timeout: &zero},
+	} {
+		err := runHooks([]specs.Hook{h}, testState())
+		if err == nil || !strings.Contains(err.Error(), h.Path) {
+			t.Errorf("hook %+v: err = %v, want an error naming it", h, err)
+		}
+	}
+	if err := runHooks(nil, testState()); err != nil {
+		t.Fatal(err)
+	}
+}
