@@ -1,0 +1,306 @@
+// Package cgroup puts a container's processes into a cgroup and applies the
+// OCI resource limits to it, on cgroup v1 (one directory per hierarchy) and
+// v2 (one unified directory), through github.com/opencontainers/cgroups.
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/cgroups"
+	_ "github.com/opencontainers/cgroups/devices" // registers the v1 and v2 device rule writers
+	"github.com/opencontainers/cgroups/fs"
+	"github.com/opencontainers/cgroups/fs2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// unifiedRoot is where the cgroup v2 hierarchy is mounted in unified mode.
+const unifiedRoot = "/sys/fs/cgroup"
+
+// Cgroup is one container's cgroup: a directory in every v1 hierarchy, or
+// one directory of the v2 hierarchy.
+type Cgroup struct {
+	path string // cgroup path as given after mapping (e.g. /berth/<id>)
+	v2   bool
+	mgr  cgroups.Manager
+	cfg  *cgroups.Cgroup
+}
+
+// New creates (or reuses) the cgroup at path and applies r to it. path is
+// an OCI cgroupsPath: absolute paths are relative to the hierarchy roots,
+// relative ones to berth's own cgroup, and systemd's "slice:prefix:name"
+// form is mapped to the equivalent cgroupfs path.
+func New(path string, r *specs.LinuxResources) (*Cgroup, error) {
+	c, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.create(); err != nil {
+		return nil, err
+	}
+	if err := c.Set(r); err != nil {
+		_ = c.mgr.Destroy()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Load opens the existing cgroup at path (as given to New) without
+// changing it.
+func Load(path string) (*Cgroup, error) {
+	c, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	if !c.mgr.Exists() {
+		return nil, fmt.Errorf("cgroup %s: does not exist", c.path)
+	}
+	return c, nil
+}
+
+func open(path string) (*Cgroup, error) {
+	p, err := mapPath(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &cgroups.Cgroup{Path: p, Resources: &cgroups.Resources{}}
+	c := &Cgroup{path: p, cfg: cfg, v2: cgroups.IsCgroup2UnifiedMode()}
+	if c.v2 {
+		dir := filepath.Join(unifiedRoot, p)
+		if !filepath.IsAbs(p) {
+			own, err := cgroups.GetOwnCgroupPath("")
+			if err != nil {
+				return nil, fmt.Errorf("cgroup %s: %w", p, err)
+			}
+			dir = filepath.Join(own, p)
+		}
+		c.mgr, err = fs2.NewManager(cfg, dir)
+	} else {
+		c.mgr, err = fs.NewManager(cfg, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", p, err)
+	}
+	return c, nil
+}
+
+// openV2At makes a v2 Cgroup at an explicit directory, so that tests can
+// exercise the v2 code on a host whose v2 hierarchy is mounted elsewhere.
+func openV2At(dir string) (*Cgroup, error) {
+	cfg := &cgroups.Cgroup{Path: dir, Resources: &cgroups.Resources{}}
+	m, err := fs2.NewManager(cfg, dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Cgroup{path: dir, cfg: cfg, v2: true, mgr: m}, nil
+}
+
+// create makes the directories (pid -1 means: join nobody). The v1 manager
+// also copies cpuset.cpus/mems down from the parent here, which a cpuset
+// cgroup needs before any task can join it.
+func (c *Cgroup) create() error {
+	if err := c.mgr.Apply(-1); err != nil {
+		return fmt.Errorf("cgroup %s: create: %w", c.path, err)
+	}
+	return nil
+}
+
+// Path is the cgroup path (after mapping a systemd-style one), relative to
+// the hierarchy roots when absolute.
+func (c *Cgroup) Path() string { return c.path }
+
+// Dirs maps each hierarchy's controller name to the cgroup's directory in
+// it ("" is the v2 directory).
+func (c *Cgroup) Dirs() map[string]string {
+	out := map[string]string{}
+	for k, v := range c.mgr.GetPaths() {
+		out[k] = v
+	}
+	return out
+}
+
+// V2 reports whether the cgroup lives in a v2 unified hierarchy.
+func (c *Cgroup) V2() bool { return c.v2 }
+
+// Apply moves pid (a process, all its threads) into the cgroup.
+//
+// On v1 every hierarchy needs its own write to cgroup.procs and each
+// migration takes cgroup_threadgroup_rwsem for writing, which costs an RCU
+// grace period unless one is already in progress. Writes issued back to
+// back from concurrent goroutines share the grace period, so the pid is
+// written to all hierarchies at once.
+func (c *Cgroup) Apply(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("cgroup %s: join: bad pid %d", c.path, pid)
+	}
+	dirs := c.joinDirs()
+	if len(dirs) == 1 {
+		return c.join(dirs[0], pid)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(dirs))
+	for i, d := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.join(d, pid)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *Cgroup) join(dir string, pid int) error {
+	if err := cgroups.WriteCgroupProc(dir, pid); err != nil {
+		return fmt.Errorf("cgroup %s: join pid %d: %w", c.path, pid, err)
+	}
+	return nil
+}
+
+// joinDirs lists the directories a member must be in, in a stable order.
+func (c *Cgroup) joinDirs() []string {
+	paths := c.mgr.GetPaths()
+	names := make([]string, 0, len(paths))
+	for k := range paths {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	dirs := make([]string, 0, len(names))
+	for _, n := range names {
+		dirs = append(dirs, paths[n])
+	}
+	return dirs
+}
+
+// Set applies r (nil: nothing) to the cgroup.
+func (c *Cgroup) Set(r *specs.LinuxResources) error {
+	res, err := convert(r, c.v2)
+	if err != nil {
+		return fmt.Errorf("cgroup %s: %w", c.path, err)
+	}
+	if err := c.mgr.Set(res); err != nil {
+		return fmt.Errorf("cgroup %s: set resources: %w", c.path, err)
+	}
+	return nil
+}
+
+// Freeze stops every process of the cgroup; it returns once they are.
+func (c *Cgroup) Freeze() error {
+	if err := c.mgr.Freeze(cgroups.Frozen); err != nil {
+		return fmt.Errorf("cgroup %s: freeze: %w", c.path, err)
+	}
+	return nil
+}
+
+// Thaw lets the processes of a frozen cgroup run again.
+func (c *Cgroup) Thaw() error {
+	if err := c.mgr.Freeze(cgroups.Thawed); err != nil {
+		return fmt.Errorf("cgroup %s: thaw: %w", c.path, err)
+	}
+	return nil
+}
+
+// Frozen reports whether the cgroup itself is frozen.
+func (c *Cgroup) Frozen() (bool, error) {
+	st, err := c.mgr.GetFreezerState()
+	return st == cgroups.Frozen, err
+}
+
+// Pids lists the processes in the cgroup and its descendants.
+func (c *Cgroup) Pids() ([]int, error) {
+	pids, err := c.mgr.GetAllPids()
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: pids: %w", c.path, err)
+	}
+	return pids, nil
+}
+
+// OOMKilled reports whether the kernel's OOM killer has killed a process
+// of this cgroup because of its memory limit.
+func (c *Cgroup) OOMKilled() (bool, error) {
+	n, err := c.mgr.OOMKillCount()
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil // no memory controller here: nothing was limited
+		}
+		return false, fmt.Errorf("cgroup %s: oom count: %w", c.path, err)
+	}
+	return n > 0, nil
+}
+
+// Destroy removes the cgroup's directories (and any sub-cgroups) in every
+// hierarchy. It kills nothing: the caller must have ended the processes.
+func (c *Cgroup) Destroy() error {
+	if err := c.mgr.Destroy(); err != nil {
+		return fmt.Errorf("cgroup %s: destroy: %w", c.path, err)
+	}
+	return nil
+}
+
+// mapPath turns an OCI cgroupsPath into a cgroupfs path. systemd's
+// "slice:prefix:name" names the unit prefix-name.scope under the slice,
+// whose path repeats each dash-separated parent ("a-b.slice" lives in
+// "a.slice/a-b.slice").
+func mapPath(p string) (string, error) {
+	if p == "" {
+		return "", errors.New("cgroup: empty cgroups path")
+	}
+	if strings.Count(p, ":") == 2 && !strings.Contains(p, "/") {
+		parts := strings.SplitN(p, ":", 3)
+		slice, prefix, name := parts[0], parts[1], parts[2]
+		if slice == "" {
+			slice = "system.slice"
+		}
+		dir, err := expandSlice(slice)
+		if err != nil {
+			return "", err
+		}
+		if name == "" {
+			return "", fmt.Errorf("cgroup: bad systemd cgroups path %q: empty name", p)
+		}
+		unit := name
+		if !strings.HasSuffix(name, ".slice") {
+			if prefix != "" {
+				unit = prefix + "-" + name
+			}
+			unit += ".scope"
+		} else {
+			sub, err := expandSlice(name)
+			if err != nil {
+				return "", err
+			}
+			return sub, nil
+		}
+		return filepath.Join(dir, unit), nil
+	}
+	for _, e := range strings.Split(p, "/") {
+		if e == ".." {
+			return "", fmt.Errorf("cgroup: cgroups path %q must not contain ..", p)
+		}
+	}
+	return filepath.Clean(p), nil
+}
+
+func expandSlice(slice string) (string, error) {
+	name, ok := strings.CutSuffix(slice, ".slice")
+	if name == "-" {
+		return "/", nil // systemd's root slice
+	}
+	if !ok || name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, "-") ||
+		strings.HasSuffix(name, "-") || strings.Contains(name, "--") {
+		return "", fmt.Errorf("cgroup: bad systemd slice %q", slice)
+	}
+	dir := "/"
+	prefix := ""
+	for _, comp := range strings.Split(name, "-") {
+		prefix += comp
+		dir = filepath.Join(dir, prefix+".slice")
+		prefix += "-"
+	}
+	return dir, nil
+}
