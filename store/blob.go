@@ -1,0 +1,336 @@
+package store
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// Blob describes a blob that Ingest put in the store.
+type Blob struct {
+	Digest v1.Hash
+	Size   int64
+	// Layer is set when the blob is a (compressed) tar; DiffID is then the
+	// digest of the uncompressed tar and Compression "gzip", "zstd" or "".
+	Layer       bool
+	DiffID      v1.Hash
+	Compression string
+	// New is false when the store had the blob already.
+	New bool
+}
+
+// IngestOptions say what a blob must be.
+type IngestOptions struct {
+	Digest *v1.Hash // expected digest, nil when unknown
+	Size   int64    // expected size, < 0 when unknown
+	// Layer forces layer handling (diffID, hostile entry check); without
+	// it a blob is treated as a layer when it sniffs as gzip, zstd or tar.
+	Layer bool
+	// Compress decompresses the input (whatever it is) and stores it
+	// gzip-compressed: a rootfs tarball becomes a layer.
+	Compress bool
+	// Label names the blob in progress output (default: its digest).
+	Label string
+}
+
+// ErrHostileLayer marks a layer refused for an entry that would land
+// outside the directory it is applied to.
+var ErrHostileLayer = errors.New("hostile layer")
+
+// HasBlob reports whether the store holds blob h with the given size
+// (size < 0: any).
+func (s *Store) HasBlob(h v1.Hash, size int64) bool {
+	fi, err := os.Stat(s.blobPath(h))
+	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
+}
+
+// Ingest copies r into the store as a blob: to a temp file first, then,
+// once its digest and size match what is expected (and a layer passed the
+// entry check), renamed into blobs/. Nothing is left behind on failure.
+// Callers hold Lock(false) so a concurrent GC does not drop the blob
+// before a manifest references it.
+func (s *Store) Ingest(r io.Reader, o IngestOptions) (Blob, error) {
+	label := o.Label
+	if label == "" && o.Digest != nil {
+		label = short(*o.Digest)
+	}
+	if label == "-" {
+		label = ""
+	}
+	if s.Progress != nil && label != "" {
+		total := o.Size
+		if o.Compress {
+			total = -1
+		}
+		s.Progress.Start(label, total)
+	}
+	b, err := s.ingest(r, o, label)
+	if s.Progress != nil && label != "" {
+		s.Progress.Done(label, err)
+	}
+	return b, err
+}
+
+func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error) {
+	if o.Digest != nil && o.Digest.Algorithm != "sha256" {
+		return Blob{}, fmt.Errorf("unsupported digest algorithm %q", o.Digest.Algorithm)
+	}
+	if o.Digest != nil && s.HasBlob(*o.Digest, o.Size) && !o.Layer {
+		io.Copy(io.Discard, r)
+		return Blob{Digest: *o.Digest, Size: o.Size}, nil
+	}
+	f, err := os.CreateTemp(filepath.Join(s.Root, "tmp"), "blob-")
+	if err != nil {
+		return Blob{}, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if s.Progress != nil && label != "" {
+		r = &countReader{r: r, fn: func(n int64) { s.Progress.Update(label, n) }}
+	}
+	blobHash := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, blobHash), 1<<20)
+	var b Blob
+	var size int64
+	if o.Compress {
+		size, b, err = s.compressLayer(r, bw)
+	} else {
+		size, b, err = s.copyBlob(r, bw, o.Layer)
+	}
+	if err != nil {
+		return Blob{}, err
+	}
+	if err := bw.Flush(); err != nil {
+		return Blob{}, err
+	}
+	b.Size = size
+	b.Digest = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(blobHash.Sum(nil))}
+	if o.Digest != nil && b.Digest != *o.Digest {
+		return Blob{}, fmt.Errorf("blob %s: content has digest %s: refused", o.Digest, b.Digest)
+	}
+	if o.Size >= 0 && !o.Compress && size != o.Size {
+		return Blob{}, fmt.Errorf("blob %s: %d bytes, expected %d: refused", b.Digest, size, o.Size)
+	}
+	if s.HasBlob(b.Digest, size) {
+		return b, nil
+	}
+	if err := f.Sync(); err != nil {
+		return Blob{}, err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return Blob{}, err
+	}
+	if err := f.Close(); err != nil {
+		return Blob{}, err
+	}
+	if err := os.Rename(f.Name(), s.blobPath(b.Digest)); err != nil {
+		return Blob{}, err
+	}
+	committed = true
+	b.New = true
+	return b, syncDir(filepath.Dir(s.blobPath(b.Digest)))
+}
+
+// copyBlob stores r as is; a layer is also decompressed on the side to
+// compute its diffID and check its entries.
+func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	head, _ := br.Peek(512)
+	comp, isTar := sniff(head)
+	if !layer && comp == "" && !isTar {
+		n, err := io.Copy(w, br)
+		return n, Blob{}, err
+	}
+	pr, pw := io.Pipe()
+	type result struct {
+		diff v1.Hash
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		d, _, err := s.scanLayer(pr, io.Discard)
+		pr.CloseWithError(err)
+		done <- result{d, err}
+	}()
+	n, err := io.Copy(io.MultiWriter(w, pw), br)
+	pw.CloseWithError(err)
+	res := <-done
+	if res.err != nil {
+		return 0, Blob{}, res.err
+	}
+	if err != nil {
+		return 0, Blob{}, err
+	}
+	return n, Blob{Layer: true, DiffID: res.diff, Compression: comp}, nil
+}
+
+// compressLayer decompresses r, checks it as a layer, and writes it to w
+// gzip-compressed (pgzip: all cores).
+func (s *Store) compressLayer(r io.Reader, w io.Writer) (int64, Blob, error) {
+	cw := &countWriter{w: w}
+	zw, err := pgzip.NewWriterLevel(cw, pgzip.BestSpeed)
+	if err != nil {
+		return 0, Blob{}, err
+	}
+	zw.SetConcurrency(1<<20, 4)
+	diff, _, err := s.scanLayer(r, zw)
+	if err != nil {
+		zw.Close()
+		return 0, Blob{}, err
+	}
+	if err := zw.Close(); err != nil {
+		return 0, Blob{}, err
+	}
+	return cw.n, Blob{Layer: true, DiffID: diff, Compression: "gzip"}, nil
+}
+
+// scanLayer decompresses r (detected), copies the tar to sink and returns
+// its digest, refusing hostile entry names and more than MaxLayerBytes.
+func (s *Store) scanLayer(r io.Reader, sink io.Writer) (v1.Hash, int64, error) {
+	rc, _, err := Decompress(r)
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	defer rc.Close()
+	max := s.MaxLayerBytes
+	if max <= 0 {
+		max = 64 << 30
+	}
+	h := sha256.New()
+	lim := &io.LimitedReader{R: rc, N: max + 1}
+	tee := io.TeeReader(lim, io.MultiWriter(h, sink))
+	tr := tar.NewReader(tee)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if lim.N <= 0 {
+				return v1.Hash{}, 0, fmt.Errorf("%w: more than %d bytes uncompressed", ErrHostileLayer, max)
+			}
+			return v1.Hash{}, 0, fmt.Errorf("layer is not a valid tar: %v", err)
+		}
+		if err := CheckEntry(hdr); err != nil {
+			return v1.Hash{}, 0, err
+		}
+	}
+	// The trailer (zero blocks, padding) belongs to the diffID too.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return v1.Hash{}, 0, err
+	}
+	if lim.N <= 0 {
+		return v1.Hash{}, 0, fmt.Errorf("%w: more than %d bytes uncompressed", ErrHostileLayer, max)
+	}
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}, max + 1 - lim.N, nil
+}
+
+// CheckEntry refuses a tar entry whose name or hardlink target is absolute
+// or climbs out with "..": such a layer can only be an attack. (Symlink
+// targets may be absolute; they are resolved inside the rootfs on apply.)
+func CheckEntry(hdr *tar.Header) error {
+	bad := func(p string) bool {
+		if strings.HasPrefix(p, "/") {
+			return true
+		}
+		for _, c := range strings.Split(p, "/") {
+			if c == ".." {
+				return true
+			}
+		}
+		return false
+	}
+	if bad(hdr.Name) || path.Clean(hdr.Name) == ".." {
+		return fmt.Errorf("%w: entry %q escapes the rootfs", ErrHostileLayer, hdr.Name)
+	}
+	if hdr.Typeflag == tar.TypeLink && bad(hdr.Linkname) {
+		return fmt.Errorf("%w: hardlink %q -> %q escapes the rootfs", ErrHostileLayer, hdr.Name, hdr.Linkname)
+	}
+	return nil
+}
+
+// sniff tells a blob's compression from its first bytes, and whether the
+// bytes look like an uncompressed tar.
+func sniff(head []byte) (comp string, isTar bool) {
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return "gzip", false
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd", false
+	case len(head) >= 262 && bytes.HasPrefix(head[257:], []byte("ustar")):
+		return "", true
+	}
+	return "", false
+}
+
+// Decompress wraps r in a gzip or zstd reader when its first bytes say so.
+func Decompress(r io.Reader) (io.ReadCloser, string, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	head, _ := br.Peek(4)
+	comp, _ := sniff(head)
+	switch comp {
+	case "gzip":
+		zr, err := pgzip.NewReader(br)
+		if err != nil {
+			return nil, "", err
+		}
+		return zr, comp, nil
+	case "zstd":
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxMemory(1<<30))
+		if err != nil {
+			return nil, "", err
+		}
+		return zr.IOReadCloser(), comp, nil
+	}
+	return io.NopCloser(br), "", nil
+}
+
+func short(h v1.Hash) string {
+	if len(h.Hex) > 12 {
+		return h.Hex[:12]
+	}
+	return h.Hex
+}
+
+type countReader struct {
+	r  io.Reader
+	n  int64
+	fn func(int64)
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.fn(c.n)
+	return n, err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+

@@ -1,0 +1,125 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berthproject/berth/layer"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// ChainIDs returns the chain ID of each layer prefix of diffIDs (OCI
+// image spec): the first is the first diffID, each next one
+// sha256(previous + " " + diffID).
+func ChainIDs(diffIDs []v1.Hash) []v1.Hash {
+	out := make([]v1.Hash, len(diffIDs))
+	for i, d := range diffIDs {
+		if i == 0 {
+			out[i] = d
+			continue
+		}
+		sum := sha256.Sum256([]byte(out[i-1].String() + " " + d.String()))
+		out[i] = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	}
+	return out
+}
+
+// SnapshotDir is where the snapshot of a chain ID lives (its fs/ subdir
+// is the overlay lowerdir).
+func (s *Store) SnapshotDir(chain v1.Hash) string {
+	return filepath.Join(s.Root, "snapshots", chain.Hex)
+}
+
+func (s *Store) snapshots(img v1.Image) ([]string, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	if len(layers) != len(cf.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("image config lists %d layers, manifest %d", len(cf.RootFS.DiffIDs), len(layers))
+	}
+	unlock, err := s.Lock(false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	chains := ChainIDs(cf.RootFS.DiffIDs)
+	dirs := make([]string, len(chains))
+	for i, c := range chains {
+		dir := s.SnapshotDir(c)
+		dirs[i] = filepath.Join(dir, "fs")
+		if _, err := os.Stat(dirs[i]); err == nil {
+			continue
+		}
+		if err := s.unpack(dir, layers[i], cf.RootFS.DiffIDs[i]); err != nil {
+			return nil, err
+		}
+	}
+	return dirs, nil
+}
+
+// unpack applies one layer into tmp/ and renames the result into place,
+// so a snapshot directory either is complete or does not exist. One
+// unpack runs at a time (snapshots.lock) so racing containers of one
+// image unpack it once.
+func (s *Store) unpack(dir string, l v1.Layer, diffID v1.Hash) error {
+	unlock, err := s.flock("snapshots.lock", true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, "fs")); err == nil {
+		return nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(s.Root, "tmp"), "snap-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	fs := filepath.Join(tmp, "fs")
+	if err := os.Mkdir(fs, 0o755); err != nil {
+		return err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = layer.Apply(fs, rc, layer.Options{Overlay: true, MaxBytes: s.MaxLayerBytes, NoDevices: os.Geteuid() != 0})
+	if err != nil {
+		return fmt.Errorf("unpack layer %s: %w", short(diffID), err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "diffid"), []byte(diffID.String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+// snapshotIDs lists the chain IDs that have a snapshot directory.
+func (s *Store) snapshotIDs() ([]v1.Hash, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Root, "snapshots"))
+	if err != nil {
+		return nil, err
+	}
+	var out []v1.Hash
+	for _, e := range ents {
+		if e.IsDir() && len(e.Name()) == 64 && strings.Trim(e.Name(), "0123456789abcdef") == "" {
+			out = append(out, v1.Hash{Algorithm: "sha256", Hex: e.Name()})
+		}
+	}
+	return out, nil
+}
