@@ -1,0 +1,198 @@
+package inspect
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+func scratchImage(t testing.TB, bin string, extra map[string]file) v1.Image {
+	files := map[string]file{"app": {mode: 0o755, data: readFile(t, bin)}}
+	for k, v := range extra {
+		files[k] = v
+	}
+	return imageOf(t, v1.Config{Entrypoint: []string{"/app"}}, layerOf(t, files))
+}
+
+func TestDoctorStaticGoInScratch(t *testing.T) {
+	bin := staticGo(t)
+	r := mustDoctor(t, "go-scratch", scratchImage(t, bin, nil))
+	t.Log(dump(r))
+	p := r.Entry.Program
+	if r.OS != "none" || r.Libc != "none" || r.Shell != "" || len(r.PackageManagers) != 0 {
+		t.Errorf("os=%q libc=%q shell=%q pm=%v, want none everywhere", r.OS, r.Libc, r.Shell, r.PackageManagers)
+	}
+	if p == nil || !p.Found || p.Kind != "elf" || p.Linkage != "static" || p.Arch != "amd64" {
+		t.Fatalf("entrypoint = %+v, want a static amd64 ELF", p)
+	}
+	if len(r.Entry.Problems) != 0 {
+		t.Errorf("problems %v for a static binary", r.Entry.Problems)
+	}
+	if r.Files != 1 || !r.RunsAsRoot {
+		t.Errorf("files=%d root=%v", r.Files, r.RunsAsRoot)
+	}
+	if !strings.HasPrefix(r.Verdict[0], "entrypoint is statically linked: FROM scratch would be") {
+		t.Errorf("verdict %q", r.Verdict[0])
+	}
+}
+
+func TestDoctorDynamicCInScratch(t *testing.T) {
+	bin := dynamicC(t)
+	r := mustDoctor(t, "c-scratch", scratchImage(t, bin, nil))
+	t.Log(dump(r))
+	p := r.Entry.Program
+	if p.Linkage != "dynamic" || p.Libc != "glibc" || p.Closure.Interp != "/lib64/ld-linux-x86-64.so.2" {
+		t.Fatalf("entrypoint = %+v closure %+v", p, p.Closure)
+	}
+	var names []string
+	for _, m := range p.Closure.Missing {
+		names = append(names, m.Name)
+	}
+	if strings.Join(names, " ") != "/lib64/ld-linux-x86-64.so.2 libc.so.6" {
+		t.Errorf("missing = %v, want the interpreter and libc.so.6", names)
+	}
+	want := "libc.so.6: cannot open shared object file: No such file or directory (needed by /app)"
+	if !contains(r.Entry.Problems, want) {
+		t.Errorf("problems %q lack %q", r.Entry.Problems, want)
+	}
+	if !strings.Contains(r.Verdict[0], "will not start") || !strings.Contains(r.Verdict[1], "build it static") {
+		t.Errorf("verdict %q", r.Verdict)
+	}
+}
+
+func TestDoctorCOnDebian(t *testing.T) {
+	bin := dynamicC(t)
+	img := imageOf(t, v1.Config{Cmd: []string{"hello"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}},
+		debianLayer(t), layerOf(t, map[string]file{"usr/local/bin/hello": {mode: 0o755, data: readFile(t, bin)}}))
+	r := mustDoctor(t, "c-debian", img)
+	t.Log(dump(r))
+	if r.OS != "Debian GNU/Linux 12 (bookworm)" || r.OSID != "debian" {
+		t.Errorf("os = %q id %q", r.OS, r.OSID)
+	}
+	if r.Libc != "glibc 2.36" {
+		t.Errorf("libc = %q, want glibc 2.36", r.Libc)
+	}
+	if r.Shell != "/bin/sh -> /usr/bin/dash" || !contains(r.Shells, "bash") {
+		t.Errorf("shell = %q shells %v", r.Shell, r.Shells)
+	}
+	if strings.Join(r.PackageManagers, ",") != "dpkg,apt" {
+		t.Errorf("package managers = %v", r.PackageManagers)
+	}
+	p := r.Entry.Program
+	if p.Path != "/usr/local/bin/hello" || p.Linkage != "dynamic" || len(r.Entry.Problems) != 0 {
+		t.Fatalf("entrypoint %+v problems %v", p, r.Entry.Problems)
+	}
+	if got := p.Closure.Libs["libc.so.6"]; got != "/usr/lib/x86_64-linux-gnu/libc.so.6" {
+		t.Errorf("libc.so.6 => %q", got)
+	}
+	if len(r.Layers) != 2 || r.Layers[1].Bytes != int64(len(readFile(t, bin))) {
+		t.Errorf("layers %+v", r.Layers)
+	}
+	if len(r.Setuid) == 0 || !r.RunsAsRoot || r.Tzdata != 0 && r.Tzdata < 100 {
+		t.Errorf("setuid %v root %v tz %d", r.Setuid, r.RunsAsRoot, r.Tzdata)
+	}
+	// The distroless-style base: loader + libc, nothing else for this program.
+	if len(r.Slim.Runtime) != 2 {
+		t.Errorf("runtime files %v, want ld-linux and libc", r.Slim.Runtime)
+	}
+	if !strings.HasPrefix(r.Verdict[0], "dynamic glibc binary: a distroless-style base needs these 2 files") {
+		t.Errorf("verdict %q", r.Verdict[0])
+	}
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(r); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	json.Unmarshal(buf.Bytes(), &back)
+	if back["libc"] != "glibc 2.36" {
+		t.Errorf("json libc = %v", back["libc"])
+	}
+}
+
+func TestDoctorLayersWhiteoutsAndModes(t *testing.T) {
+	l1 := layerOf(t, map[string]file{
+		"big":                {data: strings.Repeat("x", 1000)},
+		"dir/":               {},
+		"dir/a":              {data: strings.Repeat("a", 300)},
+		"dir/b":              {data: strings.Repeat("b", 200)},
+		"keep":               {data: "k"},
+		"shadow":             {data: strings.Repeat("s", 50)},
+		"usr/bin/su":         {mode: 0o4755, data: "\x7fELF-not-really"},
+		"tmp/":               {mode: 0o1777},
+		"scratchpad/":        {mode: 0o777},
+		"etc/passwd":         {data: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n"},
+		"etc/os-release":     {link: "../usr/lib/os-release"},
+		"usr/lib/os-release": {data: "NAME=\"Test OS\"\nVERSION=\"1\"\nID=test\n"},
+	})
+	l2 := layerOf(t, map[string]file{
+		".wh.big":          {},
+		"dir/.wh..wh..opq": {},
+		"dir/c":            {data: "cc"},
+		"shadow":           {data: "t"},
+	})
+	img := imageOf(t, v1.Config{User: "app", Entrypoint: []string{"/nope"}}, l1, l2)
+	r := mustDoctor(t, "layers", img)
+	t.Log(dump(r))
+	if r.Wasted != 1000+300+200+50 || r.Layers[1].Wasted != r.Wasted || r.Layers[0].Wasted != 0 {
+		t.Errorf("wasted %d layers %+v", r.Wasted, r.Layers)
+	}
+	if r.OS != "Test OS 1" {
+		t.Errorf("os %q", r.OS)
+	}
+	// files left: dir/c keep shadow su passwd os-release
+	if r.Files != 6 || r.Size != 2+1+1+int64(len("\x7fELF-not-really"))+int64(len("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n"))+int64(len("NAME=\"Test OS\"\nVERSION=\"1\"\nID=test\n")) {
+		t.Errorf("files %d size %d", r.Files, r.Size)
+	}
+	if len(r.Setuid) != 1 || !strings.HasPrefix(r.Setuid[0], "/usr/bin/su (setuid") {
+		t.Errorf("setuid %v", r.Setuid)
+	}
+	if strings.Join(r.WorldWritable, " ") != "/scratchpad" {
+		t.Errorf("world-writable %v", r.WorldWritable)
+	}
+	if r.RunsAsRoot || strings.Join(r.Users, " ") != "root(0) app(1000)" {
+		t.Errorf("root %v users %v", r.RunsAsRoot, r.Users)
+	}
+	if r.Entry.Program.Found || !strings.Contains(r.Verdict[0], "/nope: not found") {
+		t.Errorf("verdict %q", r.Verdict)
+	}
+}
+
+func TestDoctorShebangThroughEnv(t *testing.T) {
+	bb := readFile(t, "/bin/busybox")
+	img := imageOf(t, v1.Config{Entrypoint: []string{"run.sh"}, WorkingDir: "/app", Env: []string{"PATH=/app:/bin"}}, layerOf(t, map[string]file{
+		"bin/busybox": {mode: 0o755, data: bb},
+		"bin/env":     {link: "busybox"},
+		"app/run.sh":  {mode: 0o755, data: "#!/bin/env lua\nprint(1)\n"},
+	}))
+	r := mustDoctor(t, "env", img)
+	t.Log(dump(r))
+	want := "lua: not found in the image: exec fails with \"no such file or directory\""
+	if len(r.Entry.Problems) != 1 || r.Entry.Problems[0] != want {
+		t.Errorf("problems %q, want %q", r.Entry.Problems, want)
+	}
+}
+
+func TestDoctorCompare(t *testing.T) {
+	bin := staticGo(t)
+	a := mustDoctor(t, "go-scratch", scratchImage(t, bin, nil))
+	b := mustDoctor(t, "c-scratch", scratchImage(t, dynamicC(t), nil))
+	var buf bytes.Buffer
+	WriteCompare(&buf, []*Report{a, b})
+	t.Log("\n" + buf.String())
+	lines := strings.Split(buf.String(), "\n")
+	if !strings.Contains(lines[0], "go-scratch") || !strings.Contains(lines[0], "c-scratch") {
+		t.Errorf("header %q", lines[0])
+	}
+	var ep string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "entrypoint") {
+			ep = strings.Join(strings.Fields(l), " ")
+		}
+	}
+	if ep != "entrypoint static BROKEN" {
+		t.Errorf("entrypoint row %q", ep)
+	}
+}

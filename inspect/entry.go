@@ -1,0 +1,241 @@
+package inspect
+
+import (
+	"archive/tar"
+	"debug/elf"
+	"path"
+	"regexp"
+	goruntime "runtime"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// defaultPath is the PATH a container gets when its image sets none
+// (Docker's and the OCI runtimes' choice).
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Program is an executable resolved inside the image the way the runtime
+// and the kernel would resolve it: PATH lookup, WORKDIR, symlinks.
+type Program struct {
+	Name    string   `json:"name"`           // as written in the config or shebang
+	Path    string   `json:"path,omitempty"` // where PATH lookup found it
+	Real    string   `json:"real,omitempty"` // after symlinks
+	Found   bool     `json:"found"`
+	Kind    string   `json:"kind"`              // elf, script, other, missing
+	Arch    string   `json:"arch,omitempty"`    // GOARCH naming of the ELF machine
+	Linkage string   `json:"linkage,omitempty"` // static, dynamic
+	Libc    string   `json:"libc,omitempty"`    // glibc, musl (dynamic only)
+	Closure *Closure `json:"closure,omitempty"`
+	// Interpreter is a script's shebang interpreter (after /usr/bin/env).
+	Interpreter *Program `json:"interpreter,omitempty"`
+	Shebang     string   `json:"shebang,omitempty"`
+	Size        int64    `json:"size"`
+	envProg     *Program // the env of `#!/usr/bin/env X`
+	links       []*Node
+	node        *Node
+}
+
+// Entry is the image's entrypoint+cmd and how it would start.
+type Entry struct {
+	Args     []string `json:"args"`
+	Program  *Program `json:"program,omitempty"`
+	Script   string   `json:"script,omitempty"` // the app file of `node app.js`, `python3 app.py`
+	ScriptOK bool     `json:"script_found,omitempty"`
+	Lang     string   `json:"lang,omitempty"` // node, python, perl, ruby, php
+	Problems []string `json:"problems,omitempty"`
+	workdir  string
+	pathEnv  []string
+	ldPath   []string
+	arch     string // the image config's architecture
+}
+
+var elfArch = map[elf.Machine]string{
+	elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_386: "386", elf.EM_ARM: "arm",
+	elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_RISCV: "riscv64", elf.EM_MIPS: "mips",
+}
+
+var langOf = regexp.MustCompile(`^(node|nodejs|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*)$`)
+
+func envValue(env []string, key string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// ResolveEntry resolves the config's entrypoint and cmd.
+func (fs *FS) ResolveEntry(cfg *v1.ConfigFile) *Entry {
+	c := cfg.Config
+	e := &Entry{Args: append(append([]string{}, c.Entrypoint...), c.Cmd...), workdir: c.WorkingDir, arch: cfg.Architecture}
+	if e.workdir == "" {
+		e.workdir = "/"
+	}
+	p, ok := envValue(c.Env, "PATH")
+	if !ok {
+		p = defaultPath
+	}
+	e.pathEnv = strings.Split(p, ":")
+	if v, ok := envValue(c.Env, "LD_LIBRARY_PATH"); ok && v != "" {
+		e.ldPath = strings.Split(v, ":")
+	}
+	if len(e.Args) == 0 {
+		e.Problems = append(e.Problems, "no entrypoint or cmd: the image runs only with a command given")
+		return e
+	}
+	e.Program = fs.program(e.Args[0], e, cfg.Architecture, 0)
+	e.collect(e.Program)
+	prog := e.Program
+	if prog.Interpreter != nil {
+		prog = prog.Interpreter
+	}
+	if prog.Found {
+		base := path.Base(prog.Real)
+		if m := langOf.FindString(path.Base(prog.Name)); m != "" || langOf.MatchString(base) {
+			e.Lang = langName(base)
+			if e.Program.Interpreter == nil {
+				// `node app.js`: the first argument that is not an option names the app.
+				for _, a := range e.Args[1:] {
+					if !strings.HasPrefix(a, "-") {
+						e.Script = fs.abs(a, e.workdir)
+						e.ScriptOK = fs.Exists(e.Script)
+						if !e.ScriptOK {
+							e.Problems = append(e.Problems, e.Lang+" script "+e.Script+" not found")
+						}
+						break
+					}
+				}
+			} else {
+				e.Script, e.ScriptOK = e.Program.Real, true
+			}
+		}
+	}
+	return e
+}
+
+func langName(base string) string {
+	switch {
+	case strings.HasPrefix(base, "node"):
+		return "node"
+	case strings.HasPrefix(base, "python"):
+		return "python"
+	case strings.HasPrefix(base, "perl"):
+		return "perl"
+	case strings.HasPrefix(base, "ruby"):
+		return "ruby"
+	case strings.HasPrefix(base, "php"):
+		return "php"
+	}
+	return ""
+}
+
+func (fs *FS) abs(p, dir string) string {
+	if strings.HasPrefix(p, "/") {
+		return path.Clean(p)
+	}
+	return path.Join("/", dir, p)
+}
+
+// lookPath finds name as execve after a PATH search would.
+func (fs *FS) lookPath(name string, e *Entry) (string, *Node, string, []*Node) {
+	if strings.Contains(name, "/") {
+		p := fs.abs(name, e.workdir)
+		n, real, links := fs.Resolve(p)
+		return p, n, real, links
+	}
+	for _, d := range e.pathEnv {
+		if d == "" {
+			d = "."
+		}
+		p := fs.abs(path.Join(d, name), e.workdir)
+		n, real, links := fs.Resolve(p)
+		if n != nil && n.Type != tar.TypeDir && n.Mode&0o111 != 0 {
+			return p, n, real, links
+		}
+	}
+	return "", nil, "", nil
+}
+
+func (fs *FS) program(name string, e *Entry, imageArch string, depth int) *Program {
+	pr := &Program{Name: name, Kind: "missing"}
+	p, n, real, links := fs.lookPath(name, e)
+	pr.Path, pr.Real, pr.links, pr.node = p, real, links, n
+	if n == nil || n.Type == tar.TypeDir {
+		return pr
+	}
+	pr.Found, pr.Size = true, n.Size
+	if n.src != nil {
+		pr.Size = n.src.Size
+	}
+	switch {
+	case n.ELF != nil:
+		pr.Kind = "elf"
+		pr.Arch = elfArch[n.ELF.Machine]
+		if n.ELF.Interp == "" {
+			pr.Linkage = "static"
+		} else {
+			pr.Linkage = "dynamic"
+			pr.Closure = fs.LoadClosure(real, n.ELF, e.ldPath)
+			pr.Libc = "glibc"
+			if pr.Closure.Musl {
+				pr.Libc = "musl"
+			}
+		}
+	case n.Shebang != "":
+		pr.Kind, pr.Shebang = "script", n.Shebang
+		f := strings.Fields(n.Shebang)
+		if len(f) > 0 && depth < 4 {
+			interp := f[0]
+			// `#!/usr/bin/env X` executes X found on PATH; env itself must exist too.
+			if path.Base(interp) == "env" && len(f) > 1 {
+				envProg := fs.program(interp, e, imageArch, depth+1)
+				arg := f[1]
+				if arg == "-S" && len(f) > 2 {
+					arg = f[2]
+				}
+				pr.Interpreter = fs.program(arg, e, imageArch, depth+1)
+				if !envProg.Found {
+					pr.Interpreter = envProg
+				} else {
+					pr.Interpreter.links = append(pr.Interpreter.links, envProg.links...)
+					pr.Interpreter.envProg = envProg
+				}
+			} else {
+				pr.Interpreter = fs.program(interp, e, imageArch, depth+1)
+			}
+		}
+	default:
+		pr.Kind = "other"
+	}
+	return pr
+}
+
+// collect lists what keeps the entrypoint from starting.
+func (e *Entry) collect(p *Program) {
+	if p == nil {
+		return
+	}
+	switch {
+	case !p.Found:
+		e.Problems = append(e.Problems, p.Name+": not found in the image: exec fails with \"no such file or directory\"")
+	case p.node.Mode&0o111 == 0:
+		e.Problems = append(e.Problems, p.Real+": not executable: exec fails with \"permission denied\"")
+	case p.Kind == "other":
+		e.Problems = append(e.Problems, p.Real+": neither ELF nor a #! script: exec fails with \"exec format error\"")
+	case p.Kind == "elf" && e.arch != "" && p.Arch != e.arch:
+		e.Problems = append(e.Problems, p.Real+": built for "+p.Arch+" but the image config says "+e.arch)
+	case p.Kind == "elf" && p.Arch != goruntime.GOARCH:
+		e.Problems = append(e.Problems, p.Real+": built for "+p.Arch+", host is "+goruntime.GOARCH+": needs a binfmt handler (qemu-user-static)")
+	}
+	if p.Closure != nil {
+		for _, m := range p.Closure.Missing {
+			e.Problems = append(e.Problems, m.Error+" (needed by "+m.NeededBy+")")
+		}
+	}
+	if p.envProg != nil {
+		e.collect(p.envProg)
+	}
+	e.collect(p.Interpreter)
+}

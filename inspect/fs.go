@@ -1,0 +1,400 @@
+// Package inspect analyses images from their layers, never by running
+// them: what distro and libc an image carries, whether its entrypoint can
+// start (ELF interpreter and libraries present), what it wastes (doctor);
+// it cuts an image down to what its entrypoint needs (slim), and attaches
+// a toolbox to a running shell-less container (debug).
+package inspect
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Node is one path of the merged filesystem view: the state after every
+// layer was applied in order, whiteouts and opaque directories included.
+type Node struct {
+	Path     string // absolute, cleaned
+	Type     byte   // tar typeflag: tar.TypeReg, TypeDir, TypeSymlink, TypeLink, ...
+	Mode     int64  // permission and setuid/setgid/sticky bits, as in the tar header
+	UID, GID int
+	Size     int64  // bytes of content (0 for hardlinks: their target holds it)
+	Link     string // symlink or hardlink target as written in the layer
+	Layer    int    // index of the layer that last wrote this path
+	ELF      *ELFInfo
+	Shebang  string // first line of an executable script, without "#!"
+	Libc     string // glibc version found in a libc.so.6 ("2.36")
+
+	children map[string]*Node
+	src      *Node  // a hardlink's target as it was when the link was made
+	data     []byte // small config files kept in memory (os-release, passwd...)
+}
+
+// ELFInfo is what the dynamic loader would look at in an ELF file.
+type ELFInfo struct {
+	Class   elf.Class
+	Machine elf.Machine
+	Type    elf.Type
+	Interp  string   // PT_INTERP, empty for a static binary
+	Needed  []string // DT_NEEDED
+	RPath   []string
+	RunPath []string
+	Dynamic bool // has a PT_DYNAMIC segment (static-pie has one but no interpreter)
+}
+
+// LayerStat sums up one layer.
+type LayerStat struct {
+	Index   int    `json:"index"`
+	DiffID  string `json:"diff_id,omitempty"`
+	Bytes   int64  `json:"bytes"`   // content bytes of the regular files it adds
+	Entries int    `json:"entries"` // tar entries, whiteouts included
+	Wasted  int64  `json:"wasted"`  // bytes of lower-layer files it shadows or deletes
+}
+
+// FS is the merged view of an image's layers.
+type FS struct {
+	root   *Node
+	Layers []LayerStat
+	Wasted int64 // bytes of files shadowed or deleted by a later layer
+}
+
+// Config files small enough to keep: read when the tree is built, so
+// that the report needs a single pass over the layers.
+var keepData = regexp.MustCompile(`^/(etc/(os-release|passwd|group|nsswitch\.conf|ld\.so\.conf|ld\.so\.conf\.d/.*|ld-musl-.*\.path|shells)|usr/lib/os-release)$`)
+
+var glibcVersion = regexp.MustCompile(`GNU C Library [^\n]*?(?:release )?version (\d+\.\d+)`)
+
+// maxELF bounds the size of a file read into memory to parse its ELF
+// headers; larger files are recorded without ELF details.
+const maxELF = 512 << 20
+
+// ReadFS applies img's layers in order into a merged view.
+func ReadFS(img v1.Image) (*FS, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("layers: %w", err)
+	}
+	fs := &FS{root: &Node{Path: "/", Type: tar.TypeDir, Mode: 0o755, children: map[string]*Node{}}}
+	for i, l := range layers {
+		st := LayerStat{Index: i}
+		if d, err := l.DiffID(); err == nil {
+			st.DiffID = d.String()
+		}
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		err = fs.apply(i, rc, &st)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		fs.Layers = append(fs.Layers, st)
+		fs.Wasted += st.Wasted
+	}
+	return fs, nil
+}
+
+// clean turns a tar entry name into an absolute clean path, refusing
+// names that climb out of the root.
+func clean(name string) (string, error) {
+	p := path.Clean("/" + name)
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("entry %q climbs out of the root", name)
+		}
+	}
+	return p, nil
+}
+
+func (fs *FS) apply(layer int, r io.Reader, st *LayerStat) error {
+	tr := tar.NewReader(r)
+	// Opaque markers hide lower layers only: entries of this layer under
+	// the same directory may come before the marker in the tar.
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		st.Entries++
+		p, err := clean(h.Name)
+		if err != nil {
+			return err
+		}
+		if p == "/" {
+			fs.root.Mode, fs.root.UID, fs.root.GID = h.Mode&0o7777, h.Uid, h.Gid
+			continue
+		}
+		dir, base := path.Split(p)
+		dir = path.Clean(dir)
+		if base == ".wh..wh..opq" {
+			if d := fs.lookup(dir); d != nil && d.Type == tar.TypeDir {
+				for name, c := range d.children {
+					if c.Layer < layer {
+						st.Wasted += c.subtreeBytes()
+						delete(d.children, name)
+					}
+				}
+			}
+			continue
+		}
+		if strings.HasPrefix(base, ".wh.") {
+			victim := path.Join(dir, strings.TrimPrefix(base, ".wh."))
+			if n := fs.lookup(victim); n != nil {
+				st.Wasted += n.subtreeBytes()
+				fs.remove(victim)
+			}
+			continue
+		}
+		parent := fs.mkdirAll(dir, layer)
+		n := &Node{Path: p, Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Layer: layer, Link: h.Linkname}
+		if n.Type == tar.TypeRegA {
+			n.Type = tar.TypeReg
+		}
+		if old := parent.children[base]; old != nil {
+			if old.Type == tar.TypeDir && n.Type == tar.TypeDir {
+				// A directory entry over a directory updates its metadata only.
+				old.Mode, old.UID, old.GID, old.Layer = n.Mode, n.UID, n.GID, layer
+				continue
+			}
+			st.Wasted += old.subtreeBytes()
+		}
+		switch n.Type {
+		case tar.TypeDir:
+			n.children = map[string]*Node{}
+		case tar.TypeReg:
+			n.Size = h.Size
+			st.Bytes += h.Size
+			if err := n.sniff(tr); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		case tar.TypeLink:
+			t, err := clean(h.Linkname)
+			if err != nil {
+				return err
+			}
+			n.Link = t
+			if tgt := fs.lookup(t); tgt != nil {
+				n.ELF, n.Shebang, n.Libc, n.data = tgt.ELF, tgt.Shebang, tgt.Libc, tgt.data
+				n.src = tgt
+			}
+		}
+		parent.children[base] = n
+	}
+}
+
+// sniff reads what the report needs from a regular file's content: ELF
+// headers, a script's shebang line, glibc's version, small config files.
+func (n *Node) sniff(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 4096)
+	head, _ := br.Peek(256)
+	switch {
+	case bytes.HasPrefix(head, []byte("\x7fELF")) && n.Size <= maxELF:
+		data, err := io.ReadAll(br)
+		if err != nil {
+			return err
+		}
+		n.ELF = parseELF(data)
+		base := path.Base(n.Path)
+		if base == "libc.so.6" || strings.HasPrefix(base, "libc-2.") {
+			if m := glibcVersion.FindSubmatch(data); m != nil {
+				n.Libc = string(m[1])
+			}
+		}
+	case bytes.HasPrefix(head, []byte("#!")):
+		line, _, _ := strings.Cut(string(head[2:]), "\n")
+		n.Shebang = strings.TrimSpace(line)
+	}
+	if keepData.MatchString(n.Path) && n.Size <= 1<<20 {
+		data, err := io.ReadAll(br)
+		if err != nil {
+			return err
+		}
+		n.data = data
+	}
+	return nil
+}
+
+func parseELF(data []byte) *ELFInfo {
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	info := &ELFInfo{Class: f.Class, Machine: f.Machine, Type: f.Type}
+	for _, p := range f.Progs {
+		switch p.Type {
+		case elf.PT_INTERP:
+			b := make([]byte, p.Filesz)
+			if _, err := p.ReadAt(b, 0); err == nil {
+				info.Interp = strings.TrimRight(string(b), "\x00")
+			}
+		case elf.PT_DYNAMIC:
+			info.Dynamic = true
+		}
+	}
+	if info.Dynamic {
+		info.Needed, _ = f.DynString(elf.DT_NEEDED)
+		info.RPath = splitPaths(f.DynString(elf.DT_RPATH))
+		info.RunPath = splitPaths(f.DynString(elf.DT_RUNPATH))
+	}
+	return info
+}
+
+func splitPaths(v []string, err error) []string {
+	var out []string
+	for _, s := range v {
+		for _, p := range strings.Split(s, ":") {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func (n *Node) subtreeBytes() int64 {
+	var sum int64
+	n.walk(func(c *Node) { sum += c.Size })
+	return sum
+}
+
+// walk visits n and everything under it, children in name order.
+func (n *Node) walk(fn func(*Node)) {
+	fn(n)
+	names := make([]string, 0, len(n.children))
+	for name := range n.children {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		n.children[name].walk(fn)
+	}
+}
+
+// Walk visits every path of the view, parents before children.
+func (fs *FS) Walk(fn func(*Node)) { fs.root.walk(fn) }
+
+// lookup finds p without following symlinks (nil if absent).
+func (fs *FS) lookup(p string) *Node {
+	n := fs.root
+	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		if n.children == nil {
+			return nil
+		}
+		if n = n.children[part]; n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+func (fs *FS) remove(p string) {
+	dir, base := path.Split(p)
+	if d := fs.lookup(path.Clean(dir)); d != nil && d.children != nil {
+		delete(d.children, base)
+	}
+}
+
+// mkdirAll returns the directory at p, creating implied parents (a layer
+// may omit them); a non-directory in the way is replaced, as tar would.
+func (fs *FS) mkdirAll(p string, layer int) *Node {
+	n := fs.root
+	cur := "/"
+	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		cur = path.Join(cur, part)
+		c := n.children[part]
+		if c == nil || c.Type != tar.TypeDir {
+			c = &Node{Path: cur, Type: tar.TypeDir, Mode: 0o755, Layer: layer, children: map[string]*Node{}}
+			n.children[part] = c
+		}
+		n = c
+	}
+	return n
+}
+
+// maxHops is the kernel's limit on symlinks followed in one lookup.
+const maxHops = 40
+
+// Resolve follows p (absolute, or relative to cwd) through the view as
+// the kernel would inside the container: symlinks are resolved against
+// the image root, ".." never climbs above it. It returns the final node
+// (nil if absent), its real path, and every symlink passed on the way.
+func (fs *FS) Resolve(p string) (*Node, string, []*Node) {
+	var links []*Node
+	n, real := fs.resolve(p, &links, 0)
+	return n, real, links
+}
+
+func (fs *FS) resolve(p string, links *[]*Node, hops int) (*Node, string) {
+	parts := strings.Split(p, "/")
+	cur := "/"
+	var n *Node = fs.root
+	for i := 0; i < len(parts); i++ {
+		part := parts[i]
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			cur = path.Dir(cur)
+			n = fs.lookup(cur)
+			continue
+		}
+		if n == nil || n.Type != tar.TypeDir {
+			return nil, path.Join(cur, strings.Join(parts[i:], "/"))
+		}
+		next := n.children[part]
+		cand := path.Join(cur, part)
+		if next == nil {
+			return nil, path.Join(cand, strings.Join(parts[i+1:], "/"))
+		}
+		if next.Type == tar.TypeSymlink {
+			if hops >= maxHops {
+				return nil, cand
+			}
+			*links = append(*links, next)
+			target := next.Link
+			if !strings.HasPrefix(target, "/") {
+				target = path.Join(cur, target)
+			}
+			rest := strings.Join(parts[i+1:], "/")
+			return fs.resolve(path.Clean("/"+target)+"/"+rest, links, hops+1)
+		}
+		cur, n = cand, next
+	}
+	return n, cur
+}
+
+// Data returns a small config file's content kept in memory, following
+// symlinks (nil if absent or not kept).
+func (fs *FS) Data(p string) []byte {
+	n, _, _ := fs.Resolve(p)
+	if n == nil {
+		return nil
+	}
+	return n.data
+}
+
+// Exists tells whether p resolves to something.
+func (fs *FS) Exists(p string) bool {
+	n, _, _ := fs.Resolve(p)
+	return n != nil
+}
