@@ -99,6 +99,9 @@ if [ ! -s "$RUN/rootfs-$ARCH.tar.gz" ]; then
     ldd "$bb" 2>&1 | grep -q 'not a dynamic' || fail "$bb missing or not static: apt-get install busybox-static"
   r=$(mktemp -d "$WORK/rootfs.XXXXXX")
   mkdir -p "$r"/{bin,dev,etc,proc,sys,tmp}
+  # "./" of the tarball is the bundle directory itself (root.path is "."):
+  # without 0755 a non-root container process cannot even reach /.
+  chmod 755 "$r" "$r"/{bin,dev,etc,proc,sys} && chmod 1777 "$r/tmp"
   cp "$bb" "$r/bin/busybox"
   for a in $("$bb" --list); do [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"; done
   cat >"$r/etc/passwd" <<'EOF'
