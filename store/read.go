@@ -106,3 +106,12 @@ func PlatformString(p *v1.Platform) string {
 	}
 	return s
 }
+
+// EntryImage returns the image of an entry (for platform, see Image).
+func (s *Store) EntryImage(e Entry, platform string) (v1.Image, error) {
+	ref := e.Name
+	if ref == "" {
+		ref = e.Descriptor.Digest.String()
+	}
+	return s.imageFor(e.Descriptor, ref, platform)
+}
