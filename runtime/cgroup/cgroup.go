@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/opencontainers/cgroups"
 	_ "github.com/opencontainers/cgroups/devices" // registers the v1 and v2 device rule writers
 	"github.com/opencontainers/cgroups/fs"
 	"github.com/opencontainers/cgroups/fs2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // unifiedRoot is where the cgroup v2 hierarchy is mounted in unified mode.
@@ -27,8 +27,12 @@ const unifiedRoot = "/sys/fs/cgroup"
 type Cgroup struct {
 	path string // cgroup path as given after mapping (e.g. /berth/<id>)
 	v2   bool
-	mgr  cgroups.Manager
-	cfg  *cgroups.Cgroup
+	// plainMkdir: a v2 directory outside /sys/fs/cgroup (tests on a hybrid
+	// host), which fs2's creation code cannot handle: it reads controllers
+	// from /sys/fs/cgroup and enables them all on every ancestor.
+	plainMkdir bool
+	mgr        cgroups.Manager
+	cfg        *cgroups.Cgroup
 }
 
 // New creates (or reuses) the cgroup at path and applies r to it. path is
@@ -46,6 +50,9 @@ func New(path string, r *specs.LinuxResources) (*Cgroup, error) {
 	if err := c.Set(r); err != nil {
 		_ = c.mgr.Destroy()
 		return nil, err
+	}
+	if warmJoin {
+		go warmMigration()
 	}
 	return c, nil
 }
@@ -73,7 +80,7 @@ func open(path string) (*Cgroup, error) {
 	if c.v2 {
 		dir := filepath.Join(unifiedRoot, p)
 		if !filepath.IsAbs(p) {
-			own, err := cgroups.GetOwnCgroupPath("")
+			own, err := ownV2Dir()
 			if err != nil {
 				return nil, fmt.Errorf("cgroup %s: %w", p, err)
 			}
@@ -97,13 +104,16 @@ func openV2At(dir string) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cgroup{path: dir, cfg: cfg, v2: true, mgr: m}, nil
+	return &Cgroup{path: dir, cfg: cfg, v2: true, mgr: m, plainMkdir: true}, nil
 }
 
 // create makes the directories (pid -1 means: join nobody). The v1 manager
 // also copies cpuset.cpus/mems down from the parent here, which a cpuset
 // cgroup needs before any task can join it.
 func (c *Cgroup) create() error {
+	if c.plainMkdir {
+		return os.MkdirAll(c.path, 0o755)
+	}
 	if err := c.mgr.Apply(-1); err != nil {
 		return fmt.Errorf("cgroup %s: create: %w", c.path, err)
 	}
@@ -127,32 +137,54 @@ func (c *Cgroup) Dirs() map[string]string {
 // V2 reports whether the cgroup lives in a v2 unified hierarchy.
 func (c *Cgroup) V2() bool { return c.v2 }
 
-// Apply moves pid (a process, all its threads) into the cgroup.
-//
-// On v1 every hierarchy needs its own write to cgroup.procs and each
-// migration takes cgroup_threadgroup_rwsem for writing, which costs an RCU
-// grace period unless one is already in progress. Writes issued back to
-// back from concurrent goroutines share the grace period, so the pid is
-// written to all hierarchies at once.
+// Apply moves pid (a process, all its threads) into the cgroup, in every
+// hierarchy. The first write waits for an RCU grace period (see
+// warmMigration); the following ones share it and take microseconds, so
+// writing them concurrently gains nothing (measured: bench_test.go).
 func (c *Cgroup) Apply(pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("cgroup %s: join: bad pid %d", c.path, pid)
 	}
-	dirs := c.joinDirs()
-	if len(dirs) == 1 {
-		return c.join(dirs[0], pid)
+	for _, d := range c.joinDirs() {
+		if err := c.join(d, pid); err != nil {
+			return err
+		}
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(dirs))
-	for i, d := range dirs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.join(d, pid)
-		}()
+	return nil
+}
+
+// warmJoin turns warmMigration on; the benchmarks turn it off to compare.
+var warmJoin = true
+
+// warmMigration makes berth's next cgroup migration cheap. Every write to
+// cgroup.procs takes the kernel's cgroup_threadgroup_rwsem for writing,
+// and the first writer after a quiet spell waits for an RCU grace period
+// (4-10 ms here) while later writers within roughly 20 ms do not. New
+// therefore ends by starting a no-op migration (berth into the cgroup it
+// is already in, in a hierarchy without controllers where possible) in the
+// background, so that the grace period elapses while the caller clones
+// the container's init, and Apply then finds the lock warm. It must come
+// after New's mkdirs: the kernel waits for the grace period holding
+// cgroup_mutex, which mkdir needs too.
+func warmMigration() {
+	dir, err := ownCgroupDir()
+	if err != nil {
+		return // only an optimisation
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	_ = cgroups.WriteCgroupProc(dir, os.Getpid())
+}
+
+// ownCgroupDir is a directory berth's process is already a member of.
+func ownCgroupDir() (string, error) {
+	if cgroups.IsCgroup2UnifiedMode() {
+		return ownV2Dir()
+	}
+	for _, s := range []string{"name=systemd", "freezer", "pids"} {
+		if d, err := cgroups.GetOwnCgroupPath(s); err == nil {
+			return d, nil
+		}
+	}
+	return "", errors.New("no v1 hierarchy")
 }
 
 func (c *Cgroup) join(dir string, pid int) error {
@@ -242,6 +274,19 @@ func (c *Cgroup) Destroy() error {
 	return nil
 }
 
+// ownV2Dir is berth's own cgroup directory in unified mode.
+func ownV2Dir() (string, error) {
+	m, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	p, ok := m[""]
+	if !ok {
+		return "", errors.New("no cgroup v2 entry in /proc/self/cgroup")
+	}
+	return filepath.Join(unifiedRoot, p), nil
+}
+
 // mapPath turns an OCI cgroupsPath into a cgroupfs path. systemd's
 // "slice:prefix:name" names the unit prefix-name.scope under the slice,
 // whose path repeats each dash-separated parent ("a-b.slice" lives in
@@ -303,4 +348,20 @@ func expandSlice(slice string) (string, error) {
 		prefix += "-"
 	}
 	return dir, nil
+}
+
+// OpenDir opens the cgroup's v2 directory for clone3's CLONE_INTO_CGROUP
+// (syscall.SysProcAttr UseCgroupFD/CgroupFD): a process started that way is
+// born in the cgroup and needs no Apply, so it skips the migration's RCU
+// wait. There is no such thing on v1, where it returns an error.
+func (c *Cgroup) OpenDir() (*os.File, error) {
+	if !c.v2 {
+		return nil, errors.New("cgroup: CLONE_INTO_CGROUP needs cgroup v2")
+	}
+	dir := c.mgr.Path("")
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", c.path, err)
+	}
+	return f, nil
 }

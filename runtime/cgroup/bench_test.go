@@ -1,0 +1,115 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Benchmarks of cgroup setup for a fresh container with memory and pids
+// limits (go test -run - -bench . ./runtime/cgroup/): New, the fork of a
+// process, and its join. They compare berth's way (warm lock, writes in
+// sequence) with a cold lock, concurrent writes, and the opencontainers/
+// cgroups manager's own Apply.
+
+var benchGap = 100 * time.Millisecond
+
+// benchWork stands for the rest of the init's setup between New and Apply
+// (BERTH_BENCH_WORK=5ms to try).
+var benchWork, _ = time.ParseDuration(os.Getenv("BERTH_BENCH_WORK"))
+
+func benchSetup(b *testing.B, join func(c *Cgroup, pid int) error) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	r := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(64 << 20)}, Pids: &specs.LinuxPids{Limit: i64(32)}}
+	var setup, joined time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		// Let any RCU sync state from the last iteration (or a neighbour)
+		// expire, so each setup pays what a lone container start pays.
+		time.Sleep(benchGap)
+		b.StartTimer()
+		t0 := time.Now()
+		c, err := New(fmt.Sprintf("%s/bench-%d-%d", testParent, os.Getpid(), i), r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The container's init is cloned between New and Apply.
+		cmd := exec.Command("/bin/sleep", "10")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(benchWork)
+		t1 := time.Now()
+		if err := join(c, cmd.Process.Pid); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		b.StopTimer()
+		setup += t1.Sub(t0)
+		joined += t2.Sub(t1)
+		cmd.Process.Kill()
+		cmd.Wait()
+		for range 100 {
+			if err := c.Destroy(); err == nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(setup.Microseconds())/float64(b.N)/1000, "ms-new+fork/op")
+	b.ReportMetric(float64(joined.Microseconds())/float64(b.N)/1000, "ms-join/op")
+	for _, d := range (&Cgroup{mgr: mustMgr(b)}).joinDirs() {
+		_ = os.Remove(filepath.Dir(d))
+	}
+}
+
+func mustMgr(b *testing.B) cgroups.Manager {
+	c, err := open(testParent + "/x")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c.mgr
+}
+
+func BenchmarkSetupWarmJoin(b *testing.B) {
+	benchSetup(b, func(c *Cgroup, pid int) error { return c.Apply(pid) })
+}
+
+func BenchmarkSetupColdJoin(b *testing.B) {
+	warmJoin = false
+	defer func() { warmJoin = true }()
+	benchSetup(b, func(c *Cgroup, pid int) error { return c.Apply(pid) })
+}
+
+func BenchmarkSetupColdConcurrentJoin(b *testing.B) {
+	warmJoin = false
+	defer func() { warmJoin = true }()
+	benchSetup(b, func(c *Cgroup, pid int) error {
+		dirs := c.joinDirs()
+		errs := make(chan error, len(dirs))
+		for _, d := range dirs {
+			go func() { errs <- c.join(d, pid) }()
+		}
+		var err error
+		for range dirs {
+			err = errors.Join(err, <-errs)
+		}
+		return err
+	})
+}
+
+func BenchmarkSetupColdManagerApply(b *testing.B) {
+	warmJoin = false
+	defer func() { warmJoin = true }()
+	benchSetup(b, func(c *Cgroup, pid int) error { return c.mgr.Apply(pid) })
+}
