@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os/exec"
 	"path"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // Plan is the set of paths a distroless copy of an image keeps.
@@ -413,4 +415,66 @@ func (fs *FS) contents(img v1.Image, pl *Plan) (map[string][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// noEnv expands no variables in --probe's words.
+type noEnv struct{}
+
+func (noEnv) Get(string) (string, bool) { return "", false }
+func (noEnv) Keys() []string            { return nil }
+
+// SplitArgs splits --probe's argument string into words as a shell
+// would (quotes and backslashes), expanding nothing.
+func SplitArgs(s string) ([]string, error) {
+	return shell.NewLex('\\').ProcessWords(s, noEnv{})
+}
+
+// ProbeResult is what one `berth run` of a probe printed.
+type ProbeResult struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Probe runs `berth [global...] run --rm IMAGE args...` for the original
+// and the slim image and fails when their stdout, stderr or exit status
+// differ: the slim image must behave as the original did.
+func Probe(berth string, global []string, orig, slim string, args []string) (ProbeResult, ProbeResult, error) {
+	runOne := func(ref string) (ProbeResult, error) {
+		argv := append(append(append([]string{}, global...), "run", "--rm", ref), args...)
+		cmd := exec.Command(berth, argv...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		r := ProbeResult{Stdout: out.String(), Stderr: errb.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.Code = ee.ExitCode()
+		} else if err != nil {
+			return r, fmt.Errorf("probe: %s run %s: %w", berth, ref, err)
+		}
+		return r, nil
+	}
+	a, err := runOne(orig)
+	if err != nil {
+		return a, ProbeResult{}, err
+	}
+	b, err := runOne(slim)
+	if err != nil {
+		return a, b, err
+	}
+	switch {
+	case a.Code != b.Code:
+		return a, b, fmt.Errorf("probe %q: exit status %d from %s, %d from %s (stderr: %s)", strings.Join(args, " "), a.Code, orig, b.Code, slim, strings.TrimSpace(b.Stderr))
+	case a.Stdout != b.Stdout:
+		return a, b, fmt.Errorf("probe %q: output differs: %s printed %q, %s printed %q", strings.Join(args, " "), orig, clip(a.Stdout), slim, clip(b.Stdout))
+	case a.Stderr != b.Stderr:
+		return a, b, fmt.Errorf("probe %q: stderr differs: %s printed %q, %s printed %q", strings.Join(args, " "), orig, clip(a.Stderr), slim, clip(b.Stderr))
+	}
+	return a, b, nil
+}
+
+func clip(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
 }

@@ -1,0 +1,262 @@
+package inspect
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/berthproject/berth/store"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultToolbox is the image berth makes from busybox-static when
+// `berth debug` is given no --toolbox.
+const DefaultToolbox = "berth.local/toolbox:busybox"
+
+// busyboxPath is where Debian's busybox-static installs its binary.
+const busyboxPath = "/bin/busybox"
+
+// ToolboxImage returns the toolbox image ref, making the default one from
+// the host's static busybox the first time it is asked for.
+func ToolboxImage(s *store.Store, ref string) (v1.Image, error) {
+	if ref != "" && ref != DefaultToolbox {
+		img, err := s.Image(ref, "")
+		if err != nil {
+			return nil, fmt.Errorf("toolbox image %s: %w", ref, err)
+		}
+		return img, nil
+	}
+	if img, err := s.Image(DefaultToolbox, ""); err == nil {
+		return img, nil
+	}
+	img, err := MakeToolbox(busyboxPath)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Write(img, DefaultToolbox); err != nil {
+		return nil, fmt.Errorf("storing %s: %w", DefaultToolbox, err)
+	}
+	return s.Image(DefaultToolbox, "")
+}
+
+// MakeToolbox builds a one-layer busybox image from a static busybox
+// binary: the binary, a symlink per applet, passwd and group.
+func MakeToolbox(bin string) (v1.Image, error) {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, fmt.Errorf("toolbox: %w (install busybox-static)", err)
+	}
+	if info := parseELF(data); info == nil || info.Interp != "" {
+		return nil, fmt.Errorf("toolbox: %s is not a static ELF binary: install busybox-static", bin)
+	}
+	out, err := exec.Command(bin, "--list-full").Output()
+	if err != nil {
+		return nil, fmt.Errorf("toolbox: %s --list-full: %w", bin, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(0, 0)
+	dirs := map[string]bool{}
+	dir := func(d string) {
+		if !dirs[d] {
+			dirs[d] = true
+			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: mtime})
+		}
+	}
+	for _, d := range []string{"bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "proc", "sys", "dev", "tmp"} {
+		dir(d)
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(data)), ModTime: mtime})
+	tw.Write(data)
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "bin/busybox" || strings.Contains(applet, "..") {
+			continue
+		}
+		d := filepath.Dir(applet)
+		dir(d)
+		rel, _ := filepath.Rel(d, "bin/busybox")
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: applet, Linkname: rel, ModTime: mtime})
+	}
+	for name, content := range map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":  "root:x:0:\n",
+	} {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(content)), ModTime: mtime})
+		io.WriteString(tw, content)
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layerData := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerData)), nil })
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: goruntime.GOARCH, RootFS: v1.RootFS{Type: "layers"},
+		Config: v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}})
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "berth debug: busybox-static toolbox", Created: v1.Time{Time: mtime}}})
+}
+
+// Runner runs the OCI bundle in dir as container id to its end, removes
+// the container, and returns its exit status: berth's runtime Run.
+type Runner func(id, dir string, stdio []*os.File) (int, error)
+
+// DebugOptions say what to attach to and what to run.
+type DebugOptions struct {
+	Pid     int      // host pid of the target container's init
+	Cmd     []string // command in the toolbox (default: the toolbox's cmd, sh)
+	Stdio   []*os.File
+	WorkDir string // where bundles and the toolbox rootfs are staged
+}
+
+// toolboxCaps are docker's default capabilities plus ptrace, so that
+// strace and /proc/<pid>/ of the target's processes work.
+var toolboxCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE", "CAP_SYS_PTRACE",
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// DebugSpec is the toolbox container's config: it joins the target's
+// pid, net, ipc and uts namespaces (by /proc/<pid>/ns path) and gets a
+// mount namespace of its own whose root is the toolbox image.
+//
+// The target's root is reached through /target, a symlink to
+// /proc/1/root: pid 1 of the shared pid namespace is the target's init,
+// and the kernel resolves that link into the target's mount namespace,
+// volumes included. A bind mount of /proc/<pid>/root cannot do this: the
+// kernel refuses to bind a mount that belongs to another mount namespace.
+func DebugSpec(rootfs string, pid int, args, env []string) *specs.Spec {
+	ns := func(t specs.LinuxNamespaceType, name string) specs.LinuxNamespace {
+		return specs.LinuxNamespace{Type: t, Path: fmt.Sprintf("/proc/%d/ns/%s", pid, name)}
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: rootfs, Readonly: true},
+		Process: &specs.Process{
+			Args: args, Env: env, Cwd: "/",
+			Capabilities: &specs.LinuxCapabilities{Bounding: toolboxCaps, Effective: toolboxCaps, Permitted: toolboxCaps},
+			Rlimits:      []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+			{Destination: "/root", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=700"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				ns(specs.PIDNamespace, "pid"), ns(specs.NetworkNamespace, "net"),
+				ns(specs.IPCNamespace, "ipc"), ns(specs.UTSNamespace, "uts"),
+				{Type: specs.MountNamespace},
+			},
+			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+}
+
+// Debug runs the toolbox beside the container whose init is o.Pid and
+// returns the toolbox command's exit status. Everything it makes (the
+// runtime's container, the overlay, the staging dir) is gone when it
+// returns; the target is never written to.
+func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, error) {
+	if o.Pid <= 0 {
+		return 125, errors.New("debug: target container is not running")
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/ns/pid", o.Pid)); err != nil {
+		return 125, fmt.Errorf("debug: target pid %d: %w", o.Pid, err)
+	}
+	cfg, err := toolbox.ConfigFile()
+	if err != nil {
+		return 125, err
+	}
+	lowers, err := s.Snapshots(toolbox)
+	if err != nil {
+		return 125, fmt.Errorf("toolbox snapshots: %w", err)
+	}
+	args := o.Cmd
+	if len(args) == 0 {
+		args = append(append([]string{}, cfg.Config.Entrypoint...), cfg.Config.Cmd...)
+	}
+	if len(args) == 0 {
+		args = []string{"sh"}
+	}
+	env := cfg.Config.Env
+	if _, ok := envValue(env, "PATH"); !ok {
+		env = append(env, "PATH="+defaultPath)
+	}
+	env = append(env, "HOME=/root", "PS1=debug:\\w\\$ ")
+	if o.WorkDir == "" {
+		o.WorkDir = "/run/berth/debug"
+	}
+	id := "berth-debug-" + randomID()
+	dir := filepath.Join(o.WorkDir, id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 125, err
+	}
+	defer os.RemoveAll(dir)
+	// The toolbox rootfs is a read-only overlay: the image's snapshots
+	// under a small top layer holding /target and the mount points.
+	top, rootfs := filepath.Join(dir, "top"), filepath.Join(dir, "rootfs")
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "root", "etc"} {
+		if err := os.MkdirAll(filepath.Join(top, d), 0o755); err != nil {
+			return 125, err
+		}
+	}
+	if err := os.Symlink("/proc/1/root", filepath.Join(top, "target")); err != nil {
+		return 125, err
+	}
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return 125, err
+	}
+	ldirs := []string{top}
+	for i := len(lowers) - 1; i >= 0; i-- {
+		ldirs = append(ldirs, lowers[i])
+	}
+	if err := unix.Mount("overlay", rootfs, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(ldirs, ":")); err != nil {
+		return 125, fmt.Errorf("debug: mounting the toolbox rootfs: %w", err)
+	}
+	defer unix.Unmount(rootfs, unix.MNT_DETACH)
+	spec := DebugSpec(rootfs, o.Pid, args, env)
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return 125, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+		return 125, err
+	}
+	code, err := run(id, dir, o.Stdio)
+	if err != nil {
+		return 125, fmt.Errorf("debug: running the toolbox: %w", err)
+	}
+	return code, nil
+}
