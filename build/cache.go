@@ -1,0 +1,169 @@
+package build
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// cache is the build cache under <storeRoot>/build-cache:
+//
+//	keys/<key>          JSON entry: the step's layer (if any) and when it was made
+//	blobs/sha256/<hex>  layer tars made by builds
+//	mounts/<id>/        RUN --mount=type=cache directories, kept across builds
+//	tmp/                layers and RUN roots being made
+//
+// A key is the hash of the parent's key, the expanded instruction and the
+// digests of the files the step reads, so an entry never goes stale: it
+// is either found or not.
+type cache struct {
+	dir string
+}
+
+type cacheEntry struct {
+	Layer   *v1.Hash  `json:"layer,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+func openCache(storeRoot string) (*cache, error) {
+	dir := filepath.Join(storeRoot, "build-cache")
+	for _, d := range []string{"keys", "blobs/sha256", "mounts", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("build cache: %w", err)
+		}
+	}
+	return &cache{dir: dir}, nil
+}
+
+// stepKey chains a step onto its parent's key.
+func stepKey(parent string, parts ...string) string {
+	h := sha256.New()
+	h.Write([]byte(parent))
+	for _, p := range parts {
+		fmt.Fprintf(h, "\x00%d:%s", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (c *cache) get(key string) (*cacheEntry, *fileLayer, bool) {
+	b, err := os.ReadFile(filepath.Join(c.dir, "keys", key))
+	if err != nil {
+		return nil, nil, false
+	}
+	var e cacheEntry
+	if json.Unmarshal(b, &e) != nil {
+		return nil, nil, false
+	}
+	if e.Layer == nil {
+		return &e, nil, true
+	}
+	l, err := c.layerFromCache(*e.Layer)
+	if err != nil {
+		return nil, nil, false // blob pruned or lost: rebuild the step
+	}
+	return &e, l, true
+}
+
+func (c *cache) put(key string, e *cacheEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "key-")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	tmp.Close()
+	return os.Rename(tmp.Name(), filepath.Join(c.dir, "keys", key))
+}
+
+// mountDir is the persistent directory of a RUN cache mount.
+func (c *cache) mountDir(id string) (string, error) {
+	h := sha256.Sum256([]byte(id))
+	d := filepath.Join(c.dir, "mounts", hex.EncodeToString(h[:16]))
+	return d, os.MkdirAll(d, 0o755)
+}
+
+// PruneReport says what Prune removed.
+type PruneReport struct {
+	Entries int
+	Bytes   int64
+}
+
+// Prune empties the build cache of storeRoot: every cache key, layer blob
+// made by builds and RUN cache mount. Images in the store are not touched
+// (the store holds its own copies of their blobs).
+func Prune(storeRoot string) (PruneReport, error) {
+	var r PruneReport
+	dir := filepath.Join(storeRoot, "build-cache")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return r, nil
+	}
+	lock, err := lockCache(dir)
+	if err != nil {
+		return r, err
+	}
+	defer lock.Close()
+	for _, sub := range []string{"keys", "blobs", "mounts", "downloads", "tmp"} {
+		d := filepath.Join(dir, sub)
+		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && e.Type().IsRegular() {
+				if fi, err := e.Info(); err == nil {
+					r.Bytes += fi.Size()
+				}
+				if sub == "keys" {
+					r.Entries++
+				}
+			}
+			return nil
+		})
+		if err := os.RemoveAll(d); err != nil {
+			return r, fmt.Errorf("prune %s: %w", d, err)
+		}
+	}
+	return r, nil
+}
+
+// lockCache takes the cache's exclusive lock (prune) so that it never
+// removes blobs under a running build, which holds it shared.
+func lockCache(dir string) (*os.File, error) {
+	return lockFile(dir, syscall.LOCK_EX)
+}
+
+func lockFile(dir string, how int) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func shortID(s string) string {
+	s = strings.TrimPrefix(s, "sha256:")
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}

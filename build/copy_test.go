@@ -1,0 +1,33 @@
+package build
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCopyIntoScratch(t *testing.T) {
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile":    "FROM scratch\nCOPY a.txt /a.txt\nCOPY dir /d/\nCOPY dir/sub/c.txt /\nCOPY a.txt b* /multi/\nCMD [\"/a\"]\n",
+		"a.txt":         "A",
+		"b1":            "B1",
+		"b2":            "B2",
+		"dir/x":         "X",
+		"dir/sub/c.txt": "C",
+	})
+	r, out := e.mustBuild(dir, nil)
+	img := onlyImage(t, r)
+	fs := tree(t, rootfsOf(t, img))
+	want := []string{"a.txt", "c.txt", "d", "d/sub", "d/sub/c.txt", "d/x", "multi", "multi/a.txt", "multi/b1", "multi/b2"}
+	if got := strings.Join(keys(fs), " "); got != strings.Join(want, " ") {
+		t.Fatalf("rootfs: got %s\nwant %s\n%s", got, strings.Join(want, " "), out)
+	}
+	if fs["a.txt"].UID != 0 || fs["a.txt"].Mode != 0o644 {
+		t.Errorf("a.txt: %v", fs["a.txt"])
+	}
+	cf := configOf(t, img)
+	if strings.Join(cf.Config.Cmd, " ") != "/a" {
+		t.Errorf("cmd %v", cf.Config.Cmd)
+	}
+	t.Log(out)
+}
