@@ -1,0 +1,418 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berthproject/berth/engine"
+)
+
+// containerCmd is `berth container`, the noun for container subcommands;
+// the common ones are also top-level, as in docker.
+var containerCmd = &cobra.Command{Use: "container", Short: "Manage containers"}
+
+func init() {
+	reexecs["container-monitor"] = engine.MonitorMain
+	reexecs["container-init"] = engine.InitMain
+	root.AddCommand(containerCmd)
+	makers := []func() *cobra.Command{
+		runCommand, createCommand, startCommand, stopCommand, killCommand, restartCommand,
+		rmCommand, psCommand, logsCommand, execCommand, waitCommand, topCommand, cpCommand,
+		diffCommand, commitCommand, exportCommand, renameCommand, pauseCommand, unpauseCommand,
+	}
+	for _, mk := range makers {
+		root.AddCommand(mk())
+		containerCmd.AddCommand(mk())
+	}
+	ls := psCommand()
+	ls.Use, ls.Aliases = "ls", []string{"list"}
+	containerCmd.AddCommand(ls, containerInspectCommand(), containerPruneCommand())
+	root.AddCommand(inspectCommand())
+}
+
+func openEngine() (*engine.Engine, error) { return engine.Open(storeRoot) }
+
+// startErr maps a start failure to its exit status (126/127/125), printing
+// the reason as docker does.
+func startErr(err error) error {
+	var se *engine.StartError
+	if errors.As(err, &se) {
+		fmt.Fprintf(os.Stderr, "berth: %s\n", se.Msg)
+		return exitError{se.Code}
+	}
+	return err
+}
+
+// addRunFlags declares create's and run's container options on c.
+func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
+	f := c.Flags()
+	f.SetInterspersed(false)
+	f.StringVar(&o.Name, "name", "", "assign a name to the container")
+	f.StringVar(&o.Platform, "platform", "", "image platform (os/arch) to pick")
+	f.StringVar(entrypoint, "entrypoint", "", "override the image's ENTRYPOINT (\"\" clears it)")
+	f.StringArrayVarP(&o.Env, "env", "e", nil, "set an environment variable (KEY=VAL, or KEY to pass berth's)")
+	f.StringArrayVar(&o.EnvFiles, "env-file", nil, "read environment variables from a file")
+	f.StringVarP(&o.Workdir, "workdir", "w", "", "working directory inside the container")
+	f.StringVarP(&o.User, "user", "u", "", "user as NAME|UID[:GROUP|GID], resolved in the image")
+	f.StringVarP(&o.Hostname, "hostname", "h", "", "container hostname")
+	f.StringArrayVar(&o.AddHosts, "add-host", nil, "add HOST:IP to /etc/hosts")
+	f.StringArrayVarP(&o.Volumes, "volume", "v", nil, "bind mount HOST:CTR[:ro] or named volume NAME:CTR")
+	f.StringArrayVar(&o.Mounts, "mount", nil, "mount type=bind|volume|tmpfs,source=...,target=...[,readonly]")
+	f.StringArrayVar(&o.Tmpfs, "tmpfs", nil, "mount a tmpfs at DST[:OPTIONS]")
+	f.BoolVar(&o.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
+	f.BoolVar(&o.Privileged, "privileged", false, "give every capability and the host's devices, no seccomp")
+	f.StringArrayVar(&o.CapAdd, "cap-add", nil, "add a capability (or ALL)")
+	f.StringArrayVar(&o.CapDrop, "cap-drop", nil, "drop a capability (or ALL)")
+	f.StringArrayVar(&o.SecurityOpt, "security-opt", nil, "seccomp=PROFILE.json|unconfined, no-new-privileges")
+	f.StringVarP(&o.Memory, "memory", "m", "", "memory limit (e.g. 64m)")
+	f.StringVar(&o.MemorySwap, "memory-swap", "", "memory plus swap limit (-1: unlimited swap)")
+	f.StringVar(&o.CPUs, "cpus", "", "number of CPUs (e.g. 0.5)")
+	f.Int64VarP(&o.CPUShares, "cpu-shares", "c", 0, "CPU shares (relative weight)")
+	f.Int64Var(&o.PidsLimit, "pids-limit", 0, "maximum number of processes (-1: unlimited)")
+	f.StringArrayVar(&o.Ulimits, "ulimit", nil, "set a ulimit NAME=SOFT[:HARD]")
+	f.BoolVar(&o.Init, "init", false, "run an init as PID 1 that forwards signals and reaps zombies")
+	f.StringVar(&o.StopSignal, "stop-signal", "", "signal to stop the container (default SIGTERM or the image's)")
+	f.IntVar(&o.StopTimeout, "stop-timeout", 0, "seconds to wait for stop before SIGKILL (default 10)")
+	f.StringVar(&o.Network, "network", "none", "network: none or host")
+	f.StringVar(&o.Network, "net", "none", "alias of --network")
+	f.MarkHidden("net")
+	f.BoolVarP(&o.Tty, "tty", "t", false, "allocate a pseudo-terminal")
+	f.BoolVarP(&o.Interactive, "interactive", "i", false, "keep stdin open")
+	f.StringArrayVarP(&o.Labels, "label", "l", nil, "set a label KEY=VAL")
+	var logOpts []string
+	f.StringArrayVar(&logOpts, "log-opt", nil, "json-file log options: max-size=10m, max-file=3")
+	c.PreRunE = func(c *cobra.Command, args []string) error {
+		for _, lo := range logOpts {
+			k, v, _ := strings.Cut(lo, "=")
+			switch k {
+			case "max-size":
+				o.LogMaxSize = v
+			case "max-file":
+				if _, err := fmt.Sscan(v, &o.LogMaxFile); err != nil || o.LogMaxFile < 1 {
+					return fmt.Errorf("--log-opt max-file=%s: want a positive number", v)
+				}
+			default:
+				return fmt.Errorf("unknown --log-opt %q: want max-size or max-file", k)
+			}
+		}
+		if c.Flags().Changed("entrypoint") {
+			ep := *entrypoint
+			o.Entrypoint = &ep
+		}
+		return nil
+	}
+	// -h is --hostname as in docker; help stays on --help.
+	c.Flags().BoolP("help", "", false, "help for "+c.Name())
+}
+
+func createCommand() *cobra.Command {
+	var o engine.Options
+	var entrypoint string
+	c := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a container from an image",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Image, o.Args = args[0], args[1:]
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			ctr, err := e.Create(o)
+			if err != nil {
+				return err
+			}
+			fmt.Println(ctr.ID)
+			return nil
+		},
+	}
+	addRunFlags(c, &o, &entrypoint)
+	return c
+}
+
+func runCommand() *cobra.Command {
+	var o engine.Options
+	var entrypoint string
+	var detach bool
+	c := &cobra.Command{
+		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create and start a container from an image",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Image, o.Args = args[0], args[1:]
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			ctr, err := e.Create(o)
+			if err != nil {
+				return err
+			}
+			if detach {
+				if err := e.StartDetached(ctr); err != nil {
+					return startErr(err)
+				}
+				fmt.Println(ctr.ID)
+				return nil
+			}
+			code, err := e.StartAttached(ctr, engine.Attach{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+			if err != nil {
+				return startErr(err)
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+	addRunFlags(c, &o, &entrypoint)
+	c.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container ID")
+	c.Flags().BoolVar(&o.AutoRemove, "rm", false, "remove the container when it exits")
+	return c
+}
+
+func startCommand() *cobra.Command {
+	var attach bool
+	c := &cobra.Command{
+		Use:   "start [-a] CONTAINER...",
+		Short: "Start created or stopped containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			if attach {
+				if len(args) != 1 {
+					return errors.New("start -a takes one container")
+				}
+				ctr, err := e.Lookup(args[0])
+				if err != nil {
+					return err
+				}
+				code, err := e.StartAttached(ctr, engine.Attach{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+				if err != nil {
+					return startErr(err)
+				}
+				if code != 0 {
+					return exitError{code}
+				}
+				return nil
+			}
+			var errs []error
+			for _, ref := range args {
+				ctr, err := e.Lookup(ref)
+				if err == nil && !ctr.State.Running {
+					err = e.StartDetached(ctr)
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", ref, err))
+					continue
+				}
+				fmt.Println(ref)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	c.Flags().BoolVarP(&attach, "attach", "a", false, "attach stdout/stderr and wait for the container")
+	return c
+}
+
+// eachContainer runs fn on every ref, printing each ref that succeeded
+// (docker's style for stop, kill, rm ...) and joining the errors.
+func eachContainer(args []string, fn func(e *engine.Engine, ref string) error) error {
+	e, err := openEngine()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ref := range args {
+		if err := fn(e, ref); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Println(ref)
+	}
+	return errors.Join(errs...)
+}
+
+func stopCommand() *cobra.Command {
+	var timeout int
+	c := &cobra.Command{
+		Use:   "stop [-t SECONDS] CONTAINER...",
+		Short: "Stop containers: the stop signal, then SIGKILL after a timeout",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return eachContainer(args, func(e *engine.Engine, ref string) error { return e.Stop(ref, timeout) })
+		},
+	}
+	c.Flags().IntVarP(&timeout, "time", "t", -1, "seconds to wait before killing (default 10)")
+	c.Flags().IntVar(&timeout, "timeout", -1, "alias of --time")
+	return c
+}
+
+func restartCommand() *cobra.Command {
+	var timeout int
+	c := &cobra.Command{
+		Use:   "restart [-t SECONDS] CONTAINER...",
+		Short: "Restart containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return eachContainer(args, func(e *engine.Engine, ref string) error { return startErr(e.Restart(ref, timeout)) })
+		},
+	}
+	c.Flags().IntVarP(&timeout, "time", "t", -1, "seconds to wait before killing (default 10)")
+	return c
+}
+
+func killCommand() *cobra.Command {
+	var sig string
+	c := &cobra.Command{
+		Use:   "kill [-s SIGNAL] CONTAINER...",
+		Short: "Send a signal (default SIGKILL) to containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			s, err := engine.ParseSignal(sig)
+			if err != nil {
+				return err
+			}
+			return eachContainer(args, func(e *engine.Engine, ref string) error { return e.Kill(ref, s) })
+		},
+	}
+	c.Flags().StringVarP(&sig, "signal", "s", "KILL", "signal to send")
+	return c
+}
+
+func rmCommand() *cobra.Command {
+	var o engine.RemoveOpts
+	c := &cobra.Command{
+		Use:   "rm [-f] [-v] CONTAINER...",
+		Short: "Remove containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return eachContainer(args, func(e *engine.Engine, ref string) error { return e.Remove(ref, o) })
+		},
+	}
+	c.Flags().BoolVarP(&o.Force, "force", "f", false, "kill and remove a running container")
+	c.Flags().BoolVarP(&o.Volumes, "volumes", "v", false, "remove the container's anonymous volumes")
+	return c
+}
+
+func waitCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "wait CONTAINER...",
+		Short: "Wait for containers to stop and print their exit codes",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				code, err := e.Wait(ref)
+				if err != nil {
+					return err
+				}
+				fmt.Println(code)
+			}
+			return nil
+		},
+	}
+}
+
+func renameCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename CONTAINER NEW_NAME",
+		Short: "Rename a container",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			return e.Rename(args[0], args[1])
+		},
+	}
+}
+
+func pauseCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "pause CONTAINER...",
+		Short: "Freeze every process of containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return eachContainer(args, func(e *engine.Engine, ref string) error { return e.Pause(ref, true) })
+		},
+	}
+}
+
+func unpauseCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "unpause CONTAINER...",
+		Short: "Thaw paused containers",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return eachContainer(args, func(e *engine.Engine, ref string) error { return e.Pause(ref, false) })
+		},
+	}
+}
+
+func execCommand() *cobra.Command {
+	var o engine.ExecOptions
+	c := &cobra.Command{
+		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+		Short: "Run a command in a running container",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			o.Args = args[1:]
+			code, err := e.Exec(args[0], o, engine.Attach{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+			if err != nil {
+				var se *engine.StartError
+				if errors.As(err, &se) {
+					return startErr(err)
+				}
+				if code == 125 {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "berth: %v\n", err)
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.SetInterspersed(false)
+	f.BoolVarP(&o.Tty, "tty", "t", false, "allocate a pseudo-terminal")
+	f.BoolVarP(&o.Interactive, "interactive", "i", false, "keep stdin open")
+	f.BoolVarP(&o.Detach, "detach", "d", false, "run the command in the background")
+	f.StringArrayVarP(&o.Env, "env", "e", nil, "set an environment variable")
+	f.StringVarP(&o.User, "user", "u", "", "user as NAME|UID[:GROUP|GID]")
+	f.StringVarP(&o.Workdir, "workdir", "w", "", "working directory")
+	f.BoolVar(&o.Privileged, "privileged", false, "give the process every capability")
+	return c
+}
+
+func topCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "top CONTAINER [ps OPTIONS]",
+		Short: "Show the processes of a container",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			return e.Top(args[0], args[1:], os.Stdout)
+		},
+	}
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+)
+
+// volumeCmd is `berth volume`: named volumes under <root>/volumes.
+var volumeCmd = &cobra.Command{Use: "volume", Short: "Manage named volumes"}
+
+func init() {
+	root.AddCommand(volumeCmd)
+	volumeCmd.AddCommand(volumeCreateCommand(), volumeLsCommand(), volumeInspectCommand(),
+		volumeRmCommand(), volumePruneCommand())
+}
+
+func volumeCreateCommand() *cobra.Command {
+	var labels []string
+	c := &cobra.Command{
+		Use:   "create [NAME]",
+		Short: "Create a named volume (a random name if none given)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			lm := map[string]string{}
+			for _, l := range labels {
+				k, v, _ := strings.Cut(l, "=")
+				lm[k] = v
+			}
+			if len(lm) == 0 {
+				lm = nil
+			}
+			v, err := e.VolumeCreate(name, lm)
+			if err != nil {
+				return err
+			}
+			fmt.Println(v.Name)
+			return nil
+		},
+	}
+	c.Flags().StringArrayVar(&labels, "label", nil, "set a label KEY=VAL")
+	return c
+}
+
+func volumeLsCommand() *cobra.Command {
+	var quiet bool
+	c := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List volumes",
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			vols, err := e.Volumes()
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, v := range vols {
+					fmt.Println(v.Name)
+				}
+				return nil
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(w, "DRIVER\tVOLUME NAME")
+			for _, v := range vols {
+				fmt.Fprintf(w, "%s\t%s\n", v.Driver, v.Name)
+			}
+			return w.Flush()
+		},
+	}
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show names")
+	return c
+}
+
+func volumeInspectCommand() *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "inspect VOLUME...",
+		Short: "Show volumes as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			var objs []any
+			for _, n := range args {
+				v, err := e.VolumeInspect(n)
+				if err != nil {
+					return err
+				}
+				objs = append(objs, v)
+			}
+			if format == "" {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "    ")
+				return enc.Encode(objs)
+			}
+			return printInspect(objs, format)
+		},
+	}
+	c.Flags().StringVarP(&format, "format", "f", "", "Go template")
+	return c
+}
+
+func volumeRmCommand() *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:     "rm [-f] VOLUME...",
+		Aliases: []string{"remove"},
+		Short:   "Remove volumes no container uses",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, n := range args {
+				if err := e.VolumeRemove(n, force); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Println(n)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "remove even if a container uses it")
+	return c
+}
+
+func volumePruneCommand() *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "prune [-f]",
+		Short: "Remove every volume no container uses",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			names, err := e.VolumePrune()
+			if len(names) > 0 {
+				fmt.Println("Deleted Volumes:")
+				for _, n := range names {
+					fmt.Println(n)
+				}
+			}
+			return err
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "do not prompt (berth never prompts)")
+	return c
+}
+

@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/layer"
+)
+
+// withRootfs runs fn with the container's merged rootfs mounted (mounting
+// it for the duration if the container is not running), under its lock
+// so that a start cannot race the temporary mount.
+func (e *Engine) withRootfs(ref string, fn func(c *Container, rootfs string) error) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := e.lock(c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rootfs := filepath.Join(e.dir(c.ID), "rootfs")
+	if !isMountpoint(rootfs) {
+		d := e.dir(c.ID)
+		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs); err != nil {
+			return err
+		}
+		cur, _ := e.loadID(c.ID)
+		defer func() {
+			if cur == nil || !cur.State.Running {
+				unmountAll(rootfs)
+			}
+		}()
+	}
+	return fn(c, rootfs)
+}
+
+// WriteTar writes the tree at src (a file or directory on the host, or
+// under root if root is set) as a tar whose top entry is named name
+// (empty: the directory's contents at top level). Symlinks are stored,
+// never followed, and files are opened through root so a symlink swapped
+// in meanwhile cannot lead outside.
+func WriteTar(root, src, name string, w io.Writer) error {
+	var r *os.Root
+	base := src
+	if root != "" {
+		var err error
+		if r, err = os.OpenRoot(root); err != nil {
+			return err
+		}
+		defer r.Close()
+		base = filepath.Join(root, src)
+	}
+	tw := tar.NewWriter(w)
+	err := filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(base, p)
+		entry := path.Join(name, filepath.ToSlash(rel))
+		if rel == "." {
+			if name == "" {
+				return nil
+			}
+			entry = name
+		}
+		link := ""
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return nil // sockets and the like are skipped, as tar does
+		}
+		hdr.Name = entry
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uname, hdr.Gname = "", ""
+		hdr.Format = tar.FormatPAX
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		var f *os.File
+		if r != nil {
+			relRoot, _ := filepath.Rel(root, p)
+			f, err = r.OpenFile(relRoot, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		} else {
+			f, err = os.Open(p)
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.CopyN(tw, f, hdr.Size)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// CopyFrom writes path src of the container as a tar whose top entry is
+// named name (docker cp CONTAINER:SRC archive semantics: "src/." means its
+// contents). The last path element is not followed if it is a symlink.
+func (e *Engine) CopyFrom(ref, src, name string, w io.Writer) error {
+	return e.withRootfs(ref, func(c *Container, rootfs string) error {
+		if !path.IsAbs(src) {
+			src = "/" + src
+		}
+		dir, file := path.Split(path.Clean(src))
+		resolvedDir, err := securejoin.SecureJoin(rootfs, dir)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(rootfs, filepath.Join(resolvedDir, file))
+		if err != nil || strings.HasPrefix(rel, "..") {
+			return fmt.Errorf("cp: %s: path escapes the container", src)
+		}
+		if _, err := os.Lstat(filepath.Join(rootfs, rel)); err != nil {
+			return fmt.Errorf("cp: no such file or directory in container %s: %s", c.Name, src)
+		}
+		return WriteTar(rootfs, rel, name, w)
+	})
+}
+
+// StatPath reports whether p exists in the container and is a directory.
+func (e *Engine) StatPath(ref, p string) (exists, isDir bool, err error) {
+	err = e.withRootfs(ref, func(c *Container, rootfs string) error {
+		full, err := securejoin.SecureJoin(rootfs, p)
+		if err != nil {
+			return err
+		}
+		st, err := os.Stat(full)
+		if err != nil {
+			return nil
+		}
+		exists, isDir = true, st.IsDir()
+		return nil
+	})
+	return
+}
+
+// CopyTo extracts tar r into directory dir of the container; entries are
+// applied inside the rootfs, never through a symlink out of it.
+func (e *Engine) CopyTo(ref, dir string, r io.Reader) error {
+	return e.withRootfs(ref, func(c *Container, rootfs string) error {
+		target, err := securejoin.SecureJoin(rootfs, dir)
+		if err != nil {
+			return err
+		}
+		st, err := os.Stat(target)
+		if err != nil || !st.IsDir() {
+			return fmt.Errorf("cp: destination directory %s does not exist in container %s", dir, c.Name)
+		}
+		_, err = layer.Apply(target, r, layer.Options{})
+		return err
+	})
+}
+
+// Export writes the container's merged filesystem as a tar.
+func (e *Engine) Export(ref string, w io.Writer) error {
+	return e.withRootfs(ref, func(c *Container, rootfs string) error {
+		return layer.Tar(rootfs, w, layer.DiffOptions{})
+	})
+}
+
+// Diff lists the container's changes against its image.
+func (e *Engine) Diff(ref string) ([]layer.Change, error) {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	return layer.Changes(filepath.Join(e.dir(c.ID), "upper"), c.Lowers...)
+}
+
+// CommitOptions are commit's flags.
+type CommitOptions struct {
+	Author  string
+	Message string
+	Pause   bool
+	// Config, if set, edits the new image's config (the --change lines,
+	// applied by the caller's parser).
+	Config func(*v1.Config) error
+}
+
+// Commit makes a new image from the container: its image plus one layer
+// holding the container's changes, tagged with tags.
+func (e *Engine) Commit(ref string, o CommitOptions, tags ...string) (v1.Hash, error) {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	h, err := v1.NewHash(c.ImageDigest)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	base, err := e.Store.ImageByDigest(h)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("commit: the container's image %s is gone: %w", c.Image, err)
+	}
+	if o.Pause && c.State.Running {
+		if e.Runtime.Pause(c.ID) == nil {
+			defer e.Runtime.Resume(c.ID)
+		}
+	}
+	tmp, err := os.CreateTemp(e.dir(c.ID), "commit-*.tar")
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := layer.Diff(filepath.Join(e.dir(c.ID), "upper"), tmp); err != nil {
+		return v1.Hash{}, fmt.Errorf("commit: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return v1.Hash{}, err
+	}
+	l, err := tarball.LayerFromFile(tmp.Name())
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	now := time.Now().UTC()
+	createdBy := strings.Join(c.Command(), " ")
+	img, err := mutate.Append(base, mutate.Addendum{Layer: l, History: v1.History{
+		Created: v1.Time{Time: now}, CreatedBy: createdBy, Author: o.Author, Comment: o.Message}})
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	cf = cf.DeepCopy()
+	cf.Created = v1.Time{Time: now}
+	cf.Author = o.Author
+	cf.Container = c.ID
+	// docker commit keeps the container's own settings as the new defaults.
+	if len(c.Opts.Args) > 0 || c.Opts.Entrypoint != nil {
+		if c.Opts.Entrypoint != nil {
+			cf.Config.Entrypoint = nil
+			if *c.Opts.Entrypoint != "" {
+				cf.Config.Entrypoint = []string{*c.Opts.Entrypoint}
+			}
+			cf.Config.Cmd = nil
+		}
+		if len(c.Opts.Args) > 0 {
+			cf.Config.Cmd = c.Opts.Args
+		}
+	}
+	cf.Config.Env = mergeEnv(cf.Config.Env, c.Opts.Env...)
+	if c.Opts.User != "" {
+		cf.Config.User = c.Opts.User
+	}
+	if c.Opts.Workdir != "" {
+		cf.Config.WorkingDir = c.Opts.Workdir
+	}
+	if o.Config != nil {
+		if err := o.Config(&cf.Config); err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return v1.Hash{}, err
+	}
+	d, err := e.Store.Write(img, tags...)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return d, nil
+	}
+	return id, nil
+}
+
+var errNotDir = errors.New("not a directory")

@@ -1,0 +1,357 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/runtime/cgroup"
+)
+
+var signalNames = map[string]unix.Signal{
+	"HUP": unix.SIGHUP, "INT": unix.SIGINT, "QUIT": unix.SIGQUIT, "ILL": unix.SIGILL, "TRAP": unix.SIGTRAP,
+	"ABRT": unix.SIGABRT, "BUS": unix.SIGBUS, "FPE": unix.SIGFPE, "KILL": unix.SIGKILL, "USR1": unix.SIGUSR1,
+	"SEGV": unix.SIGSEGV, "USR2": unix.SIGUSR2, "PIPE": unix.SIGPIPE, "ALRM": unix.SIGALRM, "TERM": unix.SIGTERM,
+	"STKFLT": unix.SIGSTKFLT, "CHLD": unix.SIGCHLD, "CONT": unix.SIGCONT, "STOP": unix.SIGSTOP,
+	"TSTP": unix.SIGTSTP, "TTIN": unix.SIGTTIN, "TTOU": unix.SIGTTOU, "URG": unix.SIGURG, "XCPU": unix.SIGXCPU,
+	"XFSZ": unix.SIGXFSZ, "VTALRM": unix.SIGVTALRM, "PROF": unix.SIGPROF, "WINCH": unix.SIGWINCH,
+	"IO": unix.SIGIO, "PWR": unix.SIGPWR, "SYS": unix.SIGSYS,
+}
+
+// ParseSignal reads a signal as a number, NAME or SIGNAME.
+func ParseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("invalid signal %q", s)
+		}
+		return unix.Signal(n), nil
+	}
+	if sig, ok := signalNames[strings.TrimPrefix(strings.ToUpper(s), "SIG")]; ok {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("invalid signal %q", s)
+}
+
+// stopSignal is --stop-signal, else the image's STOPSIGNAL, else SIGTERM.
+func (c *Container) stopSignal() unix.Signal {
+	for _, s := range []string{c.Opts.StopSignal, imageConfig(c.ImageConfig).StopSignal} {
+		if s != "" {
+			if sig, err := ParseSignal(s); err == nil {
+				return sig
+			}
+		}
+	}
+	return unix.SIGTERM
+}
+
+// Kill sends sig to the container's main process.
+func (e *Engine) Kill(ref string, sig unix.Signal) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	if !c.State.Running {
+		return fmt.Errorf("container %s is not running", c.Name)
+	}
+	return e.Runtime.Kill(c.ID, sig, false)
+}
+
+// waitExit polls c's record until it is no longer running or timeout
+// passes; it reports whether it stopped.
+func (e *Engine) waitExit(c *Container, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		cur, err := e.loadID(c.ID)
+		if err != nil {
+			return true // removed (--rm)
+		}
+		e.refresh(cur)
+		*c = *cur
+		if !cur.State.Running {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop sends the stop signal, then SIGKILL to every process of the
+// container after timeout seconds (-1: the container's --stop-timeout,
+// else 10), as docker stop does.
+func (e *Engine) Stop(ref string, timeout int) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	if !c.State.Running {
+		e.cleanupRuntime(c.ID)
+		return nil
+	}
+	if timeout < 0 {
+		timeout = c.Opts.StopTimeout
+		if timeout <= 0 {
+			timeout = 10
+		}
+	}
+	if c.State.Paused {
+		e.Runtime.Resume(c.ID)
+	}
+	if err := e.Runtime.Kill(c.ID, c.stopSignal(), false); err == nil {
+		if e.waitExit(c, time.Duration(timeout)*time.Second) {
+			return nil
+		}
+	}
+	e.Runtime.Kill(c.ID, unix.SIGKILL, true)
+	if e.waitExit(c, 10*time.Second) {
+		return nil
+	}
+	return fmt.Errorf("container %s did not stop after SIGKILL", c.Name)
+}
+
+// cleanupRuntime removes what a dead supervisor left: runtime state (and
+// any process still in the container), cgroup, rootfs mount.
+func (e *Engine) cleanupRuntime(id string) {
+	e.Runtime.Kill(id, unix.SIGKILL, true)
+	e.Runtime.Delete(id, true)
+	e.destroyCgroup(id)
+	e.unmountRootfs(id)
+}
+
+// RemoveOpts are rm's flags.
+type RemoveOpts struct {
+	Force   bool // kill a running container first
+	Volumes bool // remove its anonymous volumes too
+}
+
+// Remove deletes a container and everything it holds.
+func (e *Engine) Remove(ref string, o RemoveOpts) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	if c.State.Running {
+		if !o.Force {
+			return fmt.Errorf("cannot remove running container %s: stop it first or use rm -f", c.Name)
+		}
+		if c.State.Paused {
+			e.Runtime.Resume(c.ID)
+		}
+		e.Runtime.Kill(c.ID, unix.SIGKILL, true)
+		e.waitExit(c, 10*time.Second)
+	}
+	unlock, err := e.lock(c.ID)
+	if err != nil {
+		return nil // already gone (removed by its monitor with --rm)
+	}
+	defer unlock()
+	if cur, err := e.loadID(c.ID); err == nil {
+		e.refresh(cur)
+		if cur.State.Running && cur.monitorAlive() {
+			return fmt.Errorf("container %s is still running", c.Name)
+		}
+	}
+	e.cleanupRuntime(c.ID)
+	if isMountpoint(filepath.Join(e.dir(c.ID), "rootfs")) {
+		return fmt.Errorf("container %s: rootfs is still mounted", c.Name)
+	}
+	if o.Volumes {
+		for _, m := range c.MountPoints {
+			if m.Type == "volume" {
+				if v, err := e.VolumeInspect(m.Name); err == nil && v.Anonymous {
+					e.VolumeRemove(v.Name, true)
+				}
+			}
+		}
+	}
+	// Rename first so a half-removed container never shows up in ps.
+	trash := filepath.Join(e.containersDir(), ".rm-"+c.ID)
+	if err := os.Rename(e.dir(c.ID), trash); err != nil {
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+// Wait blocks until the container stops and returns its exit code.
+func (e *Engine) Wait(ref string) (int, error) {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		cur, err := e.loadID(c.ID)
+		if err != nil {
+			return c.State.ExitCode, nil
+		}
+		e.refresh(cur)
+		c = cur
+		if !cur.State.Running {
+			return cur.State.ExitCode, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Prune removes every stopped container and whatever a killed berth left
+// half-made; it returns the IDs removed.
+func (e *Engine) Prune() ([]string, error) {
+	all, err := e.List()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, c := range all {
+		if c.State.Running {
+			continue
+		}
+		if err := e.Remove(c.ID, RemoveOpts{}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, c.ID)
+	}
+	// Directories without a record are creations interrupted by a kill;
+	// the names lock keeps a creation in progress out of the way.
+	if unlock, err := e.lockNames(); err == nil {
+		ents, _ := os.ReadDir(e.containersDir())
+		for _, ent := range ents {
+			n := ent.Name()
+			p := filepath.Join(e.containersDir(), n)
+			switch {
+			case strings.HasPrefix(n, ".rm-"):
+				id := strings.TrimPrefix(n, ".rm-")
+				e.cleanupRuntime(id)
+				unmountAll(filepath.Join(p, "rootfs"))
+				os.RemoveAll(p)
+			case ent.IsDir() && len(n) == 64:
+				if _, err := os.Stat(filepath.Join(p, "container.json")); errors.Is(err, os.ErrNotExist) {
+					e.cleanupRuntime(n)
+					os.RemoveAll(p)
+					removed = append(removed, n)
+				}
+			}
+		}
+		unlock()
+	}
+	return removed, errors.Join(errs...)
+}
+
+// Restart stops the container (if running) and starts it detached.
+func (e *Engine) Restart(ref string, timeout int) error {
+	if err := e.Stop(ref, timeout); err != nil {
+		return err
+	}
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.RestartCount++
+	if unlock, err := e.lock(c.ID); err == nil {
+		if cur, err := e.loadID(c.ID); err == nil {
+			cur.RestartCount++
+			e.save(cur)
+		}
+		unlock()
+	}
+	return e.StartDetached(c)
+}
+
+// Pause freezes the container's processes; Unpause thaws them.
+func (e *Engine) Pause(ref string, pause bool) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	if !c.State.Running {
+		return fmt.Errorf("container %s is not running", c.Name)
+	}
+	if pause {
+		err = e.Runtime.Pause(c.ID)
+	} else {
+		err = e.Runtime.Resume(c.ID)
+	}
+	if err != nil {
+		return err
+	}
+	unlock, err := e.lock(c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := e.loadID(c.ID)
+	if err != nil {
+		return err
+	}
+	cur.State.Paused = pause
+	cur.State.Status = StatusRunning
+	if pause {
+		cur.State.Status = StatusPaused
+	}
+	return e.save(cur)
+}
+
+// Pids lists the host pids of the container's processes.
+func (e *Engine) Pids(ref string) ([]int, error) {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !c.State.Running {
+		return nil, fmt.Errorf("container %s is not running", c.Name)
+	}
+	if pids, err := e.Runtime.Ps(c.ID); err == nil {
+		return pids, nil
+	}
+	cg, err := cgroup.Load(cgroupsPath(c.ID))
+	if err != nil {
+		return nil, err
+	}
+	return cg.Pids()
+}
+
+// Top runs the host's ps (with psArgs, default -ef) and keeps the lines
+// of the container's processes, as docker top does.
+func (e *Engine) Top(ref string, psArgs []string, w io.Writer) error {
+	pids, err := e.Pids(ref)
+	if err != nil {
+		return err
+	}
+	if len(psArgs) == 0 {
+		psArgs = []string{"-ef"}
+	}
+	out, err := exec.Command("ps", psArgs...).Output()
+	if err != nil {
+		return fmt.Errorf("ps %s: %w", strings.Join(psArgs, " "), err)
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	col := -1
+	for i, h := range strings.Fields(lines[0]) {
+		if h == "PID" {
+			col = i
+		}
+	}
+	if col < 0 {
+		return fmt.Errorf("ps %s: output has no PID column", strings.Join(psArgs, " "))
+	}
+	in := map[string]bool{}
+	for _, p := range pids {
+		in[strconv.Itoa(p)] = true
+	}
+	fmt.Fprintln(w, lines[0])
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) > col && in[f[col]] {
+			fmt.Fprintln(w, l)
+		}
+	}
+	return nil
+}

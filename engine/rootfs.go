@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountOverlay mounts lowers (lowest first, as Store.Snapshots gives them)
+// with upper and work at target. Short layer lists use mount(2); long ones
+// would exceed mount(2)'s one-page option limit, so they go through the
+// new mount API, which takes one lowerdir+ per layer.
+func mountOverlay(lowers []string, upper, work, target string) error {
+	if len(lowers) == 0 {
+		return errors.New("overlay: image has no layers")
+	}
+	top := make([]string, len(lowers))
+	for i, l := range lowers {
+		if strings.ContainsAny(l, ":,") {
+			return fmt.Errorf("overlay: layer path %q contains ':' or ','", l)
+		}
+		top[len(lowers)-1-i] = l
+	}
+	data := "lowerdir=" + strings.Join(top, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(data) < os.Getpagesize()-1 {
+		if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+			return fmt.Errorf("mount overlay at %s: %w", target, err)
+		}
+		return nil
+	}
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("overlay: fsopen: %w (kernel too old for %d layers?)", err, len(lowers))
+	}
+	defer unix.Close(fd)
+	set := func(k, v string) error {
+		if err := unix.FsconfigSetString(fd, k, v); err != nil {
+			return fmt.Errorf("overlay: %s=%s: %w", k, v, err)
+		}
+		return nil
+	}
+	for _, l := range top {
+		if err := set("lowerdir+", l); err != nil {
+			return err
+		}
+	}
+	if err := set("upperdir", upper); err != nil {
+		return err
+	}
+	if err := set("workdir", work); err != nil {
+		return err
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("overlay: create: %w", err)
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("overlay: fsmount: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("overlay: move mount to %s: %w", target, err)
+	}
+	return nil
+}
+
+// isMountpoint reports whether dir is the root of a mount, by comparing
+// its device with its parent's (overlay mounts get their own device).
+func isMountpoint(dir string) bool {
+	var st, pst unix.Stat_t
+	if unix.Lstat(dir, &st) != nil || unix.Lstat(dir+"/..", &pst) != nil {
+		return false
+	}
+	return st.Dev != pst.Dev
+}
+
+// unmountAll unmounts everything stacked at dir, detaching when busy.
+func unmountAll(dir string) error {
+	for i := 0; i < 16 && isMountpoint(dir); i++ {
+		if err := unix.Unmount(dir, 0); err != nil {
+			if err == unix.EBUSY {
+				err = unix.Unmount(dir, unix.MNT_DETACH)
+			}
+			if err != nil && err != unix.EINVAL && err != unix.ENOENT {
+				return fmt.Errorf("unmount %s: %w", dir, err)
+			}
+		}
+	}
+	return nil
+}

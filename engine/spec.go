@@ -1,0 +1,532 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// defaultCaps is docker's default capability set.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// allCapNames lists capabilities by number, as the kernel headers do.
+var allCapNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+	"CAP_CHECKPOINT_RESTORE",
+}
+
+// hostCaps is every capability the running kernel knows.
+func hostCaps() []string {
+	last := len(allCapNames) - 1
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n < last {
+			last = n
+		}
+	}
+	return append([]string(nil), allCapNames[:last+1]...)
+}
+
+func normCap(c string) string {
+	c = strings.ToUpper(strings.TrimSpace(c))
+	if c != "ALL" && !strings.HasPrefix(c, "CAP_") {
+		c = "CAP_" + c
+	}
+	return c
+}
+
+// capabilities applies --cap-add/--cap-drop (ALL allowed in either, drops
+// first as docker does) to base.
+func capabilities(base, add, drop []string) ([]string, error) {
+	known := map[string]bool{}
+	for _, c := range allCapNames {
+		known[c] = true
+	}
+	set := map[string]bool{}
+	for _, c := range base {
+		set[c] = true
+	}
+	for _, c := range drop {
+		c = normCap(c)
+		if c == "ALL" {
+			set = map[string]bool{}
+			continue
+		}
+		if !known[c] {
+			return nil, fmt.Errorf("unknown capability %q in --cap-drop", c)
+		}
+		delete(set, c)
+	}
+	for _, c := range add {
+		c = normCap(c)
+		if c == "ALL" {
+			for _, h := range hostCaps() {
+				set[h] = true
+			}
+			continue
+		}
+		if !known[c] {
+			return nil, fmt.Errorf("unknown capability %q in --cap-add", c)
+		}
+		set[c] = true
+	}
+	var out []string
+	for _, c := range allCapNames {
+		if set[c] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// docker's masked and read-only paths.
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// initPath is where --init's init is bind-mounted in the container.
+const initPath = "/dev/init"
+
+// specInput is everything a spec is generated from.
+type specInput struct {
+	ID       string
+	Image    *v1.ConfigFile
+	Opts     *Options
+	Rootfs   string        // the mounted rootfs (users and groups are read from it)
+	Dir      string        // container directory: hosts, hostname, resolv.conf
+	Mounts   []specs.Mount // volumes, binds and tmpfs, resolved
+	InitBin  string        // host path of the read-only init binary for --init
+	Hostname string
+}
+
+// processArgs is the command the container runs: entrypoint + cmd, with
+// docker's override rules (--entrypoint clears the image's Cmd).
+func processArgs(img *v1.Config, o *Options) []string {
+	entry := img.Entrypoint
+	cmd := img.Cmd
+	if o.Entrypoint != nil {
+		entry = nil
+		if *o.Entrypoint != "" {
+			entry = []string{*o.Entrypoint}
+		}
+		cmd = nil
+	}
+	if len(o.Args) > 0 {
+		cmd = o.Args
+	}
+	return append(append([]string(nil), entry...), cmd...)
+}
+
+// imageConfig returns the image's runtime config (never nil).
+func imageConfig(cf *v1.ConfigFile) *v1.Config {
+	if cf == nil {
+		return &v1.Config{}
+	}
+	return &cf.Config
+}
+
+// buildSpec makes the OCI runtime spec for a container: the image's config
+// and the options on top of docker's defaults.
+func buildSpec(in specInput) (*specs.Spec, error) {
+	o := in.Opts
+	img := imageConfig(in.Image)
+	args := processArgs(img, o)
+	if len(args) == 0 {
+		return nil, fmt.Errorf("no command specified: the image has no Entrypoint or Cmd, give one after the image name")
+	}
+
+	// Environment: PATH default, image's, HOSTNAME, then the options'.
+	env := []string{defaultPath}
+	env = mergeEnv(env, img.Env...)
+	env = mergeEnv(env, "HOSTNAME="+in.Hostname)
+	if o.Tty {
+		env = mergeEnv(env, "TERM=xterm")
+	}
+	for _, f := range o.EnvFiles {
+		fe, err := readEnvFile(f)
+		if err != nil {
+			return nil, err
+		}
+		env = mergeEnv(env, fe...)
+	}
+	env = mergeEnv(env, o.Env...)
+
+	userSpec := img.User
+	if o.User != "" {
+		userSpec = o.User
+	}
+	u, err := resolveUser(in.Rootfs, userSpec, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := envLookup(env, "HOME"); !ok {
+		env = append(env, "HOME="+u.Home)
+	}
+
+	cwd := img.WorkingDir
+	if o.Workdir != "" {
+		cwd = o.Workdir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !path.IsAbs(cwd) {
+		return nil, fmt.Errorf("working directory %q must be absolute", cwd)
+	}
+	cwd = path.Clean(cwd)
+
+	caps := defaultCaps
+	if o.Privileged {
+		caps = hostCaps()
+	}
+	caps, err = capabilities(caps, o.CapAdd, o.CapDrop)
+	if err != nil {
+		return nil, err
+	}
+	procCaps := &specs.LinuxCapabilities{Bounding: caps, Permitted: caps, Effective: caps}
+	if u.UID != 0 {
+		// A non-root user starts with no effective privilege, as in docker;
+		// file capabilities and setuid binaries can still raise it.
+		procCaps.Permitted = nil
+		procCaps.Effective = nil
+	}
+
+	noNewPrivs := false
+	seccompOpt := ""
+	for _, so := range o.SecurityOpt {
+		k, v, _ := strings.Cut(so, "=")
+		if so == "no-new-privileges" || (k == "no-new-privileges" && v != "false") {
+			noNewPrivs = true
+			continue
+		}
+		if k == "no-new-privileges" {
+			continue
+		}
+		switch k {
+		case "seccomp":
+			seccompOpt = v
+		case "label", "apparmor":
+			// No SELinux or AppArmor on berth's hosts: accepted and ignored.
+		default:
+			return nil, fmt.Errorf("invalid --security-opt %q: want seccomp=PROFILE.json|unconfined or no-new-privileges", so)
+		}
+	}
+
+	if o.Init {
+		args = append([]string{initPath, "container-init", "--"}, args...)
+	}
+
+	rl, err := rlimits(o.Ulimits)
+	if err != nil {
+		return nil, err
+	}
+
+	s := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Terminal: o.Tty,
+			User: specs.User{
+				UID: u.UID, GID: u.GID, AdditionalGids: u.Groups,
+			},
+			Args:            args,
+			Env:             env,
+			Cwd:             cwd,
+			Capabilities:    procCaps,
+			Rlimits:         rl,
+			NoNewPrivileges: noNewPrivs,
+		},
+		Root:     &specs.Root{Path: in.Rootfs, Readonly: o.ReadOnly},
+		Hostname: in.Hostname,
+		Linux: &specs.Linux{
+			CgroupsPath: cgroupsPath(in.ID),
+			Resources:   &specs.LinuxResources{},
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+			},
+		},
+	}
+	if o.Tty {
+		s.Process.ConsoleSize = &specs.Box{Height: 24, Width: 80}
+	}
+	net := o.Network
+	switch net {
+	case "", "none", "host":
+	default:
+		return nil, fmt.Errorf("network %q: only none and host are supported", net)
+	}
+	if net != "host" {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+
+	s.Mounts = defaultMounts(o.Privileged)
+	if o.Init && in.InitBin != "" {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: initPath, Type: "bind", Source: in.InitBin,
+			Options: []string{"bind", "ro", "nosuid", "nodev"}})
+	}
+	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc/" + f, Type: "bind",
+			Source: filepath.Join(in.Dir, f), Options: []string{"rbind", "rprivate"}})
+	}
+	s.Mounts = append(s.Mounts, in.Mounts...)
+
+	if o.Privileged {
+		devs, err := hostDevices()
+		if err != nil {
+			return nil, err
+		}
+		s.Linux.Devices = devs
+		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+	} else {
+		s.Linux.MaskedPaths = maskedPaths
+		s.Linux.ReadonlyPaths = readonlyPaths
+		s.Linux.Resources.Devices = defaultDeviceRules()
+	}
+
+	if err := resources(s.Linux.Resources, o); err != nil {
+		return nil, err
+	}
+
+	switch {
+	case o.Privileged || seccompOpt == "unconfined":
+	case seccompOpt == "":
+		if s.Linux.Seccomp, err = seccomp.GetDefaultProfile(s); err != nil {
+			return nil, fmt.Errorf("default seccomp profile: %w", err)
+		}
+	default:
+		body, err := os.ReadFile(seccompOpt)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile: %w", err)
+		}
+		if s.Linux.Seccomp, err = seccomp.LoadProfile(string(body), s); err != nil {
+			return nil, fmt.Errorf("seccomp profile %s: %w", seccompOpt, err)
+		}
+	}
+	return s, nil
+}
+
+func cgroupsPath(id string) string { return "/berth/" + id }
+
+func defaultMounts(privileged bool) []specs.Mount {
+	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
+	cgOpts := []string{"nosuid", "noexec", "nodev", "relatime", "ro"}
+	if privileged {
+		sysOpts = sysOpts[:3]
+		cgOpts = cgOpts[:4]
+	}
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: cgOpts},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=67108864"}},
+	}
+}
+
+// defaultDeviceRules is docker's device cgroup allowlist: deny all, then
+// the standard nodes, ptys, and mknod of any char/block (creating is not
+// opening).
+func defaultDeviceRules() []specs.LinuxDeviceCgroup {
+	i := func(n int64) *int64 { return &n }
+	return []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		{Allow: true, Type: "c", Access: "m"},
+		{Allow: true, Type: "b", Access: "m"},
+		{Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"},  // null
+		{Allow: true, Type: "c", Major: i(1), Minor: i(5), Access: "rwm"},  // zero
+		{Allow: true, Type: "c", Major: i(1), Minor: i(7), Access: "rwm"},  // full
+		{Allow: true, Type: "c", Major: i(1), Minor: i(8), Access: "rwm"},  // random
+		{Allow: true, Type: "c", Major: i(1), Minor: i(9), Access: "rwm"},  // urandom
+		{Allow: true, Type: "c", Major: i(5), Minor: i(0), Access: "rwm"},  // tty
+		{Allow: true, Type: "c", Major: i(5), Minor: i(1), Access: "rwm"},  // console
+		{Allow: true, Type: "c", Major: i(5), Minor: i(2), Access: "rwm"},  // ptmx
+		{Allow: true, Type: "c", Major: i(136), Access: "rwm"},             // pty slaves
+		{Allow: true, Type: "c", Major: i(10), Minor: i(200), Access: "rwm"}, // tun
+		{Allow: false, Type: "c", Major: i(10), Minor: i(229), Access: "rwm"}, // fuse stays out
+	}
+}
+
+// hostDevices lists the host's /dev nodes for --privileged.
+func hostDevices() ([]specs.LinuxDevice, error) {
+	var devs []specs.LinuxDevice
+	err := filepath.WalkDir("/dev", func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			switch p {
+			case "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/fd":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if p == "/dev/console" || p == "/dev/ptmx" {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			return nil
+		}
+		var typ string
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFCHR:
+			typ = "c"
+		case unix.S_IFBLK:
+			typ = "b"
+		default:
+			return nil
+		}
+		mode := os.FileMode(st.Mode & 0o777)
+		uid, gid := st.Uid, st.Gid
+		devs = append(devs, specs.LinuxDevice{Path: p, Type: typ,
+			Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)),
+			FileMode: &mode, UID: &uid, GID: &gid})
+		return nil
+	})
+	return devs, err
+}
+
+// rlimits returns the container's rlimits: docker's nofile default,
+// clamped to what this host can grant (root may lack CAP_SYS_RESOURCE and
+// then cannot raise a hard limit), then the --ulimit options.
+func rlimits(ulimits []string) ([]specs.POSIXRlimit, error) {
+	var cur unix.Rlimit
+	nofile := uint64(1048576)
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &cur) == nil && cur.Max < nofile {
+		nofile = cur.Max
+	}
+	out := []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: nofile, Hard: nofile}}
+	for _, s := range ulimits {
+		typ, soft, hard, err := parseUlimit(s)
+		if err != nil {
+			return nil, err
+		}
+		var host unix.Rlimit
+		if unix.Getrlimit(rlimitNums[typ], &host) == nil && hard > host.Max && !hasCap(unix.CAP_SYS_RESOURCE) {
+			return nil, fmt.Errorf("--ulimit %s: hard limit %d exceeds this host's %d and berth lacks CAP_SYS_RESOURCE to raise it", s, hard, host.Max)
+		}
+		replaced := false
+		for i := range out {
+			if out[i].Type == typ {
+				out[i] = specs.POSIXRlimit{Type: typ, Soft: soft, Hard: hard}
+				replaced = true
+			}
+		}
+		if !replaced {
+			out = append(out, specs.POSIXRlimit{Type: typ, Soft: soft, Hard: hard})
+		}
+	}
+	return out, nil
+}
+
+// hasCap reports whether berth's own effective set has capability c.
+func hasCap(c int) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && n&(1<<uint(c)) != 0
+		}
+	}
+	return false
+}
+
+// resources turns --memory, --memory-swap, --cpus, --cpu-shares and
+// --pids-limit into cgroup settings, with docker's rules (swap defaults
+// to twice the memory; -1 is unlimited).
+func resources(r *specs.LinuxResources, o *Options) error {
+	mem, err := parseSize(o.Memory)
+	if err != nil {
+		return fmt.Errorf("--memory: %w", err)
+	}
+	if mem > 0 && mem < 6<<20 {
+		return fmt.Errorf("--memory %s: minimum memory limit is 6m", o.Memory)
+	}
+	var swap int64
+	switch o.MemorySwap {
+	case "":
+		if mem > 0 {
+			swap = 2 * mem
+		}
+	case "-1":
+		swap = -1
+	default:
+		if swap, err = parseSize(o.MemorySwap); err != nil {
+			return fmt.Errorf("--memory-swap: %w", err)
+		}
+		if mem == 0 {
+			return fmt.Errorf("--memory-swap needs --memory")
+		}
+		if swap < mem {
+			return fmt.Errorf("--memory-swap %s is smaller than --memory %s (it is memory plus swap)", o.MemorySwap, o.Memory)
+		}
+	}
+	if mem > 0 {
+		r.Memory = &specs.LinuxMemory{Limit: &mem}
+		if swap != 0 {
+			r.Memory.Swap = &swap
+		}
+	}
+	if o.CPUs != "" || o.CPUShares != 0 {
+		r.CPU = &specs.LinuxCPU{}
+		if o.CPUs != "" {
+			f, err := strconv.ParseFloat(o.CPUs, 64)
+			if err != nil || f <= 0 {
+				return fmt.Errorf("--cpus %q: want a positive number of CPUs such as 0.5", o.CPUs)
+			}
+			period := uint64(100000)
+			quota := int64(f * float64(period))
+			if quota < 1000 {
+				return fmt.Errorf("--cpus %q: too small (minimum 0.01)", o.CPUs)
+			}
+			r.CPU.Period, r.CPU.Quota = &period, &quota
+		}
+		if o.CPUShares != 0 {
+			if o.CPUShares < 2 {
+				return fmt.Errorf("--cpu-shares %d: minimum is 2", o.CPUShares)
+			}
+			sh := uint64(o.CPUShares)
+			r.CPU.Shares = &sh
+		}
+	}
+	if o.PidsLimit != 0 {
+		l := o.PidsLimit
+		if l < 0 {
+			l = -1
+		}
+		r.Pids = &specs.LinuxPids{Limit: &l}
+	}
+	return nil
+}

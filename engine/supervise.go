@@ -1,0 +1,395 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/runtime"
+	"github.com/berthproject/berth/runtime/cgroup"
+)
+
+// prepare mounts the container's rootfs, writes its /etc files and bundle
+// config.json, and checks that its command can run (126/127 with a reason
+// rather than a bare ENOENT from inside the container).
+func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
+	d := e.dir(c.ID)
+	if err := checkPlatform(c.Platform); err != nil {
+		return nil, err
+	}
+	for _, l := range c.Lowers {
+		if _, err := os.Stat(l); err != nil {
+			return nil, fmt.Errorf("image %s: layer snapshot %s is gone (image removed?)", c.Image, l)
+		}
+	}
+	rootfs := filepath.Join(d, "rootfs")
+	if !isMountpoint(rootfs) {
+		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs); err != nil {
+			return nil, err
+		}
+	}
+	hostname := c.Opts.Hostname
+	if hostname == "" {
+		hostname = c.ShortID()
+		if c.Opts.Network == "host" {
+			hostname, _ = os.Hostname()
+		}
+	}
+	if err := writeEtcFiles(d, hostname, &c.Opts); err != nil {
+		return nil, err
+	}
+	mounts, err := e.specMounts(c, rootfs)
+	if err != nil {
+		return nil, err
+	}
+	in := specInput{ID: c.ID, Image: c.ImageConfig, Opts: &c.Opts, Rootfs: rootfs, Dir: d,
+		Mounts: mounts, Hostname: hostname}
+	if c.Opts.Init {
+		if in.InitBin, err = e.initBinary(); err != nil {
+			return nil, err
+		}
+	}
+	s, err := buildSpec(in)
+	if err != nil {
+		return nil, err
+	}
+	// The command must exist and be runnable in the image.
+	args := s.Process.Args
+	if c.Opts.Init {
+		args = args[3:]
+	}
+	p, err := resolveExecutable(rootfs, args[0], s.Process.Cwd, s.Process.Env)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInterpreter(rootfs, p); err != nil {
+		return nil, err
+	}
+	s.Root.Path = "rootfs"
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(d, "config.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// writeEtcFiles writes hosts, hostname and resolv.conf into the container
+// directory; they are bind-mounted over the image's.
+func writeEtcFiles(d, hostname string, o *Options) error {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+	if o.Network == "host" {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+		}
+	} else {
+		hosts += "127.0.1.1\t" + hostname + "\n"
+	}
+	for _, h := range o.AddHosts {
+		name, ip, _ := strings.Cut(h, ":")
+		if ip == "host-gateway" {
+			ip = "127.0.0.1"
+		}
+		hosts += ip + "\t" + name + "\n"
+	}
+	resolv := hostResolvConf(o.Network == "host")
+	files := map[string]string{"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostResolvConf is the host's resolv.conf, without loopback nameservers
+// unless the container shares the host's network (docker's filtering).
+func hostResolvConf(hostNet bool) string {
+	b, _ := os.ReadFile("/etc/resolv.conf")
+	if hostNet {
+		return string(b)
+	}
+	var out []string
+	ns := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if strings.HasPrefix(f[1], "127.") || f[1] == "::1" {
+				continue
+			}
+			ns++
+		}
+		if strings.TrimSpace(line) != "" {
+			out = append(out, line)
+		}
+	}
+	if ns == 0 {
+		out = append(out, "nameserver 8.8.8.8", "nameserver 8.8.4.4")
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+// initBinary returns a read-only copy of berth for --init, made once per
+// berth build: the container never sees the host's binary itself, so it
+// cannot be overwritten from inside (CVE-2019-5736).
+func (e *Engine) initBinary() (string, error) {
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return "", err
+	}
+	defer self.Close()
+	st, err := self.Stat()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(e.containersDir(), ".init")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
+	}
+	sys := st.Sys().(*unix.Stat_t)
+	p := filepath.Join(dir, fmt.Sprintf("berth-%x-%x-%x", sys.Ino, st.Size(), st.ModTime().UnixNano()))
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	tmp := p + ".tmp" + strconv.Itoa(os.Getpid())
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o555)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, self); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return "", err
+	}
+	out.Close()
+	return p, os.Rename(tmp, p)
+}
+
+// launch creates and starts the container in the runtime with the given
+// stdio (or console socket) and returns its init's host pid. The caller
+// must be a child subreaper so that it can reap the init.
+func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (int, error) {
+	e.Runtime.Delete(c.ID, true) // leftovers of a crashed run
+	err := e.Runtime.Create(c.ID, runtime.CreateOpts{Bundle: e.dir(c.ID), Stdio: stdio, ConsoleSocket: consoleSocket})
+	if err != nil {
+		e.Runtime.Delete(c.ID, true)
+		return 0, fmt.Errorf("creating container: %w", err)
+	}
+	st, err := e.Runtime.State(c.ID)
+	if err != nil {
+		e.Runtime.Delete(c.ID, true)
+		return 0, err
+	}
+	if c.Opts.Network != "host" {
+		if err := loopbackUp(st.Pid); err != nil {
+			e.Runtime.Delete(c.ID, true)
+			return 0, err
+		}
+	}
+	if err := e.Runtime.Start(c.ID); err != nil {
+		e.Runtime.Delete(c.ID, true)
+		return 0, fmt.Errorf("starting container: %w", err)
+	}
+	return st.Pid, nil
+}
+
+// loopbackUp brings lo up in the network namespace of pid, as docker's
+// "none" network does (a new netns has lo down).
+func loopbackUp(pid int) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread enters the container's netns and is thrown away
+		// afterwards (no UnlockOSThread), so no other goroutine runs there.
+		goruntime.LockOSThread()
+		ns, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(ns)
+		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(s)
+		ifr, err := unix.NewIfreq("lo")
+		if err != nil {
+			errc <- err
+			return
+		}
+		if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+			errc <- err
+			return
+		}
+		ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+		errc <- unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr)
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("bringing up lo in the container: %w", err)
+	}
+	return nil
+}
+
+// waitPid reaps pid and returns its exit status the shell's way (128+N
+// for a signal). If another waiter took it, it polls until pid is gone.
+func waitPid(pid int) int {
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			for unix.Kill(pid, 0) == nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+			return 255
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+}
+
+// markStarted records the container as running under this supervisor.
+func (e *Engine) markStarted(c *Container, pid int) error {
+	c.State = State{Status: StatusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC(),
+		MonitorPid: os.Getpid(), MonitorStart: procStart(os.Getpid())}
+	return e.save(c)
+}
+
+// markFailed records a start failure (the container stays created).
+func (e *Engine) markFailed(c *Container, err error) {
+	code := 125
+	var se *StartError
+	if errors.As(err, &se) {
+		code = se.Code
+	}
+	c.State.Status = StatusCreated
+	if c.State.StartedAt.IsZero() == false {
+		c.State.Status = StatusExited
+	}
+	c.State.Running = false
+	c.State.ExitCode = code
+	c.State.Error = err.Error()
+	c.State.MonitorPid = 0
+	e.save(c)
+	e.unmountRootfs(c.ID)
+}
+
+// finish tears the container down after its init exited: OOM status from
+// its cgroup, then runtime state, cgroup and rootfs mount go; with --rm
+// everything goes.
+func (e *Engine) finish(c *Container, code int) {
+	oom := false
+	if cg, err := cgroup.Load(cgroupsPath(c.ID)); err == nil {
+		oom, _ = cg.OOMKilled()
+	}
+	e.Runtime.Kill(c.ID, unix.SIGKILL, true)
+	e.Runtime.Delete(c.ID, true)
+	e.destroyCgroup(c.ID)
+	e.unmountRootfs(c.ID)
+	unlock, err := e.lock(c.ID)
+	if err != nil {
+		return
+	}
+	cur, err := e.loadID(c.ID)
+	if err == nil {
+		cur.State.Running = false
+		cur.State.Paused = false
+		cur.State.Status = StatusExited
+		cur.State.ExitCode = code
+		cur.State.OOMKilled = oom
+		cur.State.FinishedAt = time.Now().UTC()
+		cur.State.MonitorPid = 0
+		cur.State.MonitorStart = 0
+		e.save(cur)
+		*c = *cur
+	}
+	unlock()
+	if c.Opts.AutoRemove {
+		e.Remove(c.ID, RemoveOpts{Force: true, Volumes: true})
+	}
+}
+
+// destroyCgroup removes the container's cgroup if the runtime left it.
+func (e *Engine) destroyCgroup(id string) {
+	if cg, err := cgroup.Load(cgroupsPath(id)); err == nil {
+		if pids, _ := cg.Pids(); len(pids) > 0 {
+			for _, p := range pids {
+				unix.Kill(p, unix.SIGKILL)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cg.Destroy()
+	}
+}
+
+func (e *Engine) unmountRootfs(id string) error {
+	return unmountAll(filepath.Join(e.dir(id), "rootfs"))
+}
+
+// consoleListener makes a unix socket for the runtime to send the pty
+// master over (runc's --console-socket protocol); short path under /run
+// because sun_path holds only 108 bytes.
+func consoleListener() (*net.UnixListener, string, error) {
+	dir := "/run/berth/console"
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	p := filepath.Join(dir, newID()[:16]+".sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+	if err != nil {
+		return nil, "", err
+	}
+	return l, p, nil
+}
+
+// receiveMaster accepts one connection on l and returns the pty master fd
+// sent over it with SCM_RIGHTS.
+func receiveMaster(l *net.UnixListener, timeout time.Duration) (*os.File, error) {
+	l.SetDeadline(time.Now().Add(timeout))
+	conn, err := l.AcceptUnix()
+	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) == 0 {
+		return nil, errors.New("console socket: no pty master received")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) == 0 {
+		return nil, errors.New("console socket: no pty master received")
+	}
+	for _, fd := range fds[1:] {
+		unix.Close(fd)
+	}
+	unix.CloseOnExec(fds[0])
+	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+}
