@@ -107,14 +107,14 @@ type Container struct {
 	Image   string // the reference the user gave
 	// ImageDigest is the manifest digest of the image: the store's rmi
 	// scans containers/*/container.json for it to know images in use.
-	ImageDigest string
-	ImageID     string // config digest, docker's image ID
-	Platform    string // os/arch[/variant] of the image
-	ImageConfig *v1.ConfigFile
-	Lowers      []string // the image's snapshot dirs, lowest first
-	Opts        Options
-	MountPoints []MountPoint
-	State       State
+	ImageDigest  string
+	ImageID      string // config digest, docker's image ID
+	Platform     string // os/arch[/variant] of the image
+	ImageConfig  *v1.ConfigFile
+	Lowers       []string // the image's snapshot dirs, lowest first
+	Opts         Options
+	MountPoints  []MountPoint
+	State        State
 	RestartCount int
 }
 

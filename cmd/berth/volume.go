@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-
 )
 
 // volumeCmd is `berth volume`: named volumes under <root>/volumes.
@@ -172,4 +171,3 @@ func volumePruneCommand() *cobra.Command {
 	c.Flags().BoolVarP(&force, "force", "f", false, "do not prompt (berth never prompts)")
 	return c
 }
-
