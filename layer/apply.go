@@ -97,6 +97,9 @@ func apply(dir string, r io.Reader, o Options) (int64, error) {
 
 	tr := tar.NewReader(lr)
 	name := ""
+	// Sparse entries expand holes without reading them: count the logical
+	// sizes against the limit as well.
+	var logical int64
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -106,6 +109,10 @@ func apply(dir string, r io.Reader, o Options) (int64, error) {
 			return lr.n, a.readError(name, lr, err)
 		}
 		name = hdr.Name
+		if hdr.Size > o.MaxBytes-logical {
+			return lr.n, a.readError(name, lr, errTooBig)
+		}
+		logical += max(hdr.Size, 0)
 		if err := a.entry(hdr, tr); err != nil {
 			if errors.Is(err, errTooBig) {
 				return lr.n, a.readError(name, lr, err)
@@ -547,6 +554,9 @@ func (a *applier) whiteout(hdr *tar.Header, parentComps []string, base string) e
 		return nil
 	}
 	err = a.replace(pfd, comps, func() error { return unix.Mknodat(pfd, name, unix.S_IFCHR, 0) })
+	if err == nil {
+		err = unix.UtimesNanoAt(pfd, name, times(hdr), unix.AT_SYMLINK_NOFOLLOW)
+	}
 	if err != nil {
 		return fmt.Errorf("whiteout device %q: %w", rel, err)
 	}

@@ -197,7 +197,8 @@ func writeFile(t testing.TB, p, body string, mode os.FileMode) {
 	if err := os.WriteFile(p, []byte(body), mode); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(p, mode); err != nil {
+	// unix.Chmod: os.Chmod would drop the 0o7000 bits of a plain number.
+	if err := unix.Chmod(p, uint32(mode)); err != nil {
 		t.Fatal(err)
 	}
 }
