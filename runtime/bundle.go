@@ -1,0 +1,223 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$`)
+
+func checkID(id string) error {
+	if !validID.MatchString(id) || len(id) > 1024 {
+		return fmt.Errorf("invalid container id %q: use letters, digits, '_', '.', '+', '-'", id)
+	}
+	return nil
+}
+
+// loadBundle reads and validates bundle/config.json and returns the spec
+// with the rootfs path made absolute. Every problem is one line naming it.
+func loadBundle(bundle string) (*specs.Spec, string, error) {
+	if bundle == "" {
+		bundle = "."
+	}
+	abs, err := filepath.Abs(bundle)
+	if err != nil {
+		return nil, "", err
+	}
+	data, err := os.ReadFile(filepath.Join(abs, "config.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, "", fmt.Errorf("bundle %s: config.json not found", abs)
+		}
+		return nil, "", fmt.Errorf("bundle %s: %w", abs, err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, "", fmt.Errorf("bundle %s: malformed config.json: %v", abs, jsonErr(data, err))
+	}
+	if err := validateSpec(&s); err != nil {
+		return nil, "", fmt.Errorf("bundle %s: config.json: %w", abs, err)
+	}
+	rootfs := s.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(abs, rootfs)
+	}
+	st, err := os.Stat(rootfs)
+	if err != nil {
+		return nil, "", fmt.Errorf("bundle %s: rootfs %s does not exist", abs, rootfs)
+	}
+	if !st.IsDir() {
+		return nil, "", fmt.Errorf("bundle %s: rootfs %s is not a directory", abs, rootfs)
+	}
+	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
+		return nil, "", err
+	}
+	return &s, rootfs, nil
+}
+
+// jsonErr adds the line number to a syntax error so the user can find it.
+func jsonErr(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line := 1 + strings.Count(string(data[:min(int(se.Offset), len(data))]), "\n")
+		return fmt.Errorf("line %d: %v", line, err)
+	}
+	return err
+}
+
+var nsFlags = map[specs.LinuxNamespaceType]uintptr{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+// nsProcName is the name of each namespace under /proc/<pid>/ns.
+var nsProcName = map[specs.LinuxNamespaceType]string{
+	specs.PIDNamespace:     "pid",
+	specs.NetworkNamespace: "net",
+	specs.MountNamespace:   "mnt",
+	specs.IPCNamespace:     "ipc",
+	specs.UTSNamespace:     "uts",
+	specs.UserNamespace:    "user",
+	specs.CgroupNamespace:  "cgroup",
+	specs.TimeNamespace:    "time",
+}
+
+func validateSpec(s *specs.Spec) error {
+	if s.Version == "" {
+		return errors.New("ociVersion is missing")
+	}
+	if !strings.HasPrefix(s.Version, "1.") && s.Version != "1" {
+		return fmt.Errorf("unsupported ociVersion %q: berth supports 1.x", s.Version)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return errors.New("root.path is missing")
+	}
+	if s.Process == nil {
+		return errors.New("process is missing")
+	}
+	if len(s.Process.Args) == 0 {
+		return errors.New("process.args is empty")
+	}
+	if s.Process.Cwd == "" {
+		s.Process.Cwd = "/"
+	}
+	if !filepath.IsAbs(s.Process.Cwd) {
+		return fmt.Errorf("process.cwd %q is not absolute", s.Process.Cwd)
+	}
+	if s.Linux == nil {
+		return errors.New("linux section is missing")
+	}
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range s.Linux.Namespaces {
+		if _, ok := nsFlags[ns.Type]; !ok {
+			return fmt.Errorf("unknown namespace type %q", ns.Type)
+		}
+		if seen[ns.Type] {
+			return fmt.Errorf("namespace %q listed twice", ns.Type)
+		}
+		seen[ns.Type] = true
+		if ns.Path != "" {
+			switch ns.Type {
+			case specs.UserNamespace:
+				return fmt.Errorf("joining a user namespace by path (%s) is not supported: berth is multi-threaded Go", ns.Path)
+			case specs.TimeNamespace:
+				return fmt.Errorf("joining a time namespace by path (%s) is not supported", ns.Path)
+			}
+			if _, err := os.Stat(ns.Path); err != nil {
+				return fmt.Errorf("namespace %s path %s: %v", ns.Type, ns.Path, errors.Unwrap(err))
+			}
+		}
+	}
+	if !seen[specs.MountNamespace] {
+		return errors.New("a mount namespace is required")
+	}
+	if s.Hostname != "" && !newNS(s, specs.UTSNamespace) {
+		return errors.New("hostname is set but there is no new uts namespace")
+	}
+	if s.Domainname != "" && !newNS(s, specs.UTSNamespace) {
+		return errors.New("domainname is set but there is no new uts namespace")
+	}
+	if (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0) && !newNS(s, specs.UserNamespace) {
+		return errors.New("uid/gid mappings need a new user namespace")
+	}
+	if newNS(s, specs.UserNamespace) && (len(s.Linux.UIDMappings) == 0 || len(s.Linux.GIDMappings) == 0) {
+		return errors.New("a new user namespace needs uidMappings and gidMappings")
+	}
+	for _, m := range s.Mounts {
+		if !filepath.IsAbs(m.Destination) {
+			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
+		}
+	}
+	for k := range s.Linux.Sysctl {
+		if k == "" || strings.Contains(k, "..") || strings.HasPrefix(k, ".") || strings.HasPrefix(k, "/") {
+			return fmt.Errorf("invalid sysctl %q", k)
+		}
+	}
+	if s.Process.Capabilities != nil {
+		c := s.Process.Capabilities
+		for _, set := range [][]string{c.Bounding, c.Effective, c.Inheritable, c.Permitted, c.Ambient} {
+			for _, n := range set {
+				if _, err := capNumber(n); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, rl := range s.Process.Rlimits {
+		if _, ok := rlimitNames[rl.Type]; !ok {
+			return fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+	}
+	return nil
+}
+
+func hasNS(s *specs.Spec, t specs.LinuxNamespaceType) (specs.LinuxNamespace, bool) {
+	if s.Linux == nil {
+		return specs.LinuxNamespace{}, false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t {
+			return ns, true
+		}
+	}
+	return specs.LinuxNamespace{}, false
+}
+
+// newNS reports whether the container gets a fresh namespace of type t.
+func newNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	ns, ok := hasNS(s, t)
+	return ok && ns.Path == ""
+}
+
+var rlimitNames = map[string]int{
+	"RLIMIT_AS":         unix.RLIMIT_AS,
+	"RLIMIT_CORE":       unix.RLIMIT_CORE,
+	"RLIMIT_CPU":        unix.RLIMIT_CPU,
+	"RLIMIT_DATA":       unix.RLIMIT_DATA,
+	"RLIMIT_FSIZE":      unix.RLIMIT_FSIZE,
+	"RLIMIT_LOCKS":      unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK":    unix.RLIMIT_MEMLOCK,
+	"RLIMIT_MSGQUEUE":   unix.RLIMIT_MSGQUEUE,
+	"RLIMIT_NICE":       unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE":     unix.RLIMIT_NOFILE,
+	"RLIMIT_NPROC":      unix.RLIMIT_NPROC,
+	"RLIMIT_RSS":        unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO":     unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME":     unix.RLIMIT_RTTIME,
+	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK":      unix.RLIMIT_STACK,
+}

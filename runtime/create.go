@@ -1,0 +1,431 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berthproject/berth/runtime/cgroup"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Create sets up the container id from a bundle; its process waits for Start.
+func (r *Runtime) Create(id string, o CreateOpts) error {
+	_, _, err := r.create(id, o)
+	return err
+}
+
+// needCgroup: runc always makes a cgroup; berth skips it when the spec
+// asks for no resources and names no cgroupsPath, because on cgroup v1
+// joining one costs an RCU grace period per migration (~9 ms here), more
+// than the rest of the start. Ps, kill --all and delete then find the
+// processes through the container's pid namespace; pause needs a cgroup.
+func needCgroup(s *specs.Spec) bool {
+	if s.Linux.CgroupsPath != "" {
+		return true
+	}
+	return s.Linux.Resources != nil && !reflect.DeepEqual(*s.Linux.Resources, specs.LinuxResources{})
+}
+
+// withDefaultDevices returns the resources with device cgroup rules that
+// let the container make and use its default devices and linux.devices,
+// after the spec's own rules (a deny-all usually), as runc does.
+func withDefaultDevices(s *specs.Spec) *specs.LinuxResources {
+	if s.Linux.Resources == nil {
+		return nil
+	}
+	r := *s.Linux.Resources
+	if len(r.Devices) == 0 {
+		return &r
+	}
+	i64 := func(v int64) *int64 { return &v }
+	rules := append([]specs.LinuxDeviceCgroup{}, r.Devices...)
+	rules = append(rules,
+		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Access: "m"},
+		specs.LinuxDeviceCgroup{Allow: true, Type: "b", Access: "m"},
+		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(136), Access: "rwm"},                 // /dev/pts/*
+		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(5), Minor: i64(2), Access: "rwm"},    // ptmx
+		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(5), Minor: i64(1), Access: "rwm"},    // console
+		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(10), Minor: i64(200), Access: "rwm"}, // tun
+	)
+	for _, d := range append(append([]specs.LinuxDevice{}, defaultDevices...), s.Linux.Devices...) {
+		t := d.Type
+		if t == "u" {
+			t = "c"
+		}
+		if t == "p" {
+			continue
+		}
+		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: t, Major: i64(d.Major), Minor: i64(d.Minor), Access: "rwm"})
+	}
+	r.Devices = rules
+	return &r
+}
+
+type nsJoin struct {
+	typ  specs.LinuxNamespaceType
+	path string
+}
+
+// launch is what create and exec share: start the init with its fds and
+// namespaces and hand it its config.
+type launch struct {
+	cfg      *initConfig
+	stdio    []*os.File
+	preserve int
+	stateDir *os.File
+	console  *os.File
+	mntNS    *os.File
+	joins    []nsJoin
+	sys      *syscall.SysProcAttr
+}
+
+func (l *launch) start() (*os.Process, *syncConn, error) {
+	exe, err := sealedExe()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer exe.Close()
+	parent, child, err := socketPair()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer child.Close()
+	files := make([]*os.File, 0, 3+l.preserve+fdCount)
+	files = append(files, l.stdio...)
+	for i := 0; i < l.preserve; i++ {
+		files = append(files, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	files = append(files, child, l.stateDir, l.console, l.mntNS, exe)
+	exeFd := 3 + l.preserve + fdExe
+	attr := &os.ProcAttr{
+		Dir:   "/",
+		Env:   []string{"GOGC=off", "GOMAXPROCS=2"},
+		Files: files,
+		Sys:   l.sys,
+	}
+	argv := []string{"berth", InitArg, strconv.Itoa(l.preserve)}
+	exePath := "/proc/self/fd/" + strconv.Itoa(exeFd)
+	var p *os.Process
+	if len(l.joins) == 0 {
+		p, err = os.StartProcess(exePath, argv, attr)
+	} else {
+		p, err = startJoined(l.joins, func() (*os.Process, error) { return os.StartProcess(exePath, argv, attr) })
+	}
+	if err != nil {
+		parent.Close()
+		return nil, nil, fmt.Errorf("starting container init: %w", err)
+	}
+	sc := newSync(parent)
+	if err := sc.sendAny(l.cfg); err != nil {
+		p.Kill()
+		p.Wait()
+		parent.Close()
+		return nil, nil, fmt.Errorf("sending config to init: %w", err)
+	}
+	return p, sc, nil
+}
+
+// startJoined runs start on a thread that has entered the namespaces in
+// joins (setns is per thread; the child inherits the thread's). The thread
+// is never unlocked, so Go discards it afterwards.
+func startJoined(joins []nsJoin, start func() (*os.Process, error)) (*os.Process, error) {
+	type res struct {
+		p   *os.Process
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		goruntime.LockOSThread()
+		for _, j := range joins {
+			f, err := os.Open(j.path)
+			if err != nil {
+				ch <- res{err: fmt.Errorf("namespace %s: %w", j.typ, err)}
+				return
+			}
+			err = unix.Setns(int(f.Fd()), int(nsFlags[j.typ]))
+			f.Close()
+			if err != nil {
+				ch <- res{err: fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)}
+				return
+			}
+		}
+		p, err := start()
+		ch <- res{p, err}
+	}()
+	r := <-ch
+	return r.p, r.err
+}
+
+func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Process, err error) {
+	if err := checkID(id); err != nil {
+		return nil, nil, err
+	}
+	spec, rootfs, err := loadBundle(o.Bundle)
+	if err != nil {
+		return nil, nil, err
+	}
+	bundle, _ := filepath.Abs(o.Bundle)
+	if spec.Process.Terminal && o.ConsoleSocket == "" {
+		return nil, nil, errors.New("process.terminal is true: --console-socket is required")
+	}
+	if err := os.MkdirAll(r.Root, 0o711); err != nil {
+		return nil, nil, err
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, nil, fmt.Errorf("container %q already exists", id)
+		}
+		return nil, nil, err
+	}
+	var cg *cgroup.Cgroup
+	defer func() {
+		if err == nil {
+			return
+		}
+		if proc != nil {
+			proc.Kill()
+			proc.Wait()
+			proc = nil
+		}
+		if cg != nil {
+			_ = cg.Destroy()
+		}
+		os.RemoveAll(dir)
+	}()
+	lock, err := os.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, nil, err
+	}
+	if err := unix.Mkfifo(filepath.Join(dir, fifoFile), 0o622); err != nil {
+		return nil, nil, fmt.Errorf("exec fifo: %w", err)
+	}
+	cgPath := ""
+	if needCgroup(spec) {
+		cgPath = spec.Linux.CgroupsPath
+		if cgPath == "" {
+			cgPath = "/berth/" + id
+		}
+		if cg, err = cgroup.New(cgPath, withDefaultDevices(spec)); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg := &initConfig{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, NoPivot: o.NoPivot,
+		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace)}
+	cfg.Hooks = spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateContainer) > 0) //nolint:staticcheck // prestart is deprecated but honoured
+	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs}
+	if l.stateDir, err = os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, nil, err
+	}
+	defer l.stateDir.Close()
+	if spec.Process.Terminal {
+		if l.console, err = dialConsole(o.ConsoleSocket); err != nil {
+			return nil, nil, err
+		}
+		defer l.console.Close()
+		cfg.Console = true
+	}
+	sys := &syscall.SysProcAttr{}
+	for _, ns := range spec.Linux.Namespaces {
+		switch {
+		case ns.Path != "" && ns.Type == specs.MountNamespace:
+			if l.mntNS, err = os.Open(ns.Path); err != nil {
+				return nil, nil, fmt.Errorf("mount namespace %s: %w", ns.Path, err)
+			}
+			defer l.mntNS.Close()
+			cfg.JoinMnt = true
+		case ns.Path != "":
+			l.joins = append(l.joins, nsJoin{ns.Type, ns.Path})
+		case ns.Type == specs.CgroupNamespace:
+			// unshared by the init once it is in its cgroup
+		case ns.Type == specs.TimeNamespace:
+			// CLONE_NEWTIME shares bits with the exit signal of clone(2);
+			// unshare it: it applies from the init's execve of berth on.
+			sys.Unshareflags |= unix.CLONE_NEWTIME
+		default:
+			sys.Cloneflags |= nsFlags[ns.Type]
+		}
+	}
+	if newNS(spec, specs.UserNamespace) {
+		for _, m := range spec.Linux.UIDMappings {
+			sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range spec.Linux.GIDMappings {
+			sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		sys.GidMappingsEnableSetgroups = true
+	}
+	l.sys = sys
+	p, sc, err := l.start()
+	if err != nil {
+		return nil, nil, err
+	}
+	proc = p
+	defer sc.f.Close()
+	// The init now sets up its rootfs; meanwhile put it in its cgroup.
+	if cg != nil {
+		if err = cg.Apply(p.Pid); err != nil {
+			return nil, nil, err
+		}
+	}
+	if spec.Process.OOMScoreAdj != nil {
+		if err = os.WriteFile("/proc/"+strconv.Itoa(p.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*spec.Process.OOMScoreAdj)), 0); err != nil {
+			return nil, nil, fmt.Errorf("oomScoreAdj: %w", err)
+		}
+	}
+	if err = sc.send(msg{T: msgGo, Pid: p.Pid}); err != nil {
+		return nil, nil, r.initFailed(p, sc, err)
+	}
+	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreating, Pid: p.Pid, Bundle: bundle, Annotations: spec.Annotations}
+	for {
+		var m msg
+		if derr := sc.dec.Decode(&m); derr != nil {
+			return nil, nil, r.initFailed(p, sc, derr)
+		}
+		if m.T == msgError {
+			return nil, nil, errors.New(m.Msg)
+		}
+		if m.T == msgReady {
+			break
+		}
+		if m.T == msgHooks {
+			herr := runHooks(spec.Hooks.CreateRuntime, &st)
+			if herr == nil {
+				herr = runHooks(spec.Hooks.Prestart, &st) //nolint:staticcheck // deprecated, still honoured
+			}
+			if herr != nil {
+				_ = sc.send(msg{T: msgError, Msg: herr.Error()})
+				return nil, nil, fmt.Errorf("createRuntime hook: %w", herr)
+			}
+			if err = sc.send(msg{T: msgHooked}); err != nil {
+				return nil, nil, r.initFailed(p, sc, err)
+			}
+		}
+	}
+	start, _, ok := procStart(p.Pid)
+	if !ok {
+		return nil, nil, errors.New("container init died during create")
+	}
+	st.Status = specs.StateCreated
+	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: spec, dir: dir}
+	if err = c.save(); err != nil {
+		return nil, nil, err
+	}
+	if o.PidFile != "" {
+		if err = writePidFile(o.PidFile, p.Pid); err != nil {
+			return nil, nil, err
+		}
+	}
+	return c, p, nil
+}
+
+// initFailed turns a broken sync stream into the init's own error or its
+// exit status.
+func (r *Runtime) initFailed(p *os.Process, sc *syncConn, err error) error {
+	var m msg
+	if derr := sc.dec.Decode(&m); derr == nil && m.T == msgError {
+		return errors.New(m.Msg)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		if ps, werr := p.Wait(); werr == nil {
+			return fmt.Errorf("container init exited early: %v", ps)
+		}
+	}
+	return err
+}
+
+func stdio(s []*os.File) []*os.File {
+	out := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	for i := 0; i < len(s) && i < 3; i++ {
+		if s[i] != nil {
+			out[i] = s[i]
+		}
+	}
+	return out
+}
+
+func dialConsole(path string) (*os.File, error) {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("console socket %s: %w", path, err)
+	}
+	defer conn.Close()
+	return conn.File()
+}
+
+func lastCap() int {
+	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			return n
+		}
+	}
+	return unix.CAP_LAST_CAP
+}
+
+func writePidFile(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// Start runs the user process of a created container.
+func (r *Runtime) Start(id string) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	defer c.unlock()
+	if st := c.status(); st != specs.StateCreated {
+		return fmt.Errorf("cannot start container %q: it is %s", id, st)
+	}
+	fifo := filepath.Join(c.dir, fifoFile)
+	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("exec fifo: %w", err)
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 1)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && err != unix.EINTR {
+			return err
+		}
+		if n > 0 {
+			if k, _ := unix.Read(fd, buf); k == 1 {
+				break
+			}
+			if pfd[0].Revents&unix.POLLHUP != 0 {
+				return fmt.Errorf("container %q: init exited before start", id)
+			}
+		}
+		if !c.alive() {
+			return fmt.Errorf("container %q: init exited before start", id)
+		}
+	}
+	os.Remove(fifo)
+	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
+		if err := runHooks(h.Poststart, c.ociState()); err != nil {
+			fmt.Fprintf(os.Stderr, "berth: poststart hook: %v\n", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/berthproject/berth/runtime/cgroup"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// joinable namespaces of a running container that exec enters on the
+// parent's thread before forking (mnt is entered by the child itself, so
+// that the berth binary is still reachable for the fork's exec).
+var execJoin = []specs.LinuxNamespaceType{
+	specs.IPCNamespace, specs.UTSNamespace, specs.NetworkNamespace, specs.PIDNamespace, specs.CgroupNamespace,
+}
+
+// Exec runs process p inside the running container id and returns its
+// exit status (0 when detached).
+func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
+	c, err := r.load(id)
+	if err != nil {
+		return 0, err
+	}
+	proc, err := r.execStart(c, p, o)
+	c.unlock()
+	if err != nil {
+		return 0, err
+	}
+	if o.Detach {
+		proc.Release()
+		return 0, nil
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	go func() {
+		for s := range sigs {
+			_ = proc.Signal(s)
+		}
+	}()
+	ps, err := proc.Wait()
+	signal.Stop(sigs)
+	close(sigs)
+	if err != nil {
+		return 0, err
+	}
+	return exitCode(ps), nil
+}
+
+func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *os.Process, err error) {
+	if st := c.status(); st != specs.StateRunning && st != specs.StateCreated {
+		return nil, fmt.Errorf("cannot exec in container %q: it is %s", c.ID, st)
+	}
+	if p == nil || len(p.Args) == 0 {
+		return nil, errors.New("exec: no process args")
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	if p.Terminal && o.ConsoleSocket == "" {
+		return nil, errors.New("exec: a terminal needs --console-socket")
+	}
+	for _, ns := range []string{"user", "time"} {
+		mine, err1 := nsInode(os.Getpid(), ns)
+		theirs, err2 := nsInode(c.Pid, ns)
+		if err1 == nil && err2 == nil && mine != theirs {
+			return nil, fmt.Errorf("exec into container %q: joining its %s namespace is not supported", c.ID, ns)
+		}
+	}
+	spec := *c.Config
+	linux := *spec.Linux
+	spec.Linux = &linux
+	spec.Process = p
+	pidS := strconv.Itoa(c.Pid)
+	cfg := &initConfig{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: &spec, Exec: true, JoinMnt: true, LastCap: lastCap()}
+	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), sys: &syscall.SysProcAttr{}}
+	if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
+		return nil, err
+	}
+	defer l.mntNS.Close()
+	// Re-check that the pid is still our init now that we hold its ns.
+	if !c.alive() {
+		return nil, fmt.Errorf("container %q is not running", c.ID)
+	}
+	for _, t := range execJoin {
+		n := nsProcName[t]
+		mine, err1 := nsInode(os.Getpid(), n)
+		theirs, err2 := nsInode(c.Pid, n)
+		if err2 != nil {
+			return nil, fmt.Errorf("container %q: %s namespace: %w", c.ID, n, err2)
+		}
+		if err1 == nil && mine == theirs {
+			continue
+		}
+		l.joins = append(l.joins, nsJoin{t, "/proc/" + pidS + "/ns/" + n})
+	}
+	if p.Terminal {
+		if l.console, err = dialConsole(o.ConsoleSocket); err != nil {
+			return nil, err
+		}
+		defer l.console.Close()
+		cfg.Console = true
+	}
+	proc, sc, err := l.start()
+	if err != nil {
+		return nil, err
+	}
+	defer sc.f.Close()
+	defer func() {
+		if err != nil {
+			proc.Kill()
+			proc.Wait()
+		}
+	}()
+	if c.CgroupPath != "" {
+		cg, err := cgroup.Load(c.CgroupPath)
+		if err != nil {
+			return nil, err
+		}
+		if err := cg.Apply(proc.Pid); err != nil {
+			return nil, err
+		}
+	}
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/"+strconv.Itoa(proc.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return nil, fmt.Errorf("oomScoreAdj: %w", err)
+		}
+	}
+	if err := sc.send(msg{T: msgGo, Pid: proc.Pid}); err != nil {
+		return nil, r.initFailed(proc, sc, err)
+	}
+	if _, err := sc.expect(msgReady); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, proc.Pid); err != nil {
+			return nil, err
+		}
+	}
+	return proc, nil
+}

@@ -1,0 +1,177 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Init is the container side of create and exec: berth re-executed as
+// `berth runtime-init <preserved-fds>` inside the new (or joined)
+// namespaces. It sets up the rootfs and the process, reports to the parent
+// over the sync socket, waits for start, and execs the user's program.
+// It only returns (with an exit status) when something failed.
+func Init(args []string) int {
+	// Namespace changes (setns, unshare of the cgroup ns), capset and the
+	// final execve are per thread: keep all of them on this one.
+	goruntime.LockOSThread()
+	preserve := 0
+	if len(args) > 0 {
+		preserve, _ = strconv.Atoi(args[0])
+	}
+	base := 3 + preserve
+	unix.Close(base + fdExe)
+	// Other processes of the container must not reach our host fds through
+	// /proc/<pid>/fd while we still hold them; execve makes us dumpable again.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+	sc := newSync(os.NewFile(uintptr(base+fdSync), "sync"))
+	var cfg initConfig
+	if err := sc.dec.Decode(&cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "berth init: reading config: %v\n", err)
+		return 1
+	}
+	in := &initProc{cfg: &cfg, sc: sc, base: base, preserve: preserve}
+	err := in.run()
+	// run only returns on failure (success ends in execve).
+	if in.readySent {
+		fmt.Fprintf(os.Stderr, "berth init: %v\n", err)
+		return 127
+	}
+	_ = sc.send(msg{T: msgError, Msg: err.Error()})
+	return 1
+}
+
+type initProc struct {
+	cfg       *initConfig
+	sc        *syncConn
+	base      int
+	preserve  int
+	gotGo     bool
+	hostPid   int
+	readySent bool
+}
+
+func (in *initProc) fd(i int) int { return in.base + i }
+
+// waitGo blocks until the parent has put us into the cgroup. Only then
+// may we unshare the cgroup namespace (its root is our cgroup at that
+// moment) or exec; the rootfs work before overlaps the cgroup migration.
+func (in *initProc) waitGo() error {
+	if in.gotGo {
+		return nil
+	}
+	m, err := in.sc.expect(msgGo)
+	if err != nil {
+		return err
+	}
+	in.gotGo, in.hostPid = true, m.Pid
+	if in.cfg.CgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	return nil
+}
+
+func (in *initProc) state(status specs.ContainerState) *specs.State {
+	return &specs.State{Version: specs.Version, ID: in.cfg.ID, Status: status, Pid: in.hostPid,
+		Bundle: in.cfg.Bundle, Annotations: in.cfg.Spec.Annotations}
+}
+
+func (in *initProc) run() error {
+	cfg, s := in.cfg, in.cfg.Spec
+	if cfg.JoinMnt {
+		// setns into a mount namespace needs an unshared fs_struct, which a
+		// single thread can have even in a multi-threaded process.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			return fmt.Errorf("unshare fs: %w", err)
+		}
+		if err := unix.Setns(in.fd(fdMntNS), unix.CLONE_NEWNS); err != nil {
+			return fmt.Errorf("join mount namespace: %w", err)
+		}
+	}
+	unix.Close(in.fd(fdMntNS))
+	if !cfg.Exec {
+		if !cfg.JoinMnt {
+			if err := in.setupRootfs(); err != nil {
+				return err
+			}
+		} else if err := in.waitGo(); err != nil {
+			return err
+		}
+		if err := in.afterRootfs(); err != nil {
+			return err
+		}
+	} else if err := in.waitGo(); err != nil {
+		return err
+	}
+	if cfg.Console {
+		if err := in.setupTerminal(); err != nil {
+			return err
+		}
+	}
+	if !cfg.Exec && s.Root.Readonly && !cfg.JoinMnt {
+		if err := remountReadonlyRoot(); err != nil {
+			return err
+		}
+	}
+	p, err := in.prepareProcess()
+	if err != nil {
+		return err
+	}
+	if err := in.sc.send(msg{T: msgReady}); err != nil {
+		return err
+	}
+	in.readySent = true
+	if !cfg.Exec {
+		// Block until `start` opens the fifo for reading.
+		fd, err := unix.Openat(in.fd(fdState), fifoFile, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open exec fifo: %w", err)
+		}
+		if _, err := unix.Write(fd, []byte{0}); err != nil {
+			return fmt.Errorf("write exec fifo: %w", err)
+		}
+		unix.Close(fd)
+		if s.Hooks != nil && len(s.Hooks.StartContainer) > 0 {
+			if err := runHooks(s.Hooks.StartContainer, in.state(specs.StateRunning)); err != nil {
+				return fmt.Errorf("startContainer hook: %w", err)
+			}
+		}
+	}
+	return p.exec()
+}
+
+func (in *initProc) setupTerminal() error {
+	sock := os.NewFile(uintptr(in.fd(fdConsole)), "console-socket")
+	slave, err := setupConsoleFd(sock)
+	sock.Close()
+	if err != nil {
+		return err
+	}
+	sfd := int(slave.Fd())
+	if _, err := unix.Setsid(); err != nil {
+		return fmt.Errorf("setsid: %w", err)
+	}
+	if err := unix.IoctlSetInt(sfd, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("set controlling terminal: %w", err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := unix.Dup3(sfd, i, 0); err != nil {
+			return err
+		}
+	}
+	if !in.cfg.Exec {
+		// /dev/console is the pty too, as runc makes it.
+		if err := bindConsole(slave.Name()); err != nil {
+			return err
+		}
+	}
+	slave.Close()
+	return nil
+}

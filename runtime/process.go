@@ -1,0 +1,198 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// loadSeccomp installs a seccomp filter on the calling process; it is set
+// by seccomp.go to runtime/seccomp.Load.
+var loadSeccomp = func(*specs.LinuxSeccomp) error {
+	return errors.New("seccomp: not supported by this build")
+}
+
+type execProc struct {
+	path string
+	args []string
+	env  []string
+}
+
+func (p *execProc) exec() error {
+	err := syscall.Exec(p.path, p.args, p.env)
+	return fmt.Errorf("exec %s: %w", p.path, err)
+}
+
+// prepareProcess applies process: rlimits, umask, cwd, user, caps,
+// no_new_privs, seccomp, and marks every fd we hold close-on-exec. What is
+// left is the execve, which prepareProcess has made sure will find its
+// program.
+func (in *initProc) prepareProcess() (*execProc, error) {
+	p := in.cfg.Spec.Process
+	for _, rl := range p.Rlimits {
+		res := rlimitNames[rl.Type]
+		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
+		// syscall.Setrlimit (not prlimit) so Go does not restore its own
+		// saved RLIMIT_NOFILE at exec.
+		if err := syscall.Setrlimit(res, &lim); err != nil {
+			var cur syscall.Rlimit
+			_ = syscall.Getrlimit(res, &cur)
+			if err == syscall.EPERM && rl.Hard > cur.Max {
+				return nil, fmt.Errorf("rlimit %s: cannot raise the hard limit from %d to %d", rl.Type, cur.Max, rl.Hard)
+			}
+			return nil, fmt.Errorf("rlimit %s: %w", rl.Type, err)
+		}
+	}
+	umask := 0o022
+	if p.User.Umask != nil {
+		umask = int(*p.User.Umask)
+	}
+	unix.Umask(umask)
+	if err := chdirInside(p.Cwd); err != nil {
+		return nil, err
+	}
+	env := p.Env
+	path, err := lookPath(p.Args[0], env)
+	if err != nil {
+		return nil, err
+	}
+	seccomp := in.cfg.Spec.Linux.Seccomp
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return nil, fmt.Errorf("no_new_privs: %w", err)
+		}
+	} else if seccomp != nil {
+		// Without no_new_privs a filter needs CAP_SYS_ADMIN: load it while
+		// we still have it (the profile must allow what follows).
+		if err := loadSeccomp(seccomp); err != nil {
+			return nil, fmt.Errorf("seccomp: %w", err)
+		}
+	}
+	var caps capSets
+	if p.Capabilities != nil {
+		caps = capsOf(p.Capabilities)
+		if err := dropBounding(caps.bounding, in.cfg.LastCap); err != nil {
+			return nil, err
+		}
+	}
+	if err := setUser(p.User, p.Capabilities != nil); err != nil {
+		return nil, err
+	}
+	if p.Capabilities != nil {
+		if err := applyCaps(caps); err != nil {
+			return nil, err
+		}
+	}
+	if p.NoNewPrivileges && seccomp != nil {
+		if err := loadSeccomp(seccomp); err != nil {
+			return nil, fmt.Errorf("seccomp: %w", err)
+		}
+	}
+	// CVE-2024-21626: nothing of ours may survive the exec.
+	if err := unix.CloseRange(uint(3+in.preserve), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("close_range: %w", err)
+	}
+	return &execProc{path: path, args: p.Args, env: env}, nil
+}
+
+// chdirInside changes to cwd and makes sure it is inside the container's
+// root: a cwd like /proc/self/fd/N could name a host directory through a
+// leaked fd (CVE-2024-21626); the kernel then reports it as unreachable.
+func chdirInside(cwd string) error {
+	if err := unix.Chdir(cwd); err != nil {
+		return fmt.Errorf("cwd %s: %w", cwd, err)
+	}
+	buf := make([]byte, 4096)
+	n, err := unix.Getcwd(buf)
+	if err != nil {
+		return fmt.Errorf("cwd %s: %w", cwd, err)
+	}
+	if n == 0 || buf[0] != '/' {
+		return fmt.Errorf("cwd %s is outside the container", cwd)
+	}
+	return nil
+}
+
+// setUser switches this thread to the process user. Only the thread that
+// will execve matters, so raw per-thread syscalls are enough; keepcaps
+// keeps the permitted set across the uid change for applyCaps.
+func setUser(u specs.User, keepCaps bool) error {
+	if keepCaps {
+		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("keepcaps: %w", err)
+		}
+	}
+	groups := make([]uint32, len(u.AdditionalGids))
+	copy(groups, u.AdditionalGids)
+	var e syscall.Errno
+	if len(groups) > 0 {
+		_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(unsafe.Pointer(&groups[0])), 0)
+	} else {
+		_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0)
+	}
+	if e != 0 {
+		// A user namespace with setgroups denied cannot change groups;
+		// fine when none are asked for.
+		if !(e == unix.EPERM && len(groups) == 0) {
+			return fmt.Errorf("setgroups: %w", e)
+		}
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
+		return fmt.Errorf("setgid %d: %w", u.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.UID), uintptr(u.UID), uintptr(u.UID)); e != 0 {
+		return fmt.Errorf("setuid %d: %w", u.UID, e)
+	}
+	if keepCaps {
+		_ = unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0)
+	}
+	return nil
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPath finds name in the container's PATH (from its env, not ours).
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("exec %s: %w", name, err)
+		}
+		return name, nil
+	}
+	path := defaultPath
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec %q: executable file not found in $PATH", name)
+}
+
+func executable(p string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return unix.EISDIR
+	}
+	if st.Mode&0o111 == 0 {
+		return unix.EACCES
+	}
+	return nil
+}
