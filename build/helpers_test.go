@@ -272,3 +272,6 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 func testRunner(t *testing.T) Runner {
 	return runcRunner{root: filepath.Join(t.TempDir(), "runc")}
 }
+
+// fmtv prints maps sorted, for comparisons.
+func fmtv(v any) string { return fmt.Sprintf("%v", v) }

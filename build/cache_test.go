@@ -1,0 +1,82 @@
+package build
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berthproject/berth/internal/fixture"
+)
+
+// stepStates maps each step line's instruction to CACHED or "ran".
+func cachedSteps(out string) (cached, ran []string) {
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "[") || strings.Contains(l, "] FROM ") || strings.Contains(l, "] DONE ") {
+			continue
+		}
+		i := strings.Index(l, "] ")
+		if i < 0 {
+			continue
+		}
+		ins := l[i+2:]
+		if strings.HasSuffix(ins, " CACHED") {
+			cached = append(cached, strings.TrimSuffix(ins, " CACHED"))
+		} else {
+			ran = append(ran, ins)
+		}
+	}
+	return
+}
+
+func TestCacheReuseAndInvalidation(t *testing.T) {
+	fixture.RequireRoot(t)
+	e := newEnv(t)
+	e.importBusybox("busybox")
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\nCOPY b.txt /b.txt\nCMD [\"cat\", \"/copy\"]\n",
+		"a.txt":      "first",
+		"b.txt":      "bee",
+	})
+	r1, out1 := e.mustBuild(dir, nil)
+	if c, _ := cachedSteps(out1); len(c) != 0 {
+		t.Fatalf("first build reused %v\n%s", c, out1)
+	}
+	r2, out2 := e.mustBuild(dir, nil)
+	c, ran := cachedSteps(out2)
+	if len(ran) != 0 || len(c) != 5 {
+		t.Fatalf("rebuild: cached %v, ran %v\n%s", c, ran, out2)
+	}
+	d1, _ := onlyImage(t, r1).Digest()
+	d2, _ := onlyImage(t, r2).Digest()
+	if d1 != d2 {
+		t.Errorf("fully cached rebuild changed the image: %s -> %s", d1, d2)
+	}
+	// Change a.txt: the first step reading it and everything after rerun.
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("second"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r3, out3 := e.mustBuild(dir, nil)
+	c, ran = cachedSteps(out3)
+	if strings.Join(c, "|") != "RUN echo one > /one" || len(ran) != 4 {
+		t.Fatalf("after change: cached %v, ran %v\n%s", c, ran, out3)
+	}
+	got, code := e.runImage(onlyImage(t, r3))
+	if code != 0 || got != "second" {
+		t.Errorf("rebuilt image prints %q (exit %d)", got, code)
+	}
+	// --no-cache runs everything.
+	_, out4 := e.mustBuild(dir, func(o *Options) { o.NoCache = true })
+	if c, _ := cachedSteps(out4); len(c) != 0 {
+		t.Errorf("--no-cache reused %v", c)
+	}
+	// Prune empties the cache: the next build runs every step again.
+	rep, err := Prune(e.root)
+	if err != nil || rep.Entries == 0 {
+		t.Fatalf("prune: %+v %v", rep, err)
+	}
+	_, out5 := e.mustBuild(dir, nil)
+	if c, _ := cachedSteps(out5); len(c) != 0 {
+		t.Errorf("after prune reused %v", c)
+	}
+}
