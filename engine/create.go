@@ -124,8 +124,10 @@ func (e *Engine) Create(o Options) (*Container, error) {
 			return nil, err
 		}
 	}
-	// rootfs must be traversable by non-root container users.
+	// The merged root takes the upper dir's mode: it must be traversable
+	// by non-root container users.
 	os.Chmod(filepath.Join(d, "rootfs"), 0o755)
+	os.Chmod(filepath.Join(d, "upper"), 0o755)
 	os.Chmod(d, 0o711)
 	if err := e.save(c); err != nil {
 		os.RemoveAll(d)

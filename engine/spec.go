@@ -371,7 +371,6 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 		{Allow: true, Type: "c", Major: i(5), Minor: i(2), Access: "rwm"},     // ptmx
 		{Allow: true, Type: "c", Major: i(136), Access: "rwm"},                // pty slaves
 		{Allow: true, Type: "c", Major: i(10), Minor: i(200), Access: "rwm"},  // tun
-		{Allow: false, Type: "c", Major: i(10), Minor: i(229), Access: "rwm"}, // fuse stays out
 	}
 }
 
