@@ -361,16 +361,16 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 		{Allow: false, Access: "rwm"},
 		{Allow: true, Type: "c", Access: "m"},
 		{Allow: true, Type: "b", Access: "m"},
-		{Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"},     // null
-		{Allow: true, Type: "c", Major: i(1), Minor: i(5), Access: "rwm"},     // zero
-		{Allow: true, Type: "c", Major: i(1), Minor: i(7), Access: "rwm"},     // full
-		{Allow: true, Type: "c", Major: i(1), Minor: i(8), Access: "rwm"},     // random
-		{Allow: true, Type: "c", Major: i(1), Minor: i(9), Access: "rwm"},     // urandom
-		{Allow: true, Type: "c", Major: i(5), Minor: i(0), Access: "rwm"},     // tty
-		{Allow: true, Type: "c", Major: i(5), Minor: i(1), Access: "rwm"},     // console
-		{Allow: true, Type: "c", Major: i(5), Minor: i(2), Access: "rwm"},     // ptmx
-		{Allow: true, Type: "c", Major: i(136), Access: "rwm"},                // pty slaves
-		{Allow: true, Type: "c", Major: i(10), Minor: i(200), Access: "rwm"},  // tun
+		{Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"},    // null
+		{Allow: true, Type: "c", Major: i(1), Minor: i(5), Access: "rwm"},    // zero
+		{Allow: true, Type: "c", Major: i(1), Minor: i(7), Access: "rwm"},    // full
+		{Allow: true, Type: "c", Major: i(1), Minor: i(8), Access: "rwm"},    // random
+		{Allow: true, Type: "c", Major: i(1), Minor: i(9), Access: "rwm"},    // urandom
+		{Allow: true, Type: "c", Major: i(5), Minor: i(0), Access: "rwm"},    // tty
+		{Allow: true, Type: "c", Major: i(5), Minor: i(1), Access: "rwm"},    // console
+		{Allow: true, Type: "c", Major: i(5), Minor: i(2), Access: "rwm"},    // ptmx
+		{Allow: true, Type: "c", Major: i(136), Access: "rwm"},               // pty slaves
+		{Allow: true, Type: "c", Major: i(10), Minor: i(200), Access: "rwm"}, // tun
 	}
 }
 
