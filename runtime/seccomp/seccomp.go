@@ -1,0 +1,65 @@
+// Package seccomp compiles an OCI seccomp profile (linux.seccomp) into a
+// classic BPF filter and installs it, in pure Go: no libseccomp.
+//
+// Semantics follow runc with libseccomp: the native architecture is always
+// covered; calls from a listed ABI use that ABI's syscall numbers; calls
+// from an ABI not covered (say x32 when only x86_64 is listed) kill the
+// process; unknown syscall names are skipped; several conditions in one
+// entry must all hold, several entries for one syscall are alternatives;
+// syscalls newer than every one the profile names get ENOSYS.
+package seccomp
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Load compiles s and installs it on every thread of the calling process
+// (SECCOMP_FILTER_FLAG_TSYNC). A nil s does nothing. The caller must have
+// set no_new_privs or hold CAP_SYS_ADMIN; Load goes last before execve,
+// since the filter applies to everything after it.
+func Load(s *specs.LinuxSeccomp) error {
+	if s == nil {
+		return nil
+	}
+	p, err := resolve(s)
+	if err != nil {
+		return err
+	}
+	prog, err := p.assemble()
+	if err != nil {
+		return err
+	}
+	filter := make([]unix.SockFilter, len(prog))
+	for i, ins := range prog {
+		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	flags := p.flags | unix.SECCOMP_FILTER_FLAG_TSYNC
+	err = install(&fprog, flags)
+	if errors.Is(err, unix.EINVAL) && flags != unix.SECCOMP_FILTER_FLAG_TSYNC {
+		// An older kernel without LOG or SPEC_ALLOW: both only relax
+		// logging or mitigations, so the filter goes in without them.
+		err = install(&fprog, unix.SECCOMP_FILTER_FLAG_TSYNC)
+	}
+	runtime.KeepAlive(filter)
+	return err
+}
+
+func install(fprog *unix.SockFprog, flags uintptr) error {
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(fprog)))
+	switch {
+	case errno == unix.EACCES:
+		return errors.New("seccomp: loading the filter needs no_new_privs or CAP_SYS_ADMIN")
+	case errno != 0:
+		return fmt.Errorf("seccomp: install filter: %w", errno)
+	case r != 0:
+		return fmt.Errorf("seccomp: thread %d could not be synchronised to the filter", r)
+	}
+	return nil
+}
