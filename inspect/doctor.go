@@ -239,19 +239,22 @@ func (r *Report) libc(fs *FS) {
 	r.Libc = "none"
 	var glibc, musl string
 	fs.Walk(func(n *Node) {
-		base := path.Base(n.Path)
 		switch {
 		case n.Type != tar.TypeReg && n.Type != tar.TypeLink:
-		case n.Libc != "" && (glibc == "" || versionLess(glibc, n.Libc)):
+		case n.Libc != "" && (glibc == "" || glibc == "?" || versionLess(glibc, n.Libc)):
 			glibc = n.Libc
-		case base == "libc.so.6" && glibc == "":
+		case path.Base(n.Path) == "libc.so.6" && glibc == "":
 			glibc = "?"
-		case strings.HasPrefix(base, "ld-musl-") && strings.HasSuffix(base, ".so.1"):
-			musl = "musl"
-		case strings.HasPrefix(base, "libc.musl-"):
-			musl = "musl"
 		}
 	})
+	// musl's loader is its libc; Alpine and Debian's musl both name it so.
+	for _, d := range []string{"/lib", "/usr/lib"} {
+		for _, p := range fs.glob(d + "/ld-musl-*.so.1") {
+			if n, _, _ := fs.Resolve(p); n != nil && n.ELF != nil {
+				musl = "musl"
+			}
+		}
+	}
 	switch {
 	case glibc == "?":
 		r.Libc = "glibc"

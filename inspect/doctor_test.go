@@ -3,8 +3,13 @@ package inspect
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berthproject/berth/internal/fixture"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -194,5 +199,45 @@ func TestDoctorCompare(t *testing.T) {
 	}
 	if ep != "entrypoint static BROKEN" {
 		t.Errorf("entrypoint row %q", ep)
+	}
+}
+
+func muslC(t testing.TB) string {
+	fixture.RequireBinary(t, "musl-gcc", "musl-tools")
+	return build(t, "hello-musl", func(dir string) *exec.Cmd {
+		os.WriteFile(filepath.Join(dir, "hello.c"), []byte(helloC), 0o644)
+		cmd := exec.Command("musl-gcc", "-O2", "-o", "hello-musl", "hello.c")
+		cmd.Dir = dir
+		return cmd
+	})
+}
+
+// muslImage is scratch plus the musl program and musl's loader laid out
+// as Debian's musl package does (the loader a symlink to libc.so).
+func muslImage(t testing.TB) v1.Image {
+	return imageOf(t, v1.Config{Entrypoint: []string{"/app"}}, layerOf(t, map[string]file{
+		"app":                           {mode: 0o755, data: readFile(t, muslC(t))},
+		"lib/ld-musl-x86_64.so.1":       {link: "x86_64-linux-musl/libc.so"},
+		"lib/x86_64-linux-musl/libc.so": {mode: 0o755, data: readFile(t, "/lib/x86_64-linux-musl/libc.so")},
+		"etc/passwd":                    {data: "root:x:0:0:root:/root:/bin/sh\n"},
+	}))
+}
+
+func TestDoctorMusl(t *testing.T) {
+	r := mustDoctor(t, "musl", muslImage(t))
+	t.Log(dump(r))
+	p := r.Entry.Program
+	if r.Libc != "musl" || p.Libc != "musl" || p.Linkage != "dynamic" || len(r.Entry.Problems) != 0 {
+		t.Fatalf("libc %q program %+v problems %v", r.Libc, p, r.Entry.Problems)
+	}
+	if got := p.Closure.Libs["libc.so"]; got != "/lib/x86_64-linux-musl/libc.so" {
+		t.Errorf("libc.so => %q", got)
+	}
+	// Without its loader the same program is seed 001's trap, musl flavour:
+	// the loader is musl's libc, so only it is named.
+	img := imageOf(t, v1.Config{Entrypoint: []string{"/app"}}, layerOf(t, map[string]file{"app": {mode: 0o755, data: readFile(t, muslC(t))}}))
+	r = mustDoctor(t, "musl-scratch", img)
+	if len(r.Entry.Problems) != 1 || !strings.Contains(r.Entry.Problems[0], "/lib/ld-musl-x86_64.so.1 not found") {
+		t.Errorf("problems %q", r.Entry.Problems)
 	}
 }

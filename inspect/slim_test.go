@@ -125,3 +125,107 @@ func TestSlimNodeOnDebian(t *testing.T) {
 		t.Errorf("slim node ran: %q", out)
 	}
 }
+
+// handImage copies files out of a source image's tree the way the COPY
+// lines of testdata/distroless-c.Dockerfile do (symlinks followed).
+func handImage(t *testing.T, src v1.Image, cfg v1.Config, paths map[string]string) (v1.Image, int64) {
+	fs, err := ReadFS(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &Plan{Keep: map[string]string{}}
+	var bytes int64
+	for from := range paths {
+		n, real, _ := fs.Resolve(from)
+		if n == nil {
+			t.Fatalf("%s missing in the source", from)
+		}
+		pl.Keep[real] = "hand"
+		bytes += n.Size
+	}
+	content, err := fs.contents(src, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]file{}
+	for from, to := range paths {
+		_, real, _ := fs.Resolve(from)
+		n := fs.lookup(real)
+		files[strings.TrimPrefix(to, "/")] = file{mode: n.Mode, data: string(content[real])}
+	}
+	return imageOf(t, cfg, layerOf(t, files)), bytes
+}
+
+func TestSlimAgainstHandWrittenDistroless(t *testing.T) {
+	img := cOnDebian(t)
+	hand, handBytes := handImage(t, img, v1.Config{Cmd: []string{"hello"}, Env: []string{"PATH=/usr/local/bin"}}, map[string]string{
+		"/usr/local/bin/hello":                    "/usr/local/bin/hello",
+		"/lib64/ld-linux-x86-64.so.2":             "/lib64/ld-linux-x86-64.so.2",
+		"/lib/x86_64-linux-gnu/libc.so.6":         "/lib/x86_64-linux-gnu/libc.so.6",
+		"/lib/x86_64-linux-gnu/libnss_files.so.2": "/lib/x86_64-linux-gnu/libnss_files.so.2",
+		"/etc/passwd":                             "/etc/passwd",
+		"/etc/group":                              "/etc/group",
+		"/etc/nsswitch.conf":                      "/etc/nsswitch.conf",
+	})
+	hr := mustDoctor(t, "hand", hand)
+	if len(hr.Entry.Problems) != 0 {
+		t.Fatalf("hand-written image broken: %v", hr.Entry.Problems)
+	}
+	res, err := Slim(img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slimFS, err := ReadFS(res.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tz int64
+	if z := slimFS.lookup("/usr/share/zoneinfo"); z != nil {
+		tz = z.subtreeBytes()
+	}
+	t.Logf("original %s, slim %s (tzdata %s of it), hand-written distroless %s", MB(res.BeforeBytes), MB(res.AfterBytes), MB(tz), MB(handBytes))
+	// Slim may keep more than the hand-picked files (tzdata, ld.so.cache,
+	// NSS modules nsswitch.conf names) but not more than 0.5 MB beyond them.
+	if extra := res.AfterBytes - tz - handBytes; extra > 512<<10 {
+		t.Errorf("slim keeps %s more than the hand-written image besides tzdata", MB(extra))
+	}
+	if os.Geteuid() == 0 {
+		if a, b := chrootRun(t, hand, "/usr/local/bin/hello"), chrootRun(t, res.Image, "/usr/local/bin/hello"); a != b {
+			t.Errorf("hand-written printed %q, slim %q", a, b)
+		}
+	}
+}
+
+func TestSlimMusl(t *testing.T) {
+	res, r := slimCheck(t, "musl", muslImage(t), 1)
+	if r.Libc != "musl" || res.AfterFiles != 3 {
+		t.Errorf("slim musl image: libc %q, %d files", r.Libc, res.AfterFiles)
+	}
+	if os.Geteuid() == 0 {
+		if out := chrootRun(t, res.Image, "/app"); out != "hello from c, uid 0 is root\n" {
+			t.Errorf("slim musl ran: %q", out)
+		}
+	}
+}
+
+func TestSlimShebangNodeScript(t *testing.T) {
+	img := imageOf(t, v1.Config{Entrypoint: []string{"/srv/run.js"}, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}},
+		tarLayer(t, nodeTar(t)), layerOf(t, map[string]file{"srv/": {}, "srv/run.js": {mode: 0o755, data: "#!/usr/bin/env node\n" + nodeApp}}))
+	r := mustDoctor(t, "node-shebang", img)
+	p := r.Entry.Program
+	if p.Kind != "script" || p.Interpreter == nil || p.Interpreter.Real != "/usr/bin/node" || r.Entry.Lang != "node" || len(r.Entry.Problems) != 0 {
+		t.Fatalf("entry %+v interp %+v problems %v", p, p.Interpreter, r.Entry.Problems)
+	}
+	res, err := Slim(img, []string{"/etc/debian_version"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"/usr/bin/env", "/usr/bin/node", "/srv/run.js", "/etc/debian_version", "/usr/lib/x86_64-linux-gnu/libnode.so.108"} {
+		if _, ok := res.Plan.Keep[k]; !ok {
+			t.Errorf("slim dropped %s", k)
+		}
+	}
+	if out := chrootRun(t, res.Image, "/srv/run.js"); out != "hello from node a/b linux 42\n" {
+		t.Errorf("slim shebang script ran: %q", out)
+	}
+}
