@@ -241,3 +241,43 @@ func TestDoctorMusl(t *testing.T) {
 		t.Errorf("problems %q", r.Entry.Problems)
 	}
 }
+
+// greet builds a program linked against its own libgreet.so, found
+// through the RUNPATH $ORIGIN/../lib, and the library itself.
+func greet(t testing.TB) (prog, lib string) {
+	fixture.RequireBinary(t, "gcc", "gcc")
+	dir := filepath.Dir(build(t, "greet", func(dir string) *exec.Cmd {
+		os.WriteFile(filepath.Join(dir, "lib.c"), []byte("#include <stdio.h>\nvoid greet(void){ puts(\"hello from libgreet\"); }\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "main.c"), []byte("void greet(void);\nint main(){ greet(); return 0; }\n"), 0o644)
+		return exec.Command("sh", "-c", "cd "+dir+" && gcc -shared -fPIC -o libgreet.so lib.c && gcc -o greet main.c -L. -lgreet -Wl,--enable-new-dtags,-rpath,'$ORIGIN/../lib'")
+	}))
+	return filepath.Join(dir, "greet"), filepath.Join(dir, "libgreet.so")
+}
+
+func TestDoctorRunpathOriginAndLdSoConf(t *testing.T) {
+	prog, lib := greet(t)
+	deb := debianLayer(t)
+	cases := []struct {
+		name  string
+		files map[string]file
+		want  string // where libgreet.so resolves, "" = missing
+	}{
+		{"origin", map[string]file{"opt/app/bin/greet": {mode: 0o755, data: readFile(t, prog)}, "opt/app/lib/libgreet.so": {mode: 0o755, data: readFile(t, lib)}}, "/opt/app/lib/libgreet.so"},
+		{"ld.so.conf.d", map[string]file{"opt/app/bin/greet": {mode: 0o755, data: readFile(t, prog)}, "opt/other/libgreet.so": {mode: 0o755, data: readFile(t, lib)},
+			"etc/ld.so.conf.d/other.conf": {data: "# extra\n/opt/other\n"}}, "/opt/other/libgreet.so"},
+		{"missing", map[string]file{"opt/app/bin/greet": {mode: 0o755, data: readFile(t, prog)}}, ""},
+	}
+	for _, c := range cases {
+		r := mustDoctor(t, c.name, imageOf(t, v1.Config{Entrypoint: []string{"/opt/app/bin/greet"}}, deb, layerOf(t, c.files)))
+		cl := r.Entry.Program.Closure
+		if got := cl.Libs["libgreet.so"]; got != c.want {
+			t.Errorf("%s: libgreet.so => %q, want %q", c.name, got, c.want)
+		}
+		if c.want == "" && (len(r.Entry.Problems) != 1 || r.Entry.Problems[0] != "libgreet.so: cannot open shared object file: No such file or directory (needed by /opt/app/bin/greet)") {
+			t.Errorf("%s: problems %q", c.name, r.Entry.Problems)
+		}
+		if c.want != "" && len(r.Entry.Problems) != 0 {
+			t.Errorf("%s: problems %q", c.name, r.Entry.Problems)
+		}
+	}
+}
