@@ -79,7 +79,7 @@ func buildCommand() *cobra.Command {
 			switch progress {
 			case "", "auto":
 				progress = "plain"
-				if isTerminal(os.Stderr) {
+				if buildStderrIsTTY() {
 					progress = "tty"
 				}
 			case "plain", "tty", "quiet":
@@ -144,7 +144,8 @@ func builderPruneCommand() *cobra.Command {
 	return c
 }
 
-func isTerminal(f *os.File) bool {
+func buildStderrIsTTY() bool {
+	f := os.Stderr
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
