@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/berthproject/berth/image"
 	"github.com/berthproject/berth/internal/fixture"
+	brt "github.com/berthproject/berth/runtime"
 	"github.com/berthproject/berth/store"
 )
 
@@ -207,19 +207,19 @@ func keys(m map[string]fileInfo) []string {
 	return ks
 }
 
-// runcRunner runs RUN bundles with runc: a stand-in used only while
-// berth's runtime cannot run containers yet (BERTH_BUILD_TEST_RUNC=1 or
-// when berth's runtime reports it is unimplemented).
-type runcRunner struct{ root string }
+// berthRunner runs RUN bundles with berth's own runtime, in process (its
+// init re-executes this test binary: see TestMain).
+type berthRunner struct{ rt *brt.Runtime }
 
-func (r runcRunner) RunBundle(id, bundle string, stdio []*os.File) (int, error) {
-	cmd := exec.Command("runc", "--root", r.root, "run", "--bundle", bundle, id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), nil
+func (r berthRunner) RunBundle(id, bundle string, stdio []*os.File) (int, error) {
+	return r.rt.Run(id, brt.CreateOpts{Bundle: bundle, Stdio: stdio})
+}
+
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == brt.InitArg {
+		os.Exit(brt.Init(os.Args[2:]))
 	}
-	return 0, err
+	os.Exit(m.Run())
 }
 
 // runImage runs argv in the image's rootfs (a fresh copy) and returns
@@ -268,9 +268,10 @@ func (e *env) runImage(img v1.Image, argv ...string) (string, int) {
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// testRunner is what executes RUN steps in tests.
+// testRunner is what executes RUN steps in tests: berth's runtime with
+// its state in the test's temp dir.
 func testRunner(t *testing.T) Runner {
-	return runcRunner{root: filepath.Join(t.TempDir(), "runc")}
+	return berthRunner{brt.New(filepath.Join(t.TempDir(), "runtime"))}
 }
 
 // fmtv prints maps sorted, for comparisons.
