@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"github.com/berthproject/berth/engine"
 	"github.com/berthproject/berth/inspect"
+	"github.com/berthproject/berth/runtime"
 	"github.com/berthproject/berth/store"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
-	root.AddCommand(doctorCommand(), slimCommand())
+	root.AddCommand(doctorCommand(), slimCommand(), debugCommand())
 }
 
 func doctorCommand() *cobra.Command {
@@ -146,4 +150,79 @@ and fails if their output or exit status differ.`,
 	c.Flags().StringVar(&probe, "probe", "", "arguments to run both images with and compare")
 	c.Flags().StringVar(&platform, "platform", "", "platform of a multi-arch image (default: the host's)")
 	return c
+}
+
+func debugCommand() *cobra.Command {
+	var toolbox string
+	c := &cobra.Command{
+		Use:   "debug TARGET [--toolbox IMAGE] [-- CMD...]",
+		Short: "Open a toolbox beside a running container (its processes, network and files at /target)",
+		Long: `debug starts a toolbox container (default: busybox from busybox-static,
+stored as ` + inspect.DefaultToolbox + `) in the target container's pid, net, ipc and
+uts namespaces: ps shows the target's processes, the network is the
+target's, and the target's root filesystem is at /target. The target is
+left untouched; the toolbox is removed when its command exits.
+With an image as TARGET, a container of the image is started (detached)
+for the session and removed with the toolbox.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			target, cmd := args[0], args[1:]
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			ctr, lerr := e.Lookup(target)
+			if lerr != nil {
+				// Not a container: an image to run for the session.
+				if _, err := e.Store.Image(target, ""); err != nil {
+					return fmt.Errorf("debug: %s is neither a container (%v) nor an image (%v)", target, lerr, err)
+				}
+				if ctr, err = e.Create(engine.Options{Image: target}); err != nil {
+					return err
+				}
+				defer e.Remove(ctr.ID, engine.RemoveOpts{Force: true, Volumes: true})
+				if err := e.StartDetached(ctr); err != nil {
+					return startErr(err)
+				}
+				if ctr, err = e.Lookup(ctr.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "debug: started %s from %s for this session\n", ctr.ShortID(), target)
+			}
+			if !ctr.State.Running || ctr.State.Pid <= 0 {
+				return fmt.Errorf("debug: container %s is not running", target)
+			}
+			tb, err := inspect.ToolboxImage(e.Store, toolbox)
+			if err != nil {
+				return err
+			}
+			if len(cmd) == 0 && toolbox == "" && debugTTY(os.Stdin) {
+				cmd = []string{"sh", "-i"}
+			}
+			run := func(id, dir string, stdio []*os.File) (int, error) {
+				defer e.Runtime.Delete(id, true)
+				return e.Runtime.Run(id, runtime.CreateOpts{Bundle: dir, Stdio: stdio})
+			}
+			code, err := inspect.Debug(e.Store, run, tb, inspect.DebugOptions{
+				Pid: ctr.State.Pid, Cmd: cmd, Stdio: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+				WorkDir: filepath.Join(runtime.DefaultRoot, "..", "debug"),
+			})
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&toolbox, "toolbox", "", "image to use as the toolbox (default "+inspect.DefaultToolbox+")")
+	return c
+}
+
+// debugTTY tells whether the user sits at a terminal (then the toolbox
+// shell runs interactive).
+func debugTTY(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
