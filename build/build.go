@@ -166,6 +166,7 @@ func Build(o Options) (*Result, error) {
 			return nil, err
 		}
 		bs[i] = b
+		defer b.cleanup()
 	}
 	// Fail before building anything when a foreign platform cannot RUN.
 	for _, b := range bs {
@@ -321,6 +322,25 @@ type builder struct {
 	stages   []*stageRun
 	target   int
 	usedArgs sync.Map
+
+	mu   sync.Mutex
+	kept []string // directories to remove when the build ends
+}
+
+// keep registers a directory the build removes when it ends.
+func (b *builder) keep(dir string) {
+	b.mu.Lock()
+	b.kept = append(b.kept, dir)
+	b.mu.Unlock()
+}
+
+func (b *builder) cleanup() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, d := range b.kept {
+		os.RemoveAll(d)
+	}
+	b.kept = nil
 }
 
 func newBuilder(o *Options, df *dockerfile, bctx *buildContext, c *cache, pr *printer, p v1.Platform, multi bool) (*builder, error) {

@@ -177,7 +177,9 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 			var err error
 			var v *fsView
 			what := "stage " + sp.from
-			if fromStage != nil {
+			if fromStage != nil && fromStage.view != nil {
+				v = fromStage.view
+			} else if fromStage != nil {
 				v, err = viewOf(b, fromStage.img)
 			} else {
 				v, err = viewOf(b, fromImage)

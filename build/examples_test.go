@@ -1,6 +1,7 @@
 package build
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthproject/berth/image"
 	"github.com/berthproject/berth/internal/fixture"
 )
 
@@ -261,5 +263,46 @@ func TestExampleDockerignore(t *testing.T) {
 	_, out2 := e.mustBuild(dir, nil)
 	if c, ran := cachedSteps(out2); len(ran) != 0 || len(c) != 1 {
 		t.Errorf("ignored change rebuilt: %v\n%s", ran, out2)
+	}
+}
+
+// Seed 004: the first stage (a debootstrapped Debian) installs gcc with
+// apt over the network the machine has, compiles a program; the last is
+// FROM scratch with COPY --from=build --chown=65532:65532.
+func TestExampleSeed004MultiStageStatic(t *testing.T) {
+	fixture.RequireRoot(t)
+	if c, err := net.DialTimeout("tcp", "deb.debian.org:80", 5*time.Second); err != nil {
+		t.Skipf("Debian's mirror is not reachable (%v): apt-get cannot run", err)
+	} else {
+		c.Close()
+	}
+	tarPath, err := fixture.DebianTar()
+	if err != nil {
+		t.Skipf("debian fixture: %v", err)
+	}
+	e := newEnv(t)
+	f, err := os.Open(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, _, err := image.Import(e.store, f, "debian:bookworm", image.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := example(t, "seed004-static")
+	r, out := e.mustBuild(dir, func(o *Options) { o.Tags = []string{"hello:static"} })
+	img := onlyImage(t, r)
+	fs := tree(t, rootfsOf(t, img))
+	if strings.Join(keys(fs), " ") != "hello" {
+		t.Fatalf("final image holds %v, want only /hello\n%s", keys(fs), out)
+	}
+	if h := fs["hello"]; h.UID != 65532 || h.GID != 65532 {
+		t.Errorf("/hello owned %d:%d", h.UID, h.GID)
+	}
+	if o, code := e.runImage(img); code != 0 || o != "hello from a static binary, uid 65532\n" {
+		t.Errorf("run: %q exit %d", o, code)
+	}
+	if !strings.Contains(out, "[build 2/5] RUN apt-get") || !strings.Contains(out, "FROM debian:bookworm AS build") {
+		t.Errorf("step lines:\n%s", out)
 	}
 }

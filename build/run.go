@@ -332,7 +332,19 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 			os.Remove(p) // fails harmlessly on a non-empty dir
 		}
 	}
-	return st.diffLayer(upper)
+	l, err := st.diffLayer(upper)
+	if err != nil {
+		return nil, err
+	}
+	// The upper dir is this layer unpacked in overlay form: later steps of
+	// this build stack it as a lowerdir instead of waiting for the store
+	// to unpack the layer again.
+	keep := filepath.Join(b.cache.dir, "tmp", "upper-"+randHex(8))
+	if err := os.Rename(upper, keep); err == nil {
+		b.keep(keep)
+		st.pendingView = &fsView{layers: append(append([]string(nil), lower.layers...), keep)}
+	}
+	return l, nil
 }
 
 // diffLayer turns an overlay upper dir into a normalized layer.

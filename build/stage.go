@@ -30,6 +30,7 @@ type stageRun struct {
 	done chan struct{}
 
 	img     v1.Image
+	view    *fsView // the final filesystem, when the build already has it
 	key     string
 	created time.Time
 	err     error
@@ -65,6 +66,8 @@ type state struct {
 	total    int
 	cmdSet   bool
 	view     *fsView
+	// pendingView, set by a RUN that ran, is the view after its layer.
+	pendingView *fsView
 }
 
 type lexer struct{ l *shell.Lex }
@@ -184,7 +187,7 @@ func (st *state) lowerView() (*fsView, error) {
 func (st *state) addLayer(l *fileLayer) {
 	st.layers = append(st.layers, l)
 	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, l.hash)
-	st.view = nil
+	st.view, st.pendingView = st.pendingView, nil
 }
 
 // stepOpts describe how an instruction runs as a cacheable step.
@@ -209,6 +212,7 @@ func (st *state) runStep(line int, o stepOpts) error {
 	}
 	var layer *fileLayer
 	created := b.now()
+	st.pendingView = nil
 	if e, l, ok := b.cache.get(lookup); ok && !b.o.NoCache {
 		layer = l
 		created = e.Created
@@ -336,7 +340,14 @@ func (s *stageRun) build() (v1.Image, error) {
 	cmds := append(triggers, s.st.Commands...)
 	st.total = 1 + len(cmds)
 	st.step = 1
-	b.pr.line(st.prefix(), s.st.SourceCode, "")
+	from := "FROM " + baseName
+	if s.st.Platform != "" {
+		from = "FROM --platform=" + platformString(st.platform) + " " + baseName
+	}
+	if s.st.Name != "" {
+		from += " AS " + s.st.Name
+	}
+	b.pr.line(st.prefix(), from, "")
 	for i, c := range cmds {
 		line := lineOf(c.Location())
 		if i < len(triggers) {
@@ -360,6 +371,7 @@ func (s *stageRun) build() (v1.Image, error) {
 	}
 	s.key = st.key
 	s.created = st.created
+	s.view = st.view
 	return st.image()
 }
 
