@@ -39,7 +39,9 @@ With --compare (or several images) it prints one table with a column per image.`
 			if err != nil {
 				return err
 			}
-			refs := append(append([]string{}, args...), compare...)
+			// `doctor A --compare B C`: cobra hands over B as the flag's
+			// value and C as an argument; keep the order as typed.
+			refs := append(append([]string{args[0]}, compare...), args[1:]...)
 			var reports []*inspect.Report
 			for _, ref := range refs {
 				img, err := s.Image(ref, platform)
