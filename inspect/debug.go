@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -232,7 +233,13 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 			return 125, err
 		}
 	}
-	if err := os.Symlink("/proc/1/root", filepath.Join(top, "target")); err != nil {
+	// A target sharing berth's pid namespace (run with the host's) is not
+	// pid 1 there: its root is then reached by its host pid.
+	link := "/proc/1/root"
+	if a, b := nsInode("self", "pid"), nsInode(strconv.Itoa(o.Pid), "pid"); a != 0 && a == b {
+		link = fmt.Sprintf("/proc/%d/root", o.Pid)
+	}
+	if err := os.Symlink(link, filepath.Join(top, "target")); err != nil {
 		return 125, err
 	}
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
@@ -259,4 +266,13 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 		return 125, fmt.Errorf("debug: running the toolbox: %w", err)
 	}
 	return code, nil
+}
+
+// nsInode identifies a process's namespace (0 if unreadable).
+func nsInode(pid, ns string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat("/proc/"+pid+"/ns/"+ns, &st) != nil {
+		return 0
+	}
+	return st.Ino
 }
