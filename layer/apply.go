@@ -331,9 +331,8 @@ func (a *applier) regular(pfd int, comps []string, hdr *tar.Header, tr *tar.Read
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), base)
-	defer f.Close()
-	if err := a.copyData(f, hdr, tr); err != nil {
+	defer unix.Close(fd)
+	if err := a.copyData(fd, hdr, tr); err != nil {
 		return err
 	}
 	if a.isRoot {
@@ -354,17 +353,13 @@ func (a *applier) regular(pfd int, comps []string, hdr *tar.Header, tr *tar.Read
 	return unix.UtimesNanoAt(pfd, base, times(hdr), unix.AT_SYMLINK_NOFOLLOW)
 }
 
-func (a *applier) copyData(f *os.File, hdr *tar.Header, tr *tar.Reader) error {
+func (a *applier) copyData(fd int, hdr *tar.Header, tr *tar.Reader) error {
 	sparse := isSparse(hdr)
 	var off int64
 	for {
 		n, err := tr.Read(a.buf)
 		if n > 0 {
-			if sparse {
-				if werr := writeSparse(f, a.buf[:n], off); werr != nil {
-					return werr
-				}
-			} else if _, werr := f.Write(a.buf[:n]); werr != nil {
+			if werr := writeAt(fd, a.buf[:n], off, sparse); werr != nil {
 				return werr
 			}
 			off += int64(n)
@@ -377,24 +372,33 @@ func (a *applier) copyData(f *os.File, hdr *tar.Header, tr *tar.Reader) error {
 		}
 	}
 	if sparse {
-		return f.Truncate(off) // a trailing hole
+		return unix.Ftruncate(fd, off) // a trailing hole
 	}
 	return nil
 }
 
 var zeroBlock [4096]byte
 
-// writeSparse writes b at off, leaving all-zero blocks as holes: the tar
-// reader gives a sparse entry's holes as zeros.
-func writeSparse(f *os.File, b []byte, off int64) error {
+// writeAt writes b at off; sparse leaves all-zero blocks as holes (the tar
+// reader gives a sparse entry's holes as zeros).
+func writeAt(fd int, b []byte, off int64, sparse bool) error {
 	for len(b) > 0 {
-		k := min(len(b), len(zeroBlock))
-		if !bytes.Equal(b[:k], zeroBlock[:k]) {
-			if _, err := f.WriteAt(b[:k], off); err != nil {
-				return err
+		k := len(b)
+		if sparse {
+			k = min(k, len(zeroBlock))
+			if bytes.Equal(b[:k], zeroBlock[:k]) {
+				b, off = b[k:], off+int64(k)
+				continue
 			}
 		}
-		b, off = b[k:], off+int64(k)
+		n, err := unix.Pwrite(fd, b[:k], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b, off = b[n:], off+int64(n)
 	}
 	return nil
 }

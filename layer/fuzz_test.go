@@ -23,7 +23,7 @@ func FuzzApply(f *testing.F) {
 		t.Cleanup(func() { makeRemovable(root) })
 		before := manifest(t, base, "root")
 		// Odd lengths try overlay whiteouts too (they need mknod: root).
-		o := Options{MaxBytes: 4 << 20, NoDevices: true, Overlay: isRoot() && len(data)%2 == 1}
+		o := Options{MaxBytes: 1 << 20, NoDevices: true, Overlay: isRoot() && len(data)%2 == 1}
 		n, err := Apply(root, bytes.NewReader(data), o)
 		if err == nil && n > o.MaxBytes {
 			t.Fatalf("read %d bytes past the %d limit without an error", n, o.MaxBytes)
