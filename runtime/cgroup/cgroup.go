@@ -64,10 +64,14 @@ func Load(path string) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !c.mgr.Exists() {
-		return nil, fmt.Errorf("cgroup %s: does not exist", c.path)
+	// Any directory left counts: a half-destroyed cgroup must stay
+	// loadable so that Destroy can finish the job.
+	for _, d := range c.mgr.GetPaths() {
+		if _, err := os.Stat(d); err == nil {
+			return c, nil
+		}
 	}
-	return c, nil
+	return nil, fmt.Errorf("cgroup %s: does not exist", c.path)
 }
 
 func open(path string) (*Cgroup, error) {

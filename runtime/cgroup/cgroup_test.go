@@ -290,6 +290,10 @@ func TestDestroyRemovesEveryDir(t *testing.T) {
 	}
 	_ = c.Apply(cmd.Process.Pid) // may race with the exit; the point is the dirs
 	cmd.Wait()
+	// Half destroyed (say berth died mid-way): Load still finds it.
+	if err := os.Remove(dirs["devices"]); err != nil {
+		t.Fatal(err)
+	}
 	l, err := Load(name)
 	if err != nil {
 		t.Fatal(err)
