@@ -29,8 +29,14 @@ func (e *StartError) Error() string { return e.Msg }
 // hostPlatform is os/arch of this berth binary's host.
 func hostPlatform() string { return goruntime.GOOS + "/" + goruntime.GOARCH }
 
-// binfmtDir is where the kernel lists binfmt_misc handlers.
-var binfmtDir = "/proc/sys/fs/binfmt_misc"
+// binfmtDir is where the kernel lists binfmt_misc handlers
+// (BERTH_BINFMT_MISC points elsewhere, for tests of the refusal).
+var binfmtDir = func() string {
+	if d := os.Getenv("BERTH_BINFMT_MISC"); d != "" {
+		return d
+	}
+	return "/proc/sys/fs/binfmt_misc"
+}()
 
 // elfIdent is the ELF header prefix (20 bytes: ident, e_type, e_machine)
 // of an executable for each GOARCH: what a binfmt_misc magic must match.

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -70,11 +72,13 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 		args = args[3:]
 	}
 	p, err := resolveExecutable(rootfs, args[0], s.Process.Cwd, s.Process.Env)
-	if err != nil {
+	if err != nil && !underMount(args[0], s.Process.Env, mounts) {
 		return nil, err
 	}
-	if err := checkInterpreter(rootfs, p); err != nil {
-		return nil, err
+	if err == nil {
+		if err := checkInterpreter(rootfs, p); err != nil {
+			return nil, err
+		}
 	}
 	s.Root.Path = "rootfs"
 	b, err := json.Marshal(s)
@@ -85,6 +89,25 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// underMount reports whether the command may live in a volume, bind or
+// tmpfs, which are only mounted inside the container: then berth cannot
+// look for it beforehand and leaves the verdict to the exec.
+func underMount(arg0 string, env []string, mounts []specs.Mount) bool {
+	dirs := []string{path.Dir(arg0)}
+	if !strings.Contains(arg0, "/") {
+		pathEnv, _ := envLookup(env, "PATH")
+		dirs = strings.Split(pathEnv, ":")
+	}
+	for _, d := range dirs {
+		for _, m := range mounts {
+			if d == m.Destination || strings.HasPrefix(d, m.Destination+"/") || arg0 == m.Destination {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeEtcFiles writes hosts, hostname and resolv.conf into the container
@@ -159,10 +182,19 @@ func (e *Engine) initBinary() (string, error) {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return "", err
 	}
-	sys := st.Sys().(*unix.Stat_t)
+	sys := st.Sys().(*syscall.Stat_t)
 	p := filepath.Join(dir, fmt.Sprintf("berth-%x-%x-%x", sys.Ino, st.Size(), st.ModTime().UnixNano()))
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
+	}
+	// Copies for older berth builds go; containers still using one keep
+	// it alive through their bind mount.
+	if old, _ := filepath.Glob(filepath.Join(dir, "berth-*")); len(old) > 0 {
+		for _, o := range old {
+			if !strings.Contains(o, ".tmp") {
+				os.Remove(o)
+			}
+		}
 	}
 	tmp := p + ".tmp" + strconv.Itoa(os.Getpid())
 	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o555)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -436,7 +437,7 @@ func copyTree(src, dst string) error {
 				return err
 			}
 		default:
-			sys := fi.Sys().(*unix.Stat_t)
+			sys := fi.Sys().(*syscall.Stat_t)
 			if err := unix.Mknod(t, sys.Mode, int(sys.Rdev)); err != nil {
 				return err
 			}
@@ -464,7 +465,7 @@ func copyFile(src, dst string) error {
 
 // copyMeta gives t the owner, mode and times of fi (symlinks: owner only).
 func copyMeta(t string, fi os.FileInfo) error {
-	sys := fi.Sys().(*unix.Stat_t)
+	sys := fi.Sys().(*syscall.Stat_t)
 	if err := os.Lchown(t, int(sys.Uid), int(sys.Gid)); err != nil {
 		return err
 	}
@@ -474,6 +475,6 @@ func copyMeta(t string, fi os.FileInfo) error {
 	if err := unix.Chmod(t, sys.Mode&0o7777); err != nil {
 		return err
 	}
-	ts := []unix.Timespec{sys.Atim, sys.Mtim}
+	ts := []unix.Timespec{{Sec: sys.Atim.Sec, Nsec: sys.Atim.Nsec}, {Sec: sys.Mtim.Sec, Nsec: sys.Mtim.Nsec}}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, t, ts, unix.AT_SYMLINK_NOFOLLOW)
 }

@@ -1,0 +1,553 @@
+package engine
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	secOnce sync.Once
+	secArgs []string
+)
+
+// sec returns the run flags the CLI tests add: none once berth's runtime
+// loads seccomp filters; until then seccomp=unconfined so the rest of the
+// engine is still exercised (the spec's profile is checked by the unit
+// tests and TestBundleRunsUnderRunc).
+func sec(t *testing.T) []string {
+	t.Helper()
+	requireRuntime(t)
+	ref := busyboxImage(t)
+	secOnce.Do(func() {
+		_, errs, code := berth(t, "", "run", "--rm", ref, "true")
+		if code != 0 && strings.Contains(errs, "seccomp") && strings.Contains(errs, "not supported") {
+			secArgs = []string{"--security-opt", "seccomp=unconfined"}
+		}
+	})
+	if secArgs != nil {
+		t.Log("berth's runtime has no seccomp yet: running unconfined")
+	}
+	return secArgs
+}
+
+// run is `berth run --rm [sec] args...`.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	a := append([]string{"run", "--rm"}, sec(t)...)
+	return berth(t, "", append(a, args...)...)
+}
+
+// assertNoLeaks checks that nothing of container id remains: record,
+// mounts, cgroups, runtime state.
+func assertNoLeaks(t *testing.T, id string) {
+	t.Helper()
+	e := testEngine(t)
+	if _, err := os.Stat(e.dir(id)); err == nil {
+		t.Errorf("container dir of %s remains", id[:12])
+	}
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(b), id) {
+		t.Errorf("a mount of %s remains", id[:12])
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/berth/" + id)
+	if len(cgs) > 0 {
+		t.Errorf("cgroups of %s remain: %v", id[:12], cgs)
+	}
+	if _, err := os.Stat(filepath.Join(e.Runtime.Root, id)); err == nil {
+		t.Errorf("runtime state of %s remains", id[:12])
+	}
+}
+
+func TestSeed000OSReleaseAndKernel(t *testing.T) {
+	bb := busyboxImage(t)
+	uname, _ := exec.Command("uname", "-r").Output()
+	out, errs, code := run(t, bb, "sh", "-c", "cat /etc/os-release; uname -r")
+	if code != 1 && code != 0 {
+		t.Fatalf("busybox: exit %d: %s", code, errs)
+	}
+	if strings.Contains(out, "ID=") || !strings.Contains(errs+out, "os-release") {
+		t.Errorf("busybox has no os-release, got %q / %q", out, errs)
+	}
+	if !strings.Contains(out, strings.TrimSpace(string(uname))) {
+		t.Errorf("busybox uname -r = %q, host %q", out, uname)
+	}
+	deb := debianImage(t)
+	out, errs, code = run(t, deb, "sh", "-c", "cat /etc/os-release; uname -r")
+	if code != 0 {
+		t.Fatalf("debian: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, "Debian GNU/Linux 12") || !strings.Contains(out, strings.TrimSpace(string(uname))) {
+		t.Errorf("debian: %q", out)
+	}
+}
+
+func TestSeed001ScratchDynamicAndStatic(t *testing.T) {
+	sec(t)
+	dyn, err := os.ReadFile("/bin/true") // dynamically linked on Debian
+	if err != nil {
+		t.Skip("no /bin/true")
+	}
+	ref := scratchImage(t, "scratch-dyn:test", "amd64", []tarFile{{Name: "true", Mode: 0o755, Body: dyn}},
+		v1.Config{Entrypoint: []string{"/true"}})
+	_, errs, code := run(t, ref)
+	if code != 127 || !strings.Contains(errs, "/lib64/ld-linux-x86-64.so.2") || !strings.Contains(errs, "dynamically linked") {
+		t.Errorf("dynamic binary in scratch: exit %d, %q", code, errs)
+	}
+	static := goBinary(t, "amd64", "package main\nimport \"fmt\"\nfunc main() { fmt.Println(\"static hello\") }\n")
+	ref = scratchImage(t, "scratch-static:test", "amd64", []tarFile{{Name: "hello", Mode: 0o755, Body: static}},
+		v1.Config{Entrypoint: []string{"/hello"}})
+	out, errs, code := run(t, ref)
+	if code != 0 || strings.TrimSpace(out) != "static hello" {
+		t.Errorf("static binary in scratch: exit %d, %q %q", code, out, errs)
+	}
+}
+
+func TestSeed003ForeignPlatform(t *testing.T) {
+	sec(t)
+	bin := goBinary(t, "arm64", "package main\nimport (\"fmt\"; \"runtime\")\nfunc main() { fmt.Println(\"hello from\", runtime.GOOS+\"/\"+runtime.GOARCH) }\n")
+	ref := scratchImage(t, "arm64-hello:test", "arm64", []tarFile{{Name: "hello", Mode: 0o755, Body: bin}},
+		v1.Config{Entrypoint: []string{"/hello"}})
+	// No handler registered (an empty binfmt_misc view): refused, naming both.
+	cmd := exec.Command(berthBin, append(append([]string{"--root", testRoot, "run", "--rm"}, sec(t)...), ref)...)
+	cmd.Env = append(os.Environ(), "BERTH_BINFMT_MISC="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 || !strings.Contains(string(out), "linux/arm64") || !strings.Contains(string(out), "linux/amd64") {
+		t.Errorf("arm64 image without a handler: %v %q", err, out)
+	}
+	// With qemu-user-static's handler registered, it runs.
+	fixture := "/usr/bin/qemu-aarch64-static"
+	if _, err := os.Stat(fixture); err != nil {
+		t.Skip("qemu-user-static not installed")
+	}
+	restore := enableBinfmt(t, "qemu-aarch64")
+	defer restore()
+	stdout, errs, code := run(t, ref)
+	if code != 0 || strings.TrimSpace(stdout) != "hello from linux/arm64" {
+		t.Errorf("arm64 image with a handler: exit %d %q %q", code, stdout, errs)
+	}
+}
+
+// enableBinfmt mounts binfmt_misc and enables handler if needed, and
+// returns what puts the host back as it was.
+func enableBinfmt(t *testing.T, handler string) func() {
+	t.Helper()
+	dir := "/proc/sys/fs/binfmt_misc"
+	mounted := false
+	if _, err := os.Stat(filepath.Join(dir, "status")); err != nil {
+		if err := unix.Mount("binfmt_misc", dir, "binfmt_misc", 0, ""); err != nil {
+			t.Skipf("cannot mount binfmt_misc: %v", err)
+		}
+		mounted = true
+	}
+	enabled := false
+	if b, err := os.ReadFile(filepath.Join(dir, handler)); err != nil || !strings.HasPrefix(string(b), "enabled") {
+		if out, err := exec.Command("update-binfmts", "--enable", handler).CombinedOutput(); err != nil {
+			t.Skipf("update-binfmts --enable %s: %v %s", handler, err, out)
+		}
+		enabled = true
+	}
+	return func() {
+		if enabled {
+			exec.Command("update-binfmts", "--disable", handler).Run()
+		}
+		if mounted {
+			unix.Unmount(dir, 0)
+		}
+	}
+}
+
+func TestDetachedLogsStopRemove(t *testing.T) {
+	bb := busyboxImage(t)
+	args := append(append([]string{"run", "-d"}, sec(t)...), "--name", "logger", "--log-opt", "max-size=2k", bb,
+		"sh", "-c", "echo to-stderr >&2; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done")
+	id := strings.TrimSpace(berthOK(t, args...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q", id)
+	}
+	if out := berthOK(t, "ps", "--format", "{{.Names}} {{.State}}"); !strings.Contains(out, "logger running") {
+		t.Errorf("ps: %q", out)
+	}
+	// The detached container outlives the berth command that started it.
+	time.Sleep(1500 * time.Millisecond)
+	out, errs, _ := berth(t, "", "logs", "logger")
+	if !strings.Contains(out, "line 0\n") || !strings.Contains(errs, "to-stderr") {
+		t.Errorf("logs: %q / %q", out[:min(len(out), 200)], errs)
+	}
+	e := testEngine(t)
+	// Rotated at 2k, in docker's json-file format.
+	if _, err := os.Stat(e.logPath(id) + ".1"); err != nil {
+		t.Errorf("log not rotated: %v", err)
+	}
+	f, err := os.Open(e.logPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Scan()
+	var en map[string]any
+	if err := json.Unmarshal(sc.Bytes(), &en); err != nil || en["stream"] == nil || en["log"] == nil || en["time"] == nil {
+		t.Errorf("log line %q: %v", sc.Text(), err)
+	}
+	f.Close()
+	tail := berthOK(t, "logs", "--tail", "2", "-t", "logger")
+	lines := strings.Split(strings.TrimSpace(tail), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "T") || !strings.Contains(lines[1], " line ") {
+		t.Errorf("logs --tail 2 -t: %q", tail)
+	}
+	start := time.Now()
+	berthOK(t, "stop", "-t", "1", "logger")
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("stop returned after %v: sh as pid 1 ignores SIGTERM, so the SIGKILL must come after -t 1", d)
+	}
+	state := berthOK(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}", "logger")
+	if strings.TrimSpace(state) != "exited 137 false" {
+		t.Errorf("after stop: %q", state)
+	}
+	if out := berthOK(t, "ps", "-a", "-q", "--no-trunc", "--filter", "name=logger"); strings.TrimSpace(out) != id {
+		t.Errorf("ps -a -q: %q", out)
+	}
+	berthOK(t, "rm", "logger")
+	assertNoLeaks(t, id)
+}
+
+func TestExitCodes(t *testing.T) {
+	bb := busyboxImage(t)
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{bb, "sh", "-c", "exit 3"}, 3, ""},
+		{[]string{bb, "nosuchcmd"}, 127, "not found"},
+		{[]string{bb, "/etc/passwd"}, 126, "permission denied"},
+		{[]string{"nosuchimage:v9", "true"}, 125, "nosuchimage"},
+		{[]string{"--memory", "lots", bb, "true"}, 125, "memory"},
+		{[]string{"-u", "ghost", bb, "true"}, 125, "ghost"},
+		{[]string{"--init", bb, "sh", "-c", "kill -TERM $$"}, 143, ""},
+	} {
+		_, errs, code := run(t, c.args...)
+		if code != c.code || !strings.Contains(errs, c.msg) {
+			t.Errorf("run %v: exit %d (want %d), stderr %q", c.args, code, c.code, errs)
+		}
+	}
+}
+
+func TestUserAndEnv(t *testing.T) {
+	bb := busyboxImage(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(envFile, []byte("# comment\nFROMFILE=yes\n"), 0o644)
+	out, errs, code := run(t, "-u", "nobody", "-e", "A=1", "--env-file", envFile, "-w", "/tmp", "--hostname", "box",
+		"--add-host", "db:10.0.0.2", bb, "sh", "-c", "id -u; id -g; echo $A $FROMFILE; pwd; hostname; grep db /etc/hosts; echo $HOME")
+	if code != 0 && strings.Contains(errs, "exec fifo: permission denied") {
+		t.Skip("berth's runtime cannot start a non-root init yet (exec fifo permission): " + errs)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := "65534\n65534\n1 yes\n/tmp\nbox\n10.0.0.2\tdb\n/home\n"
+	if out != want {
+		t.Errorf("got %q, want %q", out, want)
+	}
+}
+
+func TestVolumesAndBinds(t *testing.T) {
+	bb := busyboxImage(t)
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in"), []byte("from host\n"), 0o644)
+	out, errs, code := run(t, "-v", host+":/data", bb, "sh", "-c", "cat /data/in; echo written > /data/out")
+	if code != 0 || out != "from host\n" {
+		t.Fatalf("bind: exit %d %q %q", code, out, errs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "out")); string(b) != "written\n" {
+		t.Errorf("write through bind: %q", b)
+	}
+	if _, _, code := run(t, "-v", host+":/data:ro", bb, "touch", "/data/x"); code == 0 {
+		t.Error("write to a :ro bind succeeded")
+	}
+	// A named volume is seeded from the image's files at its mount point.
+	vol := "seedvol" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { berth(t, "", "volume", "rm", "-f", vol) })
+	out, errs, code = run(t, "-v", vol+":/etc", bb, "sh", "-c", "grep -c root /etc/passwd; echo kept > /etc/mark")
+	if code != 0 || strings.TrimSpace(out) != "1" {
+		t.Fatalf("named volume not seeded: exit %d %q %q", code, out, errs)
+	}
+	out, errs, code = run(t, "-v", vol+":/mnt", bb, "cat", "/mnt/mark", "/mnt/passwd")
+	if code != 0 || !strings.HasPrefix(out, "kept\nroot:") {
+		t.Errorf("volume content not kept: exit %d %q %q", code, out, errs)
+	}
+	if ls := berthOK(t, "volume", "ls", "-q"); !strings.Contains(ls, vol) {
+		t.Errorf("volume ls: %q", ls)
+	}
+	out, _, code = run(t, "--tmpfs", "/scratch", "--mount", "type=bind,source="+host+",target=/m,readonly", bb,
+		"sh", "-c", "grep ' /scratch ' /proc/self/mountinfo | grep -c tmpfs; touch /m/y 2>/dev/null || echo ro")
+	if code != 0 || out != "1\nro\n" {
+		t.Errorf("--tmpfs/--mount: exit %d %q", code, out)
+	}
+}
+
+func TestReadOnlyAndCaps(t *testing.T) {
+	bb := busyboxImage(t)
+	out, _, code := run(t, "--read-only", bb, "sh", "-c", "touch /x 2>/dev/null || echo ro; echo ok > /etc/hostname && echo etc-writable")
+	if code != 0 || !strings.HasPrefix(out, "ro\n") {
+		t.Errorf("--read-only: exit %d %q", code, out)
+	}
+	out, _, _ = run(t, "--cap-drop", "ALL", bb, "grep", "CapEff", "/proc/self/status")
+	if !strings.Contains(out, "0000000000000000") {
+		t.Errorf("--cap-drop ALL: %q", out)
+	}
+	out, _, _ = run(t, "--cap-drop", "chown", bb, "sh", "-c", "touch /f; chown 1 /f 2>/dev/null || echo denied")
+	if !strings.Contains(out, "denied") {
+		t.Errorf("--cap-drop chown: %q", out)
+	}
+}
+
+// cgroupFile reads a file of the container's cgroup in a v1 controller.
+func cgroupFile(id, ctrl, file string) string {
+	b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, "berth", id, file))
+	return strings.TrimSpace(string(b))
+}
+
+func TestMemoryLimitOOMKilled(t *testing.T) {
+	bb := busyboxImage(t)
+	name := "oom" + strconv.Itoa(os.Getpid())
+	a := append(append([]string{"run"}, sec(t)...), "--name", name, "--memory", "64m", bb,
+		"dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1")
+	_, errs, code := berth(t, "", a...)
+	t.Cleanup(func() { berth(t, "", "rm", "-f", name) })
+	if code != 137 {
+		t.Errorf("memory hog: exit %d (want 137): %s", code, errs)
+	}
+	out := berthOK(t, "inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", name)
+	if strings.TrimSpace(out) != "true 137" {
+		t.Errorf("inspect: %q", out)
+	}
+}
+
+func TestPidsLimitForkBomb(t *testing.T) {
+	bb := busyboxImage(t)
+	out, errs, code := run(t, "--pids-limit", "32", bb, "sh", "-c",
+		"(for i in $(seq 100); do sleep 3 & done) 2>/dev/null; set -- /proc/[0-9]*; echo $#")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Fields(out)
+	n, _ := strconv.Atoi(lines[len(lines)-1])
+	if n == 0 || n > 32 {
+		t.Errorf("processes in the container: %d (limit 32): %q", n, out)
+	}
+}
+
+func TestCPUQuota(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d"}, sec(t)...), "--cpus", "0.5", bb, "sh", "-c", "while :; do :; done")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	time.Sleep(300 * time.Millisecond)
+	u0, _ := strconv.ParseInt(cgroupFile(id, "cpuacct", "cpuacct.usage"), 10, 64)
+	t0 := time.Now()
+	time.Sleep(3 * time.Second)
+	u1, _ := strconv.ParseInt(cgroupFile(id, "cpuacct", "cpuacct.usage"), 10, 64)
+	ratio := float64(u1-u0) / float64(time.Since(t0).Nanoseconds())
+	t.Logf("busy loop under --cpus 0.5 used %.2f of a core", ratio)
+	if ratio > 0.7 || ratio < 0.05 {
+		t.Errorf("--cpus 0.5 busy loop used %.2f of a core", ratio)
+	}
+	if q := cgroupFile(id, "cpu", "cpu.cfs_quota_us"); q != "50000" {
+		t.Errorf("cpu.cfs_quota_us = %q", q)
+	}
+}
+
+func TestParallelRunsAndNameRace(t *testing.T) {
+	bb := busyboxImage(t)
+	s := sec(t)
+	var wg sync.WaitGroup
+	outs := make([]string, 8)
+	codes := make([]int, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			a := append(append([]string{"run", "--rm"}, s...), bb, "sh", "-c", "echo ran "+strconv.Itoa(i))
+			outs[i], _, codes[i] = berth(t, "", a...)
+		}(i)
+	}
+	wg.Wait()
+	for i := range outs {
+		if codes[i] != 0 || strings.TrimSpace(outs[i]) != "ran "+strconv.Itoa(i) {
+			t.Errorf("parallel run %d: exit %d %q", i, codes[i], outs[i])
+		}
+	}
+	// Eight creates racing for one name: exactly one wins.
+	name := "race" + strconv.Itoa(os.Getpid())
+	var mu sync.Mutex
+	won := 0
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, code := berth(t, "", "create", "--name", name, bb, "true"); code == 0 {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	berth(t, "", "rm", "-f", name)
+	if won != 1 {
+		t.Errorf("%d creates got the name %s", won, name)
+	}
+	if out := berthOK(t, "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		// Other tests clean up after themselves: nothing should remain.
+		t.Errorf("containers left after parallel runs: %q", out)
+	}
+}
+
+func TestKilledBerthThenPrune(t *testing.T) {
+	bb := busyboxImage(t)
+	name := "killed" + strconv.Itoa(os.Getpid())
+	a := append(append([]string{"--root", testRoot, "run"}, sec(t)...), "--name", name, bb, "sleep", "100")
+	cmd := exec.Command(berthBin, a...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for i := 0; i < 100; i++ {
+		out, _, _ := berth(t, "", "ps", "-q", "--no-trunc", "--filter", "name="+name)
+		if id = strings.TrimSpace(out); id != "" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if id == "" {
+		cmd.Process.Kill()
+		t.Fatal("container never showed as running")
+	}
+	cmd.Process.Signal(unix.SIGKILL)
+	cmd.Wait()
+	if st := berthOK(t, "inspect", "-f", "{{.State.Status}}", name); strings.TrimSpace(st) != "exited" {
+		t.Errorf("after kill -9 of berth, status %q", st)
+	}
+	out := berthOK(t, "container", "prune")
+	if !strings.Contains(out, id) {
+		t.Errorf("prune did not remove %s: %q", id[:12], out)
+	}
+	assertNoLeaks(t, id)
+	// The orphaned sleep is gone too.
+	ps, _ := exec.Command("pgrep", "-f", "sleep 100").Output()
+	for _, p := range strings.Fields(string(ps)) {
+		b, _ := os.ReadFile("/proc/" + p + "/cgroup")
+		if strings.Contains(string(b), id) {
+			t.Errorf("container process %s survived prune", p)
+		}
+	}
+}
+
+func TestCpCommitExportDiff(t *testing.T) {
+	bb := busyboxImage(t)
+	name := "files" + strconv.Itoa(os.Getpid())
+	berthOK(t, append(append([]string{"create"}, sec(t)...), "--name", name, bb, "sh", "-c", "cat /opt/greeting; rm /etc/group")...)
+	t.Cleanup(func() { berth(t, "", "rm", "-f", name) })
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "opt"), 0o755)
+	os.WriteFile(filepath.Join(dir, "opt", "greeting"), []byte("hello cp\n"), 0o644)
+	// A directory to a path that does not exist yet: it becomes that path.
+	berthOK(t, "cp", filepath.Join(dir, "opt"), name+":/opt")
+	out, errs, code := berth(t, "", "start", "-a", name)
+	if code != 0 || out != "hello cp\n" {
+		t.Fatalf("start -a after cp in: exit %d %q %q", code, out, errs)
+	}
+	berthOK(t, "cp", name+":/opt/greeting", filepath.Join(dir, "back"))
+	if b, _ := os.ReadFile(filepath.Join(dir, "back")); string(b) != "hello cp\n" {
+		t.Errorf("cp out: %q", b)
+	}
+	berthOK(t, "cp", name+":/etc", dir)
+	if _, err := os.Stat(filepath.Join(dir, "etc", "passwd")); err != nil {
+		t.Errorf("cp of a directory: %v", err)
+	}
+	diff := berthOK(t, "diff", name)
+	if !strings.Contains(diff, "A /opt/greeting") || !strings.Contains(diff, "D /etc/group") {
+		t.Errorf("diff: %q", diff)
+	}
+	tag := "committed" + strconv.Itoa(os.Getpid()) + ":v1"
+	berthOK(t, "commit", "-c", `CMD ["cat", "/opt/greeting"]`, name, tag)
+	out, errs, code = run(t, tag)
+	if code != 0 || out != "hello cp\n" {
+		t.Errorf("committed image: exit %d %q %q", code, out, errs)
+	}
+	if _, _, code := run(t, tag, "cat", "/etc/group"); code == 0 {
+		t.Error("deletion not kept by commit")
+	}
+	exp := filepath.Join(dir, "export.tar")
+	berthOK(t, "export", "-o", exp, name)
+	list, err := exec.Command("tar", "-tf", exp).Output()
+	if err != nil || !strings.Contains(string(list), "opt/greeting") || !strings.Contains(string(list), "bin/busybox") || strings.Contains(string(list), "etc/group") {
+		t.Errorf("export: %v %q", err, list[:min(len(list), 300)])
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), name) {
+		t.Error("a mount remains after cp/export of a stopped container")
+	}
+}
+
+func TestExecInRunningContainer(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d"}, sec(t)...), "-e", "BASE=1", bb, "sleep", "30")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	out := berthOK(t, "exec", "-e", "X=2", "-u", "nobody", "-w", "/tmp", id, "sh", "-c", "echo $BASE $X; id -u; pwd")
+	if out != "1 2\n65534\n/tmp\n" {
+		t.Errorf("exec: %q", out)
+	}
+	if _, _, code := berth(t, "", "exec", id, "sh", "-c", "exit 9"); code != 9 {
+		t.Errorf("exec exit code %d", code)
+	}
+	if _, _, code := berth(t, "", "exec", id, "nosuch"); code != 127 {
+		t.Errorf("exec of a missing command: %d", code)
+	}
+	top := berthOK(t, "top", id)
+	if !strings.Contains(top, "sleep 30") {
+		t.Errorf("top: %q", top)
+	}
+	berthOK(t, "rm", "-f", id)
+	assertNoLeaks(t, id)
+}
+
+func TestInitReapsAndForwards(t *testing.T) {
+	bb := busyboxImage(t)
+	out, errs, code := run(t, "--init", bb, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; (sleep 60 &) ; exit 4")
+	if code != 4 || !strings.HasPrefix(out, "/dev/init container-init") {
+		t.Errorf("--init: exit %d %q %q", code, out, errs)
+	}
+	a := append(append([]string{"run", "-d"}, sec(t)...), "--init", bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	// Until the init has exec'd, pid 1 is the runtime's and a SIGTERM
+	// would be lost: wait for the command to show.
+	for i := 0; i < 50; i++ {
+		if out, _, _ := berth(t, "", "top", id); strings.Contains(out, "sleep 60") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	berthOK(t, "stop", "-t", "20", id)
+	// sleep as a plain pid 1 would ignore SIGTERM; under the init it gets it.
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("stop took %v: SIGTERM not forwarded by the init", d)
+	}
+	if st := berthOK(t, "inspect", "-f", "{{.State.ExitCode}}", id); strings.TrimSpace(st) != "143" {
+		t.Errorf("exit code after SIGTERM: %q", st)
+	}
+}
