@@ -30,18 +30,6 @@ func ParsePlatform(s string) (v1.Platform, error) {
 	return *p, nil
 }
 
-// Index returns the stored multi-platform index with digest h.
-func (s *Store) Index(h v1.Hash) (v1.ImageIndex, error) {
-	root, err := s.Layout().ImageIndex()
-	if err != nil {
-		return nil, err
-	}
-	return root.ImageIndex(h)
-}
-
-// ImageByDigest returns the stored image whose manifest digest is h.
-func (s *Store) ImageByDigest(h v1.Hash) (v1.Image, error) { return s.Layout().Image(h) }
-
 func (s *Store) imageFor(d v1.Descriptor, ref, platform string) (v1.Image, error) {
 	if !d.MediaType.IsIndex() {
 		img, err := s.ImageByDigest(d.Digest)

@@ -14,6 +14,7 @@ import (
 	"github.com/berthproject/berth/image/progress"
 	"github.com/berthproject/berth/store"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 // imageCmd is `berth image`, the noun for image subcommands.
@@ -370,4 +371,9 @@ func imagePruneCommand() *cobra.Command {
 	c.Flags().BoolVarP(&all, "all", "a", false, "remove every image no container uses")
 	c.Flags().BoolVarP(&force, "force", "f", false, "do not prompt (berth never prompts)")
 	return c
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

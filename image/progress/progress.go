@@ -98,9 +98,18 @@ func (p *Printer) Done(id string, err error) {
 func (p *Printer) Updates(label string, ch <-chan v1.Update) {
 	started := false
 	for u := range ch {
+		if u.Error == io.EOF {
+			if started {
+				p.Update(label, u.Complete)
+				p.Done(label, nil)
+				started = false
+			}
+			continue
+		}
 		if u.Error != nil {
 			if started {
 				p.Done(label, u.Error)
+				started = false
 			}
 			continue
 		}
