@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -384,4 +385,97 @@ func TestSparseFile(t *testing.T) {
 	if st.Blocks*512 > 8<<20 {
 		t.Errorf("sparse file takes %d bytes on disk: holes were filled", st.Blocks*512)
 	}
+}
+
+// TestLongNames: GNU long names and links and PAX paths (past ustar's 100
+// bytes) come through archive/tar.
+func TestLongNames(t *testing.T) {
+	long := strings.Repeat("d", 120) + "/" + strings.Repeat("f", 150)
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, h := range []*tar.Header{
+		{Name: long, Typeflag: tar.TypeReg, Mode: 0o644, Size: 1, Format: tar.FormatGNU},
+		{Name: "gnu-link", Linkname: long, Typeflag: tar.TypeLink, Format: tar.FormatGNU},
+		{Name: strings.Repeat("p", 200), Linkname: strings.Repeat("t", 300), Typeflag: tar.TypeSymlink, Format: tar.FormatPAX},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte("x"))
+		}
+	}
+	tw.Close()
+	dir, check := sandbox(t)
+	mustApply(t, dir, b.Bytes(), Options{})
+	check()
+	if readFile(t, filepath.Join(dir, "gnu-link")) != "x" || readFile(t, filepath.Join(dir, long)) != "x" {
+		t.Error("long-named file or its hardlink missing")
+	}
+	if l, _ := os.Readlink(filepath.Join(dir, strings.Repeat("p", 200))); l != strings.Repeat("t", 300) {
+		t.Errorf("long symlink target %d bytes", len(l))
+	}
+}
+
+// TestDebianRootfs unpacks a real Debian rootfs tarball with Apply and with
+// GNU tar: the trees must match entry for entry (modes, owners, mtimes,
+// hardlinks, xattrs, content); then Tar of the tree applies back the same.
+func TestDebianRootfs(t *testing.T) {
+	fixture.RequireRoot(t)
+	tarBin := fixture.RequireBinary(t, "tar", "tar")
+	src, err := fixture.DebianTar()
+	if err != nil {
+		t.Skipf("no Debian rootfs: %v", err)
+	}
+	base := t.TempDir()
+	mine, gnu, again := filepath.Join(base, "mine"), filepath.Join(base, "gnu"), filepath.Join(base, "again")
+	for _, d := range []string{mine, gnu, again} {
+		os.Mkdir(d, 0o755)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := Apply(mine, f, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tarBin, "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", src, "-C", gnu).CombinedOutput(); err != nil {
+		t.Fatalf("tar -x: %v %s", err, out)
+	}
+	m1, m2 := manifest(t, mine), manifest(t, gnu)
+	if m1 != m2 {
+		t.Fatalf("Apply and tar -x differ:\n%s", firstDiff(m1, m2))
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(Tar(mine, pw, DiffOptions{})) }()
+	if _, err := Apply(again, pr, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	// Tar has no entry for the root itself (like docker export).
+	if err := os.Chmod(again, mode(t, mine)); err != nil {
+		t.Fatal(err)
+	}
+	if m3 := manifest(t, again); m3 != m1 {
+		t.Fatalf("Tar -> Apply of the Debian tree differs:\n%s", firstDiff(m1, m3))
+	}
+}
+
+func firstDiff(a, b string) string {
+	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(la) && i < len(lb); i++ {
+		if la[i] != lb[i] {
+			return "- " + la[i] + "\n+ " + lb[i]
+		}
+	}
+	return "(one is a prefix of the other)"
+}
+
+func mode(t testing.TB, p string) os.FileMode {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
 }
