@@ -118,6 +118,19 @@ func child(name string) int {
 	out("personality_linux", sys(unix.SYS_PERSONALITY, 0))
 	out("personality_norandom", sys(unix.SYS_PERSONALITY, 0x0040000)) // ADDR_NO_RANDOMIZE
 	out("personality_linux", sys(unix.SYS_PERSONALITY, 0))
+	// Bad arguments everywhere: without a filter these fail harmlessly
+	// (EFAULT, EBADF, EINVAL), so any EPERM is the filter's.
+	out("mount", sys(unix.SYS_MOUNT))
+	out("umount2", sys(unix.SYS_UMOUNT2))
+	out("setns", sys(unix.SYS_SETNS, ^uintptr(0)))
+	out("bpf", sys(unix.SYS_BPF, ^uintptr(0)))
+	out("reboot", sys(unix.SYS_REBOOT))
+	out("swapon", sys(unix.SYS_SWAPON))
+	out("perf_event_open", sys(unix.SYS_PERF_EVENT_OPEN))
+	out("pivot_root", sys(unix.SYS_PIVOT_ROOT))
+	out("syslog_close", sys(unix.SYS_SYSLOG))
+	out("open_by_handle_at", sys(unix.SYS_OPEN_BY_HANDLE_AT, ^uintptr(0)))
+	out("chroot", sys(unix.SYS_CHROOT))
 	out("socket_unix", sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM))
 	out("socket_vsock", sys(unix.SYS_SOCKET, unix.AF_VSOCK, unix.SOCK_STREAM))
 	os.Stdout.Sync()
@@ -173,6 +186,9 @@ func TestDockerProfileInKernel(t *testing.T) {
 		"readfile": "ok", "exec": "ok", "getpid": "ok", "getppid": "ok", "socket_unix": "ok",
 		"keyctl": "EPERM", "add_key": "EPERM", "unshare_user": "EPERM", "kexec_load": "EPERM",
 		"init_module": "EPERM", "finit_module": "EPERM", "socket_vsock": "EPERM",
+		"mount": "EPERM", "umount2": "EPERM", "setns": "EPERM", "bpf": "EPERM", "reboot": "EPERM",
+		"swapon": "EPERM", "perf_event_open": "EPERM", "pivot_root": "EPERM", "syslog_close": "EPERM",
+		"open_by_handle_at": "EPERM", "chroot": "EFAULT", // CAP_SYS_CHROOT is in Docker's set
 		"clone3":            "ENOSYS", // errnoRet 38 in the profile
 		"personality_query": "ok", "personality_linux": "ok", "personality_norandom": "EPERM",
 	}
