@@ -50,6 +50,7 @@ type copyEntry struct {
 	link    string // symlink target, or hardlink target (dst of another entry)
 	hard    bool
 	archive bool // ADD: extract this tar into dst (a directory)
+	mkdir   bool // only make sure directory dst exists
 }
 
 // copySource is where a COPY reads from.
@@ -197,6 +198,9 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 			return nil, err
 		}
 		for _, e := range entries {
+			if e.mkdir {
+				continue
+			}
 			if chown {
 				e.uid, e.gid = uid, gid
 			}
@@ -317,9 +321,10 @@ func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bo
 			return nil, nil, fmt.Errorf("source %q not found in %s", "/"+rel, src.what)
 		}
 		if fi.IsDir() {
+			// The destination directory is made (0755, owned as --chown
+			// says) or kept as it is: it does not take the source's mode.
 			if dest != "" {
-				e := entryFor(src, dest, host, fi)
-				add(e)
+				add(&copyEntry{dst: dest, mode: fs.ModeDir | 0o755, mkdir: true})
 			}
 			if err := walkView(src, r, dest, excl, hard, add); err != nil {
 				return nil, nil, err
@@ -532,7 +537,7 @@ func (st *state) writeCopyLayer(entries []*copyEntry, lower *fsView, newOwner [2
 		if err != nil {
 			return nil, err
 		}
-		if e.archive || e.mode.IsDir() {
+		if e.archive || e.mkdir || e.mode.IsDir() {
 			d, err := resolveDir(e.dst)
 			if err != nil {
 				return nil, err
@@ -545,7 +550,7 @@ func (st *state) writeCopyLayer(entries []*copyEntry, lower *fsView, newOwner [2
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].dst < entries[j].dst })
 	have := map[string]bool{}
 	for _, e := range entries {
-		if !e.archive {
+		if !e.archive && !e.mkdir {
 			have[e.dst] = true
 		}
 	}
@@ -572,6 +577,12 @@ func (st *state) writeCopyLayer(entries []*copyEntry, lower *fsView, newOwner [2
 	}
 	var archives []*copyEntry
 	for _, e := range entries {
+		if e.mkdir {
+			if err := parents(e.dst + "/x"); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if e.archive {
 			archives = append(archives, e)
 			if err := parents(e.dst + "/x"); err != nil {

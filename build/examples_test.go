@@ -175,13 +175,13 @@ func TestExampleEveryInstruction(t *testing.T) {
 		}
 	}
 	check("labels", c.Labels, map[string]string{"org.example.a": "one", "b": "two"})
-	check("env", c.Env, []string{"A=1", "B=two words", "C=1-x"})
+	check("env", c.Env, []string{defaultPath, "A=1", "B=two words", "C=1-x"})
 	check("workdir", c.WorkingDir, "/srv/sub")
 	check("user", c.User, "root")
 	check("shell", c.Shell, []string{"/bin/sh", "-e", "-c"})
 	check("entrypoint", c.Entrypoint, []string{"/bin/sh", "-e", "-c", "echo entry"})
 	check("cmd", c.Cmd, []string{"ignored"})
-	check("ports", c.ExposedPorts, map[string]struct{}{"80/tcp": {}, "53/udp": {}})
+	check("ports", c.ExposedPorts, map[string]struct{}{"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}})
 	check("volumes", c.Volumes, map[string]struct{}{"/var/lib/demo": {}})
 	check("stopsignal", c.StopSignal, "SIGTERM")
 	check("onbuild", c.OnBuild, []string{"RUN echo triggered > /onbuild.txt"})

@@ -329,6 +329,10 @@ func (s *stageRun) build() (v1.Image, error) {
 	if st.cfg.Config.Labels == nil {
 		st.cfg.Config.Labels = nil
 	}
+	// As buildah and BuildKit do, an image without PATH gets the default.
+	if !hasEnv(st.cfg.Config.Env, "PATH") && st.platform.OS != "windows" {
+		st.cfg.Config.Env = append([]string{defaultPath}, st.cfg.Config.Env...)
+	}
 	for _, t := range st.cfg.Config.OnBuild {
 		c, err := parseTrigger(t)
 		if err != nil {
@@ -564,6 +568,17 @@ func (st *state) shell() []string {
 		return append([]string(nil), st.cfg.Config.Shell...)
 	}
 	return []string{"/bin/sh", "-c"}
+}
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func hasEnv(env []string, k string) bool {
+	for _, kv := range env {
+		if ek, _, _ := strings.Cut(kv, "="); ek == k {
+			return true
+		}
+	}
+	return false
 }
 
 func setEnv(env []string, k, v string) []string {
