@@ -1,0 +1,144 @@
+// Command run times `berth run --rm busybox true` against `podman run
+// --rm` of the same image (and `docker run --rm` when a dockerd answers),
+// round-robin in one run so machine noise hits each alike, plus berth's
+// `run -d` + `rm -f` cycle; it prints medians, p90s and ratios.
+//
+//	go run ./bench/run [-n 20] [-berth bin/berth]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/berthproject/berth/internal/fixture"
+)
+
+type contender struct {
+	name string
+	// step runs one measured iteration (it may run several commands).
+	step func() error
+	ms   []float64
+	err  error
+}
+
+func main() {
+	n := flag.Int("n", 20, "runs per contender")
+	berth := flag.String("berth", "bin/berth", "berth binary")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fatal("run as root")
+	}
+	bin, err := filepath.Abs(*berth)
+	if err != nil {
+		fatal(err.Error())
+	}
+	work, err := os.MkdirTemp("/var/tmp", "berth-bench-run-")
+	if err != nil {
+		fatal(err.Error())
+	}
+	defer os.RemoveAll(work)
+	tarPath := filepath.Join(work, "busybox.tar")
+	if err := fixture.BusyboxTar(tarPath); err != nil {
+		fatal(err.Error())
+	}
+	root := filepath.Join(work, "berth")
+	sh := func(name string, args ...string) error {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err := sh(bin, "--root", root, "import", "-q", tarPath, "bench-busybox"); err != nil {
+		if err := sh(bin, "--root", root, "import", tarPath, "bench-busybox"); err != nil {
+			fatal(err.Error())
+		}
+	}
+	berthArgs := []string{"--root", root, "run", "--rm"}
+	if err := sh(bin, append(berthArgs, "bench-busybox", "true")...); err != nil && strings.Contains(err.Error(), "seccomp") {
+		// Until berth's runtime loads seccomp filters, say so in the table.
+		berthArgs = append(berthArgs, "--security-opt", "seccomp=unconfined")
+		fmt.Println("note: berth's runtime has no seccomp yet: berth rows run with seccomp=unconfined")
+	}
+	cs := []*contender{
+		{name: "berth run --rm", step: func() error { return sh(bin, append(berthArgs, "bench-busybox", "true")...) }},
+		{name: "berth run -d + rm -f", step: func() error {
+			out, err := exec.Command(bin, append(append([]string{"--root", root, "run", "-d"}, berthArgs[4:]...), "bench-busybox", "sleep", "30")...).Output()
+			if err != nil {
+				return fmt.Errorf("berth run -d: %v", err)
+			}
+			return sh(bin, "--root", root, "rm", "-f", strings.TrimSpace(string(out)))
+		}},
+	}
+	if _, err := exec.LookPath("podman"); err == nil {
+		// podman runs with runc (Debian's crun refuses cgroups on this
+		// hybrid v1/v2 host) and explicit ulimits: its defaults (nofile
+		// 1048576, nproc) exceed what root without CAP_SYS_RESOURCE may set.
+		proot, prun := filepath.Join(work, "podman"), filepath.Join(work, "podman-run")
+		pod := []string{"--root", proot, "--runroot", prun, "--storage-driver", "overlay", "--runtime", "runc"}
+		if err := sh("podman", append(pod, "import", "-q", tarPath, "localhost/bench-busybox")...); err != nil {
+			fmt.Println("podman skipped:", err)
+		} else {
+			cs = append(cs, &contender{name: "podman run --rm", step: func() error {
+				return sh("podman", append(pod, "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/bench-busybox", "true")...)
+			}})
+			defer exec.Command("podman", append(pod, "system", "reset", "-f")...).Run()
+		}
+	}
+	if exec.Command("docker", "info").Run() == nil {
+		if err := sh("sh", "-c", "docker import "+tarPath+" bench-busybox >/dev/null"); err == nil {
+			cs = append(cs, &contender{name: "docker run --rm", step: func() error {
+				return sh("docker", "run", "--rm", "--network", "none", "bench-busybox", "true")
+			}})
+		}
+	}
+	for _, c := range cs { // warm-up
+		c.err = c.step()
+	}
+	for i := 0; i < *n; i++ {
+		for _, c := range cs {
+			if c.err != nil {
+				continue
+			}
+			t0 := time.Now()
+			if err := c.step(); err != nil {
+				c.err = err
+				continue
+			}
+			c.ms = append(c.ms, float64(time.Since(t0).Microseconds())/1000)
+		}
+	}
+	fmt.Printf("`berth run --rm busybox true` vs peers, %d interleaved runs each (ms, wall):\n\n", *n)
+	fmt.Println("| command | median | p90 | berth run --rm / this |")
+	fmt.Println("|---|---:|---:|---:|")
+	base := median(cs[0].ms)
+	for _, c := range cs {
+		if c.err != nil {
+			fmt.Printf("| %s | failed: %v | | |\n", c.name, c.err)
+			continue
+		}
+		fmt.Printf("| %s | %.1f | %.1f | %.2f |\n", c.name, median(c.ms), pct(c.ms, 0.9), base/median(c.ms))
+	}
+}
+
+func median(v []float64) float64 { return pct(v, 0.5) }
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[int(p*float64(len(s)-1)+0.5)]
+}
+
+func fatal(msg string) {
+	fmt.Fprintln(os.Stderr, "bench/run:", msg)
+	os.Exit(1)
+}
