@@ -10,7 +10,8 @@
 //   - Hostile input is refused with an error naming the entry: names that
 //     climb out of the root, a parent that is a symlink (every operation is
 //     relative to a directory fd opened with O_NOFOLLOW, so nothing is
-//     written through a symlink), hardlinks whose target escapes or is not
+//     written through a symlink; Options.InRootSymlinks instead follows it
+//     confined to the root, as the container would), hardlinks whose target escapes or is not
 //     in the directory, device nodes under NoDevices, whiteout names used as
 //     directories, and more than MaxBytes of uncompressed data. A leading
 //     "/" in a name means the layer root, as docker reads layers. On error
@@ -47,6 +48,13 @@ type Options struct {
 	NoDevices bool
 	// MaxBytes bounds the uncompressed size (decompression bombs); 0 = 64 GiB.
 	MaxBytes int64
+	// InRootSymlinks follows symlinks met in an entry's parent path the
+	// way the container would see them, with dir as "/" (openat2
+	// RESOLVE_IN_ROOT, so "..", and absolute targets, stay inside dir):
+	// docker's semantics for extracting an archive into an existing
+	// rootfs (ADD x.tar /). Without it such an entry is refused. The last
+	// component of a name is never followed, in either mode.
+	InRootSymlinks bool
 }
 
 // Apply extracts a layer (gzip, zstd or plain tar, detected) into dir and

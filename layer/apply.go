@@ -87,7 +87,7 @@ func apply(dir string, r io.Reader, o Options) (int64, error) {
 	a := &applier{
 		o:       o,
 		root:    root,
-		dirs:    dirCache{root: root},
+		dirs:    dirCache{root: root, inRoot: o.InRootSymlinks},
 		created: map[string]struct{}{},
 		isRoot:  os.Geteuid() == 0,
 		umask:   currentUmask(),
@@ -425,7 +425,12 @@ func (a *applier) hardlink(pfd int, comps []string, hdr *tar.Header) error {
 	}
 	// The target's directory is walked without the cache (it is usually
 	// elsewhere in the tree) and without following symlinks.
-	tdir, err := walkDir(a.root, tcomps[:len(tcomps)-1])
+	var tdir int
+	if a.o.InRootSymlinks && len(tcomps) > 1 {
+		tdir, err = openInRoot(a.root, strings.Join(tcomps[:len(tcomps)-1], "/"))
+	} else {
+		tdir, err = walkDir(a.root, tcomps[:len(tcomps)-1])
+	}
 	if err != nil {
 		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, parentError(err))
 	}

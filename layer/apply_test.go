@@ -479,3 +479,32 @@ func mode(t testing.TB, p string) os.FileMode {
 	}
 	return fi.Mode().Perm()
 }
+
+// TestInRootSymlinks: with InRootSymlinks, parents that are symlinks are
+// followed as in the container (dir is "/"), never out of dir.
+func TestInRootSymlinks(t *testing.T) {
+	dir, check := sandbox(t)
+	mustApply(t, dir, mkTar(t, dirE("usr"), dirE("usr/lib"), symlink("lib", "usr/lib"), symlink("abs", "/usr"),
+		symlink("esc", "../../../.."), symlink("dang", "nowhere")), Options{})
+	o := Options{InRootSymlinks: true}
+	mustApply(t, dir, mkTar(t, file("lib/x", "x"), file("abs/y", "y"), file("esc/z", "z"), file("esc/sentinel/passwd", "pwned"),
+		hardlink("h", "lib/x"), file("lib/.wh.gone", "")), o)
+	check()
+	for p, want := range map[string]string{"usr/lib/x": "x", "usr/y": "y", "z": "z", "sentinel/passwd": "pwned", "h": "x"} {
+		if got := readFile(t, filepath.Join(dir, p)); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "lib")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("lib is no longer a symlink: %v", err)
+	}
+	_, err := Apply(dir, bytes.NewReader(mkTar(t, file("dang/f", "f"))), o)
+	if err == nil || !strings.Contains(err.Error(), `"dang/f"`) {
+		t.Errorf("write through a dangling symlink: %v", err)
+	}
+	check()
+	// Without the option the same layer is refused.
+	if _, err := Apply(dir, bytes.NewReader(mkTar(t, file("lib/x2", "x"))), Options{}); err == nil {
+		t.Error("a symlink parent was followed without InRootSymlinks")
+	}
+}

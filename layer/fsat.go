@@ -46,7 +46,10 @@ func openDir(dirfd int, name string) (int, error) {
 // keeping the fds of the last path walked: tar streams list a directory's
 // entries together, so most lookups reuse the chain without a syscall.
 type dirCache struct {
-	root  int
+	root int
+	// inRoot follows symlinks met on the way as if dir were "/" (openat2
+	// RESOLVE_IN_ROOT): the container's view, never leaving the root.
+	inRoot bool
 	names []string // names[i] is the i-th component of the cached path
 	fds   []int    // fds[i] is the directory names[:i+1]
 }
@@ -66,6 +69,9 @@ func (c *dirCache) dir(comps []string, mkdir bool, made func(rel string)) (int, 
 			parent = c.fds[i-1]
 		}
 		fd, err := openDir(parent, comps[i])
+		if err == errSymlinkParent && c.inRoot {
+			fd, err = openInRoot(c.root, strings.Join(comps[:i+1], "/"))
+		}
 		if err == unix.ENOENT && mkdir {
 			if err = unix.Mkdirat(parent, comps[i], 0o755); err == nil || err == unix.EEXIST {
 				if err == nil && made != nil {
@@ -84,6 +90,26 @@ func (c *dirCache) dir(comps []string, mkdir bool, made func(rel string)) (int, 
 		return c.root, nil
 	}
 	return c.fds[len(comps)-1], nil
+}
+
+// openInRoot opens the directory rel below root following symlinks with
+// root as "/" (absolute targets and ".." stay inside it).
+func openInRoot(root int, rel string) (int, error) {
+	how := unix.OpenHow{Flags: dirFlags &^ unix.O_NOFOLLOW, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	for {
+		fd, err := unix.Openat2(root, rel, &how)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err == unix.ENOENT {
+			// A dangling symlink: nothing is made through it.
+			return -1, fmt.Errorf("symlink leads nowhere: %w", errSymlinkParent)
+		}
+		if err == unix.ENOTDIR {
+			return -1, errNotDirParent
+		}
+		return fd, err
+	}
 }
 
 // truncate keeps the first n cached levels.

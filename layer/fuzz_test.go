@@ -22,8 +22,9 @@ func FuzzApply(f *testing.F) {
 		os.WriteFile(filepath.Join(sentinel, "passwd"), []byte("keep"), 0o644)
 		t.Cleanup(func() { makeRemovable(root) })
 		before := manifest(t, base, "root")
-		// Odd lengths try overlay whiteouts too (they need mknod: root).
-		o := Options{MaxBytes: 1 << 20, NoDevices: true, Overlay: isRoot() && len(data)%2 == 1}
+		// Odd lengths try overlay whiteouts too (they need mknod: root),
+		// and every third one follows symlinks in the root.
+		o := Options{MaxBytes: 1 << 20, NoDevices: true, Overlay: isRoot() && len(data)%2 == 1, InRootSymlinks: len(data)%3 == 0}
 		n, err := Apply(root, bytes.NewReader(data), o)
 		if err == nil && n > o.MaxBytes {
 			t.Fatalf("read %d bytes past the %d limit without an error", n, o.MaxBytes)
