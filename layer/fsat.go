@@ -50,8 +50,8 @@ type dirCache struct {
 	// inRoot follows symlinks met on the way as if dir were "/" (openat2
 	// RESOLVE_IN_ROOT): the container's view, never leaving the root.
 	inRoot bool
-	names []string // names[i] is the i-th component of the cached path
-	fds   []int    // fds[i] is the directory names[:i+1]
+	names  []string // names[i] is the i-th component of the cached path
+	fds    []int    // fds[i] is the directory names[:i+1]
 }
 
 // dir returns an fd (owned by the cache) of the directory comps under the
