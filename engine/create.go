@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -130,6 +131,13 @@ func (e *Engine) Create(o Options) (*Container, error) {
 	os.Chmod(filepath.Join(d, "upper"), 0o755)
 	os.Chmod(d, 0o711)
 	if err := e.save(c); err != nil {
+		os.RemoveAll(d)
+		return nil, err
+	}
+	// The store's rmi/prune scan containers/<id>/berth.json for the
+	// images in use; the record itself stays container.json.
+	ref, _ := json.Marshal(map[string]string{"ImageDigest": c.ImageDigest, "ImageID": c.ImageID})
+	if err := os.WriteFile(filepath.Join(d, "berth.json"), ref, 0o600); err != nil {
 		os.RemoveAll(d)
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/fixture"
 )
 
 var (
@@ -126,8 +128,7 @@ func TestSeed003ForeignPlatform(t *testing.T) {
 		t.Errorf("arm64 image without a handler: %v %q", err, out)
 	}
 	// With qemu-user-static's handler registered, it runs.
-	fixture := "/usr/bin/qemu-aarch64-static"
-	if _, err := os.Stat(fixture); err != nil {
+	if _, err := os.Stat("/usr/bin/qemu-aarch64-static"); err != nil {
 		t.Skip("qemu-user-static not installed")
 	}
 	restore := enableBinfmt(t, "qemu-aarch64")
@@ -550,4 +551,18 @@ func TestInitReapsAndForwards(t *testing.T) {
 	if st := berthOK(t, "inspect", "-f", "{{.State.ExitCode}}", id); strings.TrimSpace(st) != "143" {
 		t.Errorf("exit code after SIGTERM: %q", st)
 	}
+}
+
+func TestImageInUseRefusedByRmi(t *testing.T) {
+	fixture.RequireRoot(t)
+	tag := scratchImage(t, "inuse"+strconv.Itoa(os.Getpid())+":v1", "amd64",
+		[]tarFile{{Name: "marker", Mode: 0o644, Body: []byte("x")}}, v1.Config{Cmd: []string{"/marker"}})
+	name := "user" + strconv.Itoa(os.Getpid())
+	berthOK(t, "create", "--name", name, tag)
+	t.Cleanup(func() { berth(t, "", "rm", "-f", name) })
+	if _, errs, code := berth(t, "", "rmi", tag); code == 0 || !strings.Contains(errs, "in use") {
+		t.Errorf("rmi of an image a container uses: exit %d %q", code, errs)
+	}
+	berthOK(t, "rm", name)
+	berthOK(t, "rmi", tag)
 }
