@@ -169,13 +169,12 @@ func cleanName(name string) ([]string, error) {
 }
 
 func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // PAX defaults for later entries; archive/tar applies none we use
+	}
 	comps, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
-	}
-	switch hdr.Typeflag {
-	case tar.TypeXGlobalHeader:
-		return nil
 	}
 	if len(comps) == 0 {
 		if hdr.Typeflag != tar.TypeDir {
