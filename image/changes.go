@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // ApplyChanges applies Dockerfile instructions (docker import --change:
@@ -32,6 +33,17 @@ func applyChange(cfg *v1.Config, line string) error {
 	if err != nil {
 		return err
 	}
+	// Quotes and $VARs (from the ENV set so far) resolve as in a Dockerfile.
+	if e, ok := inst.(instructions.SupportsSingleWordExpansion); ok {
+		lex := shell.NewLex(res.EscapeToken)
+		env := envGetter(cfg.Env)
+		if err := e.Expand(func(w string) (string, error) {
+			out, _, err := lex.ProcessWord(w, env)
+			return out, err
+		}); err != nil {
+			return err
+		}
+	}
 	shell := func(c instructions.ShellDependantCmdLine) []string {
 		if c.PrependShell {
 			return []string{"/bin/sh", "-c", strings.Join(c.CmdLine, " ")}
@@ -40,8 +52,14 @@ func applyChange(cfg *v1.Config, line string) error {
 	}
 	switch c := inst.(type) {
 	case *instructions.CmdCommand:
+		if len(c.CmdLine) == 0 {
+			return fmt.Errorf("CMD needs a command")
+		}
 		cfg.Cmd = shell(c.ShellDependantCmdLine)
 	case *instructions.EntrypointCommand:
+		if len(c.CmdLine) == 0 {
+			return fmt.Errorf("ENTRYPOINT needs a command")
+		}
 		cfg.Entrypoint = shell(c.ShellDependantCmdLine)
 		// As docker: a new ENTRYPOINT resets an inherited CMD; here the
 		// base has none, so nothing to do.
@@ -93,4 +111,25 @@ func setEnv(env []string, k, v string) []string {
 		}
 	}
 	return append(env, k+"="+v)
+}
+
+// envGetter exposes KEY=VALUE pairs to the Dockerfile word expander.
+type envGetter []string
+
+func (e envGetter) Get(k string) (string, bool) {
+	for _, kv := range e {
+		if key, v, ok := strings.Cut(kv, "="); ok && key == k {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (e envGetter) Keys() []string {
+	var out []string
+	for _, kv := range e {
+		k, _, _ := strings.Cut(kv, "=")
+		out = append(out, k)
+	}
+	return out
 }
