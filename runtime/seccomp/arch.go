@@ -2,6 +2,8 @@ package seccomp
 
 import (
 	"runtime"
+	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -19,18 +21,76 @@ const x32SyscallBit = 0x40000000
 type arch struct {
 	name   specs.Arch
 	audit  uint32
-	table  map[string]uint32
+	table  lookup
 	bits32 bool // arguments are 32-bit registers: only the low word is compared
 	// x32 and x86_64 share an audit arch; the x32 bit tells them apart.
 	x32 bool
 }
 
+// lookup maps a syscall name to its number on one ABI.
+type lookup interface {
+	nr(name string) (uint32, bool)
+	names() []string
+}
+
+// sysTable is a generated table, sorted by name.
+type sysTable []struct {
+	name string
+	nr   uint32
+}
+
+func (t sysTable) nr(name string) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(t, name, func(e struct {
+		name string
+		nr   uint32
+	}, n string) int {
+		return strings.Compare(e.name, n)
+	})
+	if !ok {
+		return 0, false
+	}
+	return t[i].nr, true
+}
+
+func (t sysTable) names() []string {
+	out := make([]string, len(t))
+	for i, e := range t {
+		out[i] = e.name
+	}
+	return out
+}
+
+// overlay is a table with some entries replaced or added and an optional
+// bit ORed into the base table's numbers.
+type overlay struct {
+	base  sysTable
+	or    uint32
+	extra map[string]uint32
+}
+
+func (o *overlay) nr(name string) (uint32, bool) {
+	if nr, ok := o.extra[name]; ok {
+		return nr, true
+	}
+	nr, ok := o.base.nr(name)
+	return nr | o.or, ok
+}
+
+func (o *overlay) names() []string {
+	n := o.base.names()
+	for k := range o.extra {
+		n = append(n, k)
+	}
+	slices.Sort(n)
+	return slices.Compact(n)
+}
+
 var arches = map[specs.Arch]*arch{
 	specs.ArchX86_64:      {audit: unix.AUDIT_ARCH_X86_64, table: tableX86_64},
 	specs.ArchX86:         {audit: unix.AUDIT_ARCH_I386, table: tableX86, bits32: true},
-	specs.ArchX32:         {audit: unix.AUDIT_ARCH_X86_64, table: tableX32(), x32: true},
+	specs.ArchX32:         {audit: unix.AUDIT_ARCH_X86_64, table: tableX32, x32: true},
 	specs.ArchAARCH64:     {audit: unix.AUDIT_ARCH_AARCH64, table: tableAARCH64},
-	specs.ArchARM:         {audit: unix.AUDIT_ARCH_ARM, table: tableARMWithPrivate(), bits32: true},
+	specs.ArchARM:         {audit: unix.AUDIT_ARCH_ARM, table: tableARMWithPrivate, bits32: true},
 	specs.ArchRISCV64:     {audit: unix.AUDIT_ARCH_RISCV64, table: tableRISCV64},
 	specs.ArchPPC64LE:     {audit: unix.AUDIT_ARCH_PPC64LE, table: tablePPC64LE},
 	specs.ArchPPC64:       {audit: unix.AUDIT_ARCH_PPC64, table: tablePPC64},
@@ -70,32 +130,22 @@ var x32Own = []string{
 	"execveat", "preadv2", "pwritev2",
 }
 
-// tableX32 derives the x32 numbers: x86_64's with the x32 bit, except the
-// calls above.
-func tableX32() map[string]uint32 {
-	t := make(map[string]uint32, len(tableX86_64))
-	for n, nr := range tableX86_64 {
-		t[n] = nr | x32SyscallBit
-	}
+// tableX32 has x86_64's numbers with the x32 bit, except the calls above.
+var tableX32 = func() *overlay {
+	o := &overlay{base: tableX86_64, or: x32SyscallBit, extra: map[string]uint32{}}
 	for i, n := range x32Own {
-		t[n] = uint32(512+i) | x32SyscallBit
+		o.extra[n] = uint32(512+i) | x32SyscallBit
 	}
-	return t
-}
+	return o
+}()
 
 // tableARMWithPrivate adds the ARM-private calls (numbered from
 // __ARM_NR_BASE 0x0f0000), which x/sys/unix does not list and Docker's
 // profile allows.
-func tableARMWithPrivate() map[string]uint32 {
-	t := make(map[string]uint32, len(tableARM)+5)
-	for n, nr := range tableARM {
-		t[n] = nr
-	}
-	for i, n := range []string{"breakpoint", "cacheflush", "usr26", "usr32", "set_tls", "get_tls"} {
-		t[n] = 0x0f0000 + uint32(i) + 1
-	}
-	return t
-}
+var tableARMWithPrivate = &overlay{base: tableARM, extra: map[string]uint32{
+	"breakpoint": 0x0f0001, "cacheflush": 0x0f0002, "usr26": 0x0f0003,
+	"usr32": 0x0f0004, "set_tls": 0x0f0005, "get_tls": 0x0f0006,
+}}
 
 // SyscallNumber reports the number of syscall name on arch a, if known.
 func SyscallNumber(a specs.Arch, name string) (uint32, bool) {
@@ -103,6 +153,5 @@ func SyscallNumber(a specs.Arch, name string) (uint32, bool) {
 	if !ok {
 		return 0, false
 	}
-	nr, ok := ar.table[name]
-	return nr, ok
+	return ar.table.nr(name)
 }

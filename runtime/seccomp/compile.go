@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
@@ -173,7 +172,7 @@ func resolve(s *specs.LinuxSeccomp) (*program, error) {
 		}
 		for _, name := range sc.Names {
 			for _, ar := range p.arches {
-				nr, ok := ar.table[name]
+				nr, ok := ar.table.nr(name)
 				if !ok {
 					continue // unknown here (another arch's, or newer than our table): skipped, as runc does
 				}
@@ -220,7 +219,7 @@ func (p *program) intervals(ar *arch, base, end uint32) []interval {
 			nrs = append(nrs, nr)
 		}
 	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	slices.Sort(nrs)
 	var out []interval
 	add := func(iv interval) {
 		if n := len(out); n > 0 && out[n-1].complex == nil && iv.complex == nil && out[n-1].ret == iv.ret {

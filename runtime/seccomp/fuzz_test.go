@@ -44,12 +44,8 @@ var (
 		specs.ArchS390X, specs.ArchPARISC, "SCMP_ARCH_BOGUS"}
 	fuzzNames = func() []string {
 		var n []string
-		for k := range tableX86_64 {
-			n = append(n, k)
-		}
-		for k := range tableX86 {
-			n = append(n, k)
-		}
+		n = append(n, tableX86_64.names()...)
+		n = append(n, tableX86.names()...)
 		slices.Sort(n)
 		return append(slices.Compact(n), "no_such_call", "")
 	}()
@@ -98,7 +94,7 @@ func fuzzCheck(t *testing.T, p *specs.LinuxSeccomp, s *byteStream) {
 					if a.audit != au {
 						continue
 					}
-					if nr, ok := a.table[n]; ok {
+					if nr, ok := a.table.nr(n); ok {
 						c := call{audit: au, nr: nr}
 						for i := range c.args {
 							c.args[i] = s.u64()
