@@ -308,6 +308,13 @@ func TestReadOnlyAndCaps(t *testing.T) {
 	if !strings.Contains(out, "0000000000000000") {
 		t.Errorf("--cap-drop ALL: %q", out)
 	}
+	out, _, _ = run(t, "--privileged", bb, "grep", "CapEff", "/proc/self/status")
+	own, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(own), "\n") {
+		if strings.HasPrefix(l, "CapEff:") && strings.TrimSpace(out) != l {
+			t.Errorf("--privileged: %q, berth's own %q", out, l)
+		}
+	}
 	out, _, _ = run(t, "--cap-drop", "chown", bb, "sh", "-c", "touch /f; chown 1 /f 2>/dev/null || echo denied")
 	if !strings.Contains(out, "denied") {
 		t.Errorf("--cap-drop chown: %q", out)

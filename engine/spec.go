@@ -34,7 +34,9 @@ var allCapNames = []string{
 	"CAP_CHECKPOINT_RESTORE",
 }
 
-// hostCaps is every capability the running kernel knows.
+// hostCaps is every capability the running kernel knows that berth itself
+// holds: --privileged cannot give more than berth has (here root may lack
+// CAP_SYS_RESOURCE).
 func hostCaps() []string {
 	last := len(allCapNames) - 1
 	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
@@ -42,7 +44,13 @@ func hostCaps() []string {
 			last = n
 		}
 	}
-	return append([]string(nil), allCapNames[:last+1]...)
+	var out []string
+	for i := 0; i <= last; i++ {
+		if hasCap(i) {
+			out = append(out, allCapNames[i])
+		}
+	}
+	return out
 }
 
 func normCap(c string) string {
