@@ -498,6 +498,9 @@ var binfmtName = map[string]string{
 	"s390x": "s390x", "riscv64": "riscv64", "mips64le": "mips64el", "loong64": "loongarch64",
 }
 
+// binfmtDir is where the kernel lists binfmt_misc handlers.
+var binfmtDir = "/proc/sys/fs/binfmt_misc"
+
 // checkEmulation fails, before anything is built, when a needed stage
 // has RUN steps for a CPU this host cannot execute.
 func (b *builder) checkEmulation() error {
@@ -528,7 +531,7 @@ func (b *builder) checkEmulation() error {
 		if name == "" {
 			name = p.Architecture
 		}
-		f := "/proc/sys/fs/binfmt_misc/qemu-" + name
+		f := filepath.Join(binfmtDir, "qemu-"+name)
 		data, err := os.ReadFile(f)
 		if err != nil || !strings.HasPrefix(string(data), "enabled") {
 			return fmt.Errorf("stage %s for %s has RUN steps but this %s host has no binfmt_misc handler for %s (%s missing or disabled): install qemu-user-static and run `update-binfmts --enable qemu-%s`, or build without RUN for that platform",
