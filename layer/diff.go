@@ -29,6 +29,7 @@ type tarWriter struct {
 	o      DiffOptions
 	inodes map[[2]uint64]string // (dev, ino) of a written file -> its name
 	buf    []byte
+	upper  bool // reading an overlayfs upper dir
 }
 
 func newTarWriter(w io.Writer, o DiffOptions) *tarWriter {
@@ -126,6 +127,11 @@ func (t *tarWriter) entry(dirfd int, name, rel string, st *unix.Stat_t) error {
 	}
 	for k, v := range xa {
 		if strings.HasPrefix(k, "trusted.overlay.") || strings.HasPrefix(k, "user.overlay.") {
+			// A redirected dir or a metadata-only copy-up keeps its data
+			// in a lower layer: a diff of the upper alone would lose it.
+			if t.upper && (strings.HasSuffix(k, ".redirect") || strings.HasSuffix(k, ".metacopy")) {
+				return fmt.Errorf("overlayfs %s is set: mount the overlay with redirect_dir=off,metacopy=off to diff its upper dir", k)
+			}
 			continue
 		}
 		if hdr.PAXRecords == nil {
@@ -297,6 +303,7 @@ func writeDir(dir string, w io.Writer, o DiffOptions, mode walkMode) error {
 	}
 	defer unix.Close(root)
 	t := newTarWriter(w, o)
+	t.upper = mode == overlayTree
 	if err := t.writeTree(root, "", mode); err != nil {
 		return fmt.Errorf("layer: %s: %w", dir, err)
 	}

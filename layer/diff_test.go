@@ -249,3 +249,61 @@ func TestDiffDirs(t *testing.T) {
 		t.Errorf("lower+diff differs from upper:\nupper:\n%s\nlower+diff:\n%s", m1, m2)
 	}
 }
+
+// TestOverlayUpperDiff changes files through a real overlayfs mount, then
+// diffs its upper dir: applied on the lower, the diff gives the merged
+// view the container saw.
+func TestOverlayUpperDiff(t *testing.T) {
+	fixture.RequireRoot(t)
+	base := t.TempDir()
+	lower, upper, work, mnt, check := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "mnt"), filepath.Join(base, "check")
+	for _, d := range []string{lower, upper, work, mnt, check} {
+		os.Mkdir(d, 0o755)
+	}
+	lowerTar := mkTar(t, dirE("etc"), file("etc/passwd", "root"), file("etc/gone", "g"), dirE("var"), dirE("var/cache"),
+		file("var/cache/a", "a"), file("var/cache/b", "b"), file("bin/sh", "sh"), hardlink("bin/ash", "bin/sh"))
+	mustApply(t, lower, lowerTar, Options{Overlay: true})
+	mustApply(t, check, lowerTar, Options{})
+	if err := unix.Mount("overlay", mnt, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
+		t.Skipf("overlayfs mount not possible here: %v", err)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	writeFile(t, filepath.Join(mnt, "etc/passwd"), "root\nuser", 0o644)
+	os.Remove(filepath.Join(mnt, "etc/gone"))
+	os.RemoveAll(filepath.Join(mnt, "var/cache"))
+	writeFile(t, filepath.Join(mnt, "var/cache/fresh"), "f", 0o600) // an opaque dir now
+	writeFile(t, filepath.Join(mnt, "srv/new"), "n", 0o644)
+	os.Chown(filepath.Join(mnt, "bin/sh"), 10, 10) // copy-up of a hardlinked file
+	os.Link(filepath.Join(mnt, "srv/new"), filepath.Join(mnt, "srv/new2"))
+	setTimes(t, mnt, time.Unix(1700000000, 0))
+	merged := manifest(t, mnt)
+	if err := unix.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	mounted = false
+
+	var b bytes.Buffer
+	if err := Diff(upper, &b); err != nil {
+		t.Fatal(err)
+	}
+	hdrs := headers(t, b.Bytes())
+	for _, name := range []string{"etc/.wh.gone", "var/cache/.wh..wh..opq", "srv/new2", "etc/passwd"} {
+		if hdrs[name] == nil {
+			t.Errorf("diff of the upper lacks %s", name)
+		}
+	}
+	if h := hdrs["srv/new2"]; h != nil && (h.Typeflag != tar.TypeLink || h.Linkname != "srv/new") {
+		t.Errorf("srv/new2: type %c -> %q, want a hardlink to srv/new", h.Typeflag, h.Linkname)
+	}
+	mustApply(t, check, b.Bytes(), Options{})
+	// The lower's hardlink bin/ash stays the old inode (overlayfs copied up
+	// bin/sh alone), which the merged view shows the same way.
+	if got := manifest(t, check); got != merged {
+		t.Errorf("lower + diff differs from the merged view:\n%s", firstDiff(merged, got))
+	}
+}
