@@ -121,7 +121,29 @@ func (c *Cgroup) create() error {
 	if err := c.mgr.Apply(-1); err != nil {
 		return fmt.Errorf("cgroup %s: create: %w", c.path, err)
 	}
+	c.cloneCpusetsBelowParent()
 	return nil
+}
+
+// cloneCpusetsBelowParent sets cgroup.clone_children on the container's
+// parent cpuset cgroup (berth's own, e.g. /berth), so that the kernel
+// copies cpuset.cpus and .mems into the next containers' cgroups when it
+// makes them. Otherwise they start empty and the v1 manager must write
+// them, and a cpuset.cpus write costs more than all the other setup
+// writes together (0.6 ms measured). The hierarchy root is left alone.
+func (c *Cgroup) cloneCpusetsBelowParent() {
+	dir := c.mgr.Path("cpuset")
+	if c.v2 || dir == "" {
+		return
+	}
+	parent := filepath.Dir(dir)
+	if root, err := cgroups.FindCgroupMountpoint("", "cpuset"); err != nil || filepath.Clean(root) == parent {
+		return
+	}
+	f := filepath.Join(parent, "cgroup.clone_children")
+	if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "0" {
+		_ = os.WriteFile(f, []byte("1"), 0) // only an optimisation
+	}
 }
 
 // Path is the cgroup path (after mapping a systemd-style one), relative to

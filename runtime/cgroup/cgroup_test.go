@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const testParent = "/berth-test"
+const testParent = "/berth-test-cgroup"
 
 func i64(v int64) *int64 { return &v }
 
