@@ -44,11 +44,14 @@ func New(path string, r *specs.LinuxResources) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	existed := c.exists()
 	if err := c.create(); err != nil {
 		return nil, err
 	}
 	if err := c.Set(r); err != nil {
-		_ = c.mgr.Destroy()
+		if !existed { // a reused cgroup (a pod's, say) is not ours to remove
+			_ = c.mgr.Destroy()
+		}
 		return nil, err
 	}
 	if warmJoin {
@@ -64,14 +67,21 @@ func Load(path string) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Any directory left counts: a half-destroyed cgroup must stay
-	// loadable so that Destroy can finish the job.
+	if !c.exists() {
+		return nil, fmt.Errorf("cgroup %s: does not exist", c.path)
+	}
+	return c, nil
+}
+
+// exists reports whether any of the cgroup's directories is there: a
+// half-destroyed cgroup must stay loadable so that Destroy can finish.
+func (c *Cgroup) exists() bool {
 	for _, d := range c.mgr.GetPaths() {
 		if _, err := os.Stat(d); err == nil {
-			return c, nil
+			return true
 		}
 	}
-	return nil, fmt.Errorf("cgroup %s: does not exist", c.path)
+	return false
 }
 
 func open(path string) (*Cgroup, error) {

@@ -311,3 +311,27 @@ func TestDestroyRemovesEveryDir(t *testing.T) {
 		t.Error("Load of a destroyed cgroup succeeded")
 	}
 }
+
+func TestBadResourcesLeaveNothing(t *testing.T) {
+	fixture.RequireRoot(t)
+	name := fmt.Sprintf("%s/bad-%d", testParent, os.Getpid())
+	// A CPU this machine lacks: the kernel refuses it after the dirs exist.
+	lim := i64(64 << 20)
+	c, err := New(name, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: lim}, CPU: &specs.LinuxCPU{Cpus: "9999"}})
+	if err == nil {
+		c.Destroy()
+		t.Fatal("cpuset.cpus 9999 accepted")
+	}
+	t.Log(err)
+	if _, err := Load(name); err == nil {
+		t.Fatal("a failed New left its cgroup behind")
+	}
+	// A cgroup that was there before a failed New stays.
+	keep := newTestCgroup(t, nil)
+	if _, err := New(keep.Path(), &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "9999"}}); err == nil {
+		t.Fatal("cpuset.cpus 9999 accepted")
+	}
+	if _, err := Load(keep.Path()); err != nil {
+		t.Fatalf("failed New removed a cgroup it did not make: %v", err)
+	}
+}
