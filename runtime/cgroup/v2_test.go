@@ -14,6 +14,7 @@ import (
 	"github.com/berthproject/berth/internal/fixture"
 	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // v2Dir gives a test a directory in a cgroup v2 hierarchy: the unified one
@@ -174,5 +175,42 @@ func TestMapPath(t *testing.T) {
 		if got, err := mapPath(in); err == nil {
 			t.Errorf("mapPath(%q) = %q, want an error", in, got)
 		}
+	}
+}
+
+// The v2 device controller is an eBPF program attached to the cgroup; it
+// needs no controller enabled, so it works on the hybrid mount too.
+func TestV2DevicesEBPF(t *testing.T) {
+	dir := v2Dir(t)
+	nodes := t.TempDir()
+	for _, n := range []struct {
+		name  string
+		minor uint32
+	}{{"null", 3}, {"zero", 5}} {
+		if err := unix.Mknod(filepath.Join(nodes, n.name), unix.S_IFCHR|0o666, int(unix.Mkdev(1, n.minor))); err != nil {
+			t.Skipf("mknod: %v", err)
+		}
+	}
+	c, err := openV2At(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { killAll(c); _ = c.Destroy() })
+	if err := c.Set(&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rw"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	m := startMember(t, c, busybox(t, fmt.Sprintf(`echo hi > %[1]s/null && echo null-ok; head -c 1 %[1]s/zero >/dev/null && echo zero-ok`, nodes)))
+	m.start()
+	m.wait(t, 10*time.Second)
+	// Only the v2 cgroup is berth's here (v1 devices is the test's own,
+	// allowing all), so the refusal is the eBPF program's.
+	if !strings.Contains(m.stdout(), "null-ok") || strings.Contains(m.stdout(), "zero-ok") || !strings.Contains(m.stderr(), "not permitted") {
+		t.Fatalf("eBPF device filter: stdout %q stderr %q; want null writable, zero refused", m.stdout(), m.stderr())
 	}
 }
