@@ -36,7 +36,7 @@ func (e *Engine) withRootfs(ref string, fn func(c *Container, rootfs string) err
 	rootfs := filepath.Join(e.dir(c.ID), "rootfs")
 	if !isMountpoint(rootfs) {
 		d := e.dir(c.ID)
-		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs); err != nil {
+		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs, c.Opts.AutoRemove); err != nil {
 			return err
 		}
 		cur, _ := e.loadID(c.ID)

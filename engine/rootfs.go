@@ -12,8 +12,10 @@ import (
 // mountOverlay mounts lowers (lowest first, as Store.Snapshots gives them)
 // with upper and work at target. Short layer lists use mount(2); long ones
 // would exceed mount(2)'s one-page option limit, so they go through the
-// new mount API, which takes one lowerdir+ per layer.
-func mountOverlay(lowers []string, upper, work, target string) error {
+// new mount API, which takes one lowerdir+ per layer. A volatile overlay
+// never syncs its upper dir (unmounting it is then cheap): for --rm
+// containers, whose upper dir is thrown away anyway.
+func mountOverlay(lowers []string, upper, work, target string, volatile bool) error {
 	if len(lowers) == 0 {
 		return errors.New("overlay: image has no layers")
 	}
@@ -25,6 +27,9 @@ func mountOverlay(lowers []string, upper, work, target string) error {
 		top[len(lowers)-1-i] = l
 	}
 	data := "lowerdir=" + strings.Join(top, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if volatile {
+		data += ",volatile"
+	}
 	if len(data) < os.Getpagesize()-1 {
 		if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
 			return fmt.Errorf("mount overlay at %s: %w", target, err)
@@ -52,6 +57,11 @@ func mountOverlay(lowers []string, upper, work, target string) error {
 	}
 	if err := set("workdir", work); err != nil {
 		return err
+	}
+	if volatile {
+		if err := unix.FsconfigSetFlag(fd, "volatile"); err != nil {
+			return fmt.Errorf("overlay: volatile: %w", err)
+		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
 		return fmt.Errorf("overlay: create: %w", err)

@@ -324,7 +324,7 @@ func TestOverlayManyLayers(t *testing.T) {
 	for _, d := range []string{upper, work, target} {
 		os.MkdirAll(d, 0o755)
 	}
-	if err := mountOverlay(lowers, upper, work, target); err != nil {
+	if err := mountOverlay(lowers, upper, work, target, true); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unmountAll(target) })

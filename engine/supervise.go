@@ -37,7 +37,7 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 	}
 	rootfs := filepath.Join(d, "rootfs")
 	if !isMountpoint(rootfs) {
-		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs); err != nil {
+		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs, c.Opts.AutoRemove); err != nil {
 			return nil, err
 		}
 	}
