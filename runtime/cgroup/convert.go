@@ -34,7 +34,9 @@ func convert(r *specs.LinuxResources, v2 bool) (*cgroups.Resources, error) {
 		res.SkipDevices = true // leave the device rules as they are
 		return res, nil
 	}
-	if r.Devices == nil {
+	if len(r.Devices) == 0 {
+		// No rules is not "deny everything" (what an empty allowlist
+		// would be to the library): the device rules are left as they are.
 		res.SkipDevices = true
 	}
 	for i, d := range r.Devices {

@@ -141,6 +141,9 @@ func TestConvert(t *testing.T) {
 	if res, _ := convert(nil, false); !res.SkipDevices {
 		t.Error("nil resources must leave device rules alone")
 	}
+	if res, _ := convert(&specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{}}, false); !res.SkipDevices {
+		t.Error("an empty device list must leave device rules alone, not deny all")
+	}
 	bad := []*specs.LinuxResources{
 		{Unified: map[string]string{"memory.max": "1"}}, // v1 host
 		{Memory: &specs.LinuxMemory{Limit: &limit, Swap: &swap}},
