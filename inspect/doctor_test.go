@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
 	"github.com/berthproject/berth/internal/fixture"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 func scratchImage(t testing.TB, bin string, extra map[string]file) v1.Image {
@@ -279,5 +281,35 @@ func TestDoctorRunpathOriginAndLdSoConf(t *testing.T) {
 		if c.want != "" && len(r.Entry.Problems) != 0 {
 			t.Errorf("%s: problems %q", c.name, r.Entry.Problems)
 		}
+	}
+}
+
+func TestDoctorForeignArch(t *testing.T) {
+	if goruntime.GOARCH != "amd64" {
+		t.Skip("fixtures assume an amd64 host")
+	}
+	bin := build(t, "hello-arm64", func(dir string) *exec.Cmd {
+		os.WriteFile(filepath.Join(dir, "main.go"), []byte(helloGo), 0o644)
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\ngo 1.21\n"), 0o644)
+		cmd := exec.Command(goBin(t), "build", "-o", "hello-arm64", ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=arm64")
+		return cmd
+	})
+	img := scratchImage(t, bin, nil) // config says amd64
+	r := mustDoctor(t, "arm64-in-amd64", img)
+	if r.Entry.Program.Arch != "arm64" || len(r.Entry.Problems) != 1 || r.Entry.Problems[0] != "/app: built for arm64 but the image config says amd64" {
+		t.Errorf("arch %q problems %q", r.Entry.Program.Arch, r.Entry.Problems)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.Architecture = "arm64"
+	img2, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = mustDoctor(t, "arm64", img2)
+	if r.Platform != "linux/arm64" || len(r.Entry.Problems) != 1 || !strings.HasPrefix(r.Entry.Problems[0], "/app: built for arm64, host is amd64") {
+		t.Errorf("platform %s problems %q", r.Platform, r.Entry.Problems)
 	}
 }
