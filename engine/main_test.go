@@ -55,6 +55,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	unmountUnder(testDir)
+	os.Remove(runtimeRoot(testRoot)) // empty once every container is gone
 	os.RemoveAll(testDir)
 	os.Exit(code)
 }
