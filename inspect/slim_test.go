@@ -229,3 +229,16 @@ func TestSlimShebangNodeScript(t *testing.T) {
 		t.Errorf("slim shebang script ran: %q", out)
 	}
 }
+
+func TestSlimPerlScript(t *testing.T) {
+	const app = "use strict; use File::Basename; use POSIX qw(floor);\nprint 'hello from perl ', basename('/a/b.pl'), ' ', floor(42.7), \"\\n\";\n"
+	img := imageOf(t, v1.Config{Cmd: []string{"perl", "main.pl"}, WorkingDir: "/srv/app", Env: []string{"PATH=/usr/bin:/bin"}},
+		debianLayer(t), layerOf(t, map[string]file{"srv/app/": {}, "srv/app/main.pl": {data: app}}))
+	res, r := slimCheck(t, "perl-debian", img, 10)
+	if r.Entry.Lang != "perl" || r.Entry.Script != "/srv/app/main.pl" {
+		t.Errorf("entry %+v", r.Entry)
+	}
+	if out := chrootRun(t, res.Image, "/usr/bin/perl", "/srv/app/main.pl"); out != "hello from perl b.pl 42\n" {
+		t.Errorf("slim perl ran: %q", out)
+	}
+}
