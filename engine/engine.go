@@ -255,7 +255,7 @@ func (e *Engine) Lookup(ref string) (*Container, error) {
 }
 
 // procStart returns the start time of pid (field 22 of /proc/pid/stat), 0
-// if it does not exist.
+// if it does not exist or has exited.
 func procStart(pid int) uint64 {
 	if pid <= 0 {
 		return 0
@@ -270,8 +270,8 @@ func procStart(pid int) uint64 {
 		return 0
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0 // a zombie is dead, whether or not its parent reaped it
 	}
 	n, _ := strconv.ParseUint(f[19], 10, 64)
 	return n

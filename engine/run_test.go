@@ -573,3 +573,31 @@ func TestImageInUseRefusedByRmi(t *testing.T) {
 	berthOK(t, "rm", name)
 	berthOK(t, "rmi", tag)
 }
+
+func TestKilledMonitorShowsExited(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d"}, sec(t)...), bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	e := testEngine(t)
+	c, err := e.loadID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := c.State.MonitorPid
+	if mon == 0 || mon == os.Getpid() {
+		t.Fatalf("no monitor recorded: %+v", c.State)
+	}
+	unix.Kill(mon, unix.SIGKILL)
+	for i := 0; i < 100 && procStart(mon) != 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := berthOK(t, "ps", "-a", "--filter", "id="+id, "--format", "{{.State}}"); strings.TrimSpace(st) != "exited" {
+		t.Errorf("after the monitor was killed: %q", st)
+	}
+	berthOK(t, "rm", id)
+	assertNoLeaks(t, id)
+	if procStart(c.State.Pid) != 0 {
+		t.Errorf("container init %d survived rm", c.State.Pid)
+	}
+}
