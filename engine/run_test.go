@@ -601,3 +601,30 @@ func TestKilledMonitorShowsExited(t *testing.T) {
 		t.Errorf("container init %d survived rm", c.State.Pid)
 	}
 }
+
+func TestNetworkNoneAndHost(t *testing.T) {
+	bb := busyboxImage(t)
+	out, errs, code := run(t, bb, "sh", "-c", "ls /sys/class/net; ip -o link show lo")
+	if code != 0 || !strings.HasPrefix(out, "lo\n") || !strings.Contains(out, "UP") {
+		t.Errorf("--network none: want lo only, up: exit %d %q %q", code, out, errs)
+	}
+	host, _ := os.ReadDir("/sys/class/net")
+	out, _, code = run(t, "--network", "host", bb, "ls", "/sys/class/net")
+	if code != 0 || len(strings.Fields(out)) != len(host) {
+		t.Errorf("--network host: %q, host has %d interfaces", out, len(host))
+	}
+}
+
+func TestLogsFollowEndsWithContainer(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d"}, sec(t)...), bb, "sh", "-c", "echo first; sleep 1; echo last")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	out := berthOK(t, "logs", "-f", id)
+	if out != "first\nlast\n" {
+		t.Errorf("logs -f: %q", out)
+	}
+	if code := strings.TrimSpace(berthOK(t, "wait", id)); code != "0" {
+		t.Errorf("wait: %q", code)
+	}
+}
