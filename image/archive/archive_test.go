@@ -177,9 +177,9 @@ func TestLoadRefusesBadArchives(t *testing.T) {
 			"manifest.json": `[{"Config":"c.json","RepoTags":["x:1"],"Layers":["nope.tar"]}]`,
 		}, "no file"},
 		"oci blob with a wrong digest": {map[string]string{
-			"oci-layout": `{"imageLayoutVersion":"1.0.0"}`,
+			"oci-layout":                            `{"imageLayoutVersion":"1.0.0"}`,
 			fmt.Sprintf("blobs/sha256/%x", goodSum): `{"not":"the layer"}`,
-			"index.json": `{"schemaVersion":2,"manifests":[]}`,
+			"index.json":                            `{"schemaVersion":2,"manifests":[]}`,
 		}, "digest"},
 		"not an archive": {map[string]string{"hello.txt": "{}"}, "not a docker or OCI archive"},
 		"bad tag":        {map[string]string{"manifest.json": `[{"Config":"c.json","RepoTags":["UP:x"],"Layers":[]}]`}, "invalid reference"},
@@ -197,7 +197,10 @@ func TestLoadRefusesBadArchives(t *testing.T) {
 	if _, err := Load(dst, strings.NewReader("garbage garbage")); err == nil {
 		t.Fatal("garbage loaded")
 	}
-	if !errors.Is(func() error { _, err := Load(dst, bytes.NewReader(tarOf(t, cases["traversal layer"].files))); return err }(), store.ErrHostileLayer) {
+	if !errors.Is(func() error {
+		_, err := Load(dst, bytes.NewReader(tarOf(t, cases["traversal layer"].files)))
+		return err
+	}(), store.ErrHostileLayer) {
 		t.Fatal("traversal not reported as a hostile layer")
 	}
 }
