@@ -628,3 +628,34 @@ func TestLogsFollowEndsWithContainer(t *testing.T) {
 		t.Errorf("wait: %q", code)
 	}
 }
+
+func TestImageVolumesAreAnonymous(t *testing.T) {
+	fixture.RequireRoot(t)
+	s := sec(t)
+	ref := writeImage(t, "withvol:test", func() (v1.Image, error) {
+		p := filepath.Join(testDir, "busybox.tar")
+		if _, err := os.Stat(p); err != nil {
+			return nil, err
+		}
+		return imageFromTar(p, "amd64", v1.Config{Cmd: []string{"sh"}, Volumes: map[string]struct{}{"/etc": {}}})
+	})
+	before := berthOK(t, "volume", "ls", "-q")
+	name := "anon" + strconv.Itoa(os.Getpid())
+	out, errs, code := berth(t, "", append(append([]string{"run"}, s...), "--name", name, ref, "sh", "-c", "grep -c root /etc/passwd")...)
+	if code != 0 || strings.TrimSpace(out) != "1" {
+		t.Fatalf("image VOLUME not seeded: exit %d %q %q", code, out, errs)
+	}
+	mid := berthOK(t, "volume", "ls", "-q")
+	if len(strings.Fields(mid)) != len(strings.Fields(before))+1 {
+		t.Errorf("no anonymous volume made: before %q after %q", before, mid)
+	}
+	berthOK(t, "rm", "-v", name)
+	if after := berthOK(t, "volume", "ls", "-q"); after != before {
+		t.Errorf("rm -v left the anonymous volume: before %q after %q", before, after)
+	}
+	// --rm removes them too.
+	run(t, ref, "true")
+	if after := berthOK(t, "volume", "ls", "-q"); after != before {
+		t.Errorf("--rm left the anonymous volume: before %q after %q", before, after)
+	}
+}

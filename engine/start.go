@@ -42,6 +42,7 @@ func (e *Engine) StartDetached(c *Container) error {
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe", "container-monitor", e.Root, c.ID)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/" // hold no caller's directory busy for the container's life
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.Env = append(os.Environ(), "BERTH_ROOT="+e.Root)
 	if err := cmd.Start(); err != nil {
