@@ -3,6 +3,7 @@ package build
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,6 +24,11 @@ func cachedSteps(out string) (cached, ran []string) {
 		if strings.HasSuffix(ins, " CACHED") {
 			cached = append(cached, strings.TrimSuffix(ins, " CACHED"))
 		} else {
+			if j := strings.LastIndex(ins, " "); j > 0 && strings.HasSuffix(ins, "s") {
+				if _, err := strconv.ParseFloat(strings.TrimSuffix(ins[j+1:], "s"), 64); err == nil {
+					ins = ins[:j]
+				}
+			}
 			ran = append(ran, ins)
 		}
 	}

@@ -276,3 +276,5 @@ func testRunner(t *testing.T) Runner {
 
 // fmtv prints maps sorted, for comparisons.
 func fmtv(v any) string { return fmt.Sprintf("%v", v) }
+
+func sortStrings(s []string) { sort.Strings(s) }
