@@ -57,7 +57,7 @@ func TestAddArchives(t *testing.T) {
 	zsw.Write(mkTar(t, map[string]string{"z/three": "3"}))
 	zsw.Close()
 	dir := writeContext(t, map[string]string{
-		"Dockerfile": "FROM scratch\nADD plain.tar /x/\nADD a.tar.gz /x\nADD b.tar.zst /x/\nADD notatar.txt /x/\nADD --unpack=false plain.tar /kept/\n",
+		"Dockerfile":  "FROM scratch\nADD plain.tar /x/\nADD a.tar.gz /x\nADD b.tar.zst /x/\nADD notatar.txt /x/\nADD --unpack=false plain.tar /kept/\n",
 		"notatar.txt": "just text",
 	})
 	os.WriteFile(filepath.Join(dir, "plain.tar"), plain, 0o644)
