@@ -41,3 +41,46 @@ RUN id -u > /tmp/uid
 	}
 	t.Log(out)
 }
+
+// RUN heredocs (a script with its own #! line, plain shell text, a
+// heredoc fed to a command), --network, tmpfs and context bind mounts.
+func TestRunForms(t *testing.T) {
+	fixture.RequireRoot(t)
+	e := newEnv(t)
+	e.importBusybox("busybox")
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": `FROM busybox
+RUN <<EOF
+#!/bin/sh -e
+echo "script $0" > /script.txt
+EOF
+RUN <<EOF
+echo plain > /plain.txt
+EOF
+RUN cat > /fed.txt <<EOF
+fed through stdin
+EOF
+RUN --network=none tail -n +3 /proc/net/dev | wc -l > /none.txt
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && ls /scratch > /tmpfs.txt
+RUN --mount=type=bind,source=ctx,target=/ctx cat /ctx/in.txt > /bound.txt && ! touch /ctx/ro 2>/dev/null
+`,
+		"ctx/in.txt": "from the context\n",
+	})
+	r, out := e.mustBuild(dir, nil)
+	root := rootfsOf(t, onlyImage(t, r))
+	want := map[string]string{
+		"script.txt": "script /dev/pipes/EOF\n", "plain.txt": "plain\n", "fed.txt": "fed through stdin\n",
+		"none.txt": "1\n", "tmpfs.txt": "t\n", "bound.txt": "from the context\n",
+	}
+	for f, w := range want {
+		if got := readFile(t, root+"/"+f); got != w {
+			t.Errorf("/%s: %q want %q\n%s", f, got, w, out)
+		}
+	}
+	fs := tree(t, root)
+	for _, p := range []string{"scratch", "ctx", "dev/pipes"} {
+		if _, ok := fs[p]; ok {
+			t.Errorf("mount point /%s left in the image", p)
+		}
+	}
+}
