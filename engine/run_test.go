@@ -274,6 +274,17 @@ func TestVolumesAndBinds(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(host, "out")); string(b) != "written\n" {
 		t.Errorf("write through bind: %q", b)
 	}
+	// Commands in a bind mount are found (or not) by the exec itself.
+	os.WriteFile(filepath.Join(host, "script"), []byte("#!/bin/sh\necho from bind\n"), 0o755)
+	if out, _, code := run(t, "-v", host+":/data", bb, "/data/script"); code != 0 || out != "from bind\n" {
+		t.Errorf("command in a bind mount: exit %d %q", code, out)
+	}
+	if _, _, code := run(t, "-v", host+":/data", bb, "/data/nosuch"); code != 127 {
+		t.Errorf("missing command in a bind mount: exit %d, want 127", code)
+	}
+	if _, _, code := run(t, "-v", host+":/data", bb, "/data/in"); code != 126 {
+		t.Errorf("non-executable command in a bind mount: exit %d, want 126", code)
+	}
 	if _, _, code := run(t, "-v", host+":/data:ro", bb, "touch", "/data/x"); code == 0 {
 		t.Error("write to a :ro bind succeeded")
 	}

@@ -218,6 +218,17 @@ func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (i
 	err := e.Runtime.Create(c.ID, runtime.CreateOpts{Bundle: e.dir(c.ID), Stdio: stdio, ConsoleSocket: consoleSocket})
 	if err != nil {
 		e.Runtime.Delete(c.ID, true)
+		// The runtime finds the program only inside the container (one in
+		// a volume berth could not check): keep docker's 127/126 for it.
+		msg := err.Error()
+		if strings.Contains(msg, "exec ") {
+			switch {
+			case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "not found"):
+				return 0, &StartError{127, msg}
+			case strings.Contains(msg, "permission denied"):
+				return 0, &StartError{126, msg}
+			}
+		}
 		return 0, fmt.Errorf("creating container: %w", err)
 	}
 	st, err := e.Runtime.State(c.ID)
