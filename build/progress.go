@@ -13,11 +13,35 @@ import (
 // CACHED or its time, a RUN's output indented under it. Stages build in
 // parallel, so whole lines are written under a lock. quiet prints
 // nothing (failures still show their output tail through the error).
+// On a terminal (tty) RUN output is a live window of its last lines at
+// the bottom, redrawn in place, and only step lines stay on screen.
 type printer struct {
 	mu    sync.Mutex
 	w     io.Writer
 	quiet bool
 	tty   bool
+	live  []string // tty: the window of recent output lines
+	shown int      // tty: lines of the window now on screen
+}
+
+const liveLines = 6
+
+// clearLive erases the window from the screen (cursor up, clear below).
+func (p *printer) clearLive() {
+	if p.shown > 0 {
+		fmt.Fprintf(p.w, "\x1b[%dA\x1b[J", p.shown)
+		p.shown = 0
+	}
+}
+
+func (p *printer) drawLive() {
+	for _, l := range p.live {
+		if len(l) > 120 {
+			l = l[:120]
+		}
+		fmt.Fprintf(p.w, "\x1b[2m    %s\x1b[0m\n", l)
+	}
+	p.shown = len(p.live)
 }
 
 func newPrinter(w io.Writer, mode string) *printer {
@@ -30,7 +54,33 @@ func (p *printer) printf(format string, a ...any) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.tty {
+		p.clearLive()
+		fmt.Fprintf(p.w, format, a...)
+		p.drawLive()
+		return
+	}
 	fmt.Fprintf(p.w, format, a...)
+}
+
+// outputLine shows one line of a RUN's output: indented in plain mode,
+// in the live window on a terminal.
+func (p *printer) outputLine(l string) {
+	if p.quiet {
+		return
+	}
+	if !p.tty {
+		p.printf("    %s\n", l)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clearLive()
+	p.live = append(p.live, l)
+	if len(p.live) > liveLines {
+		p.live = p.live[1:]
+	}
+	p.drawLive()
 }
 
 func oneLine(s string) string {
@@ -55,6 +105,12 @@ func (p *printer) begin(prefix, text string) { p.line(prefix, text, "") }
 func (p *printer) done(prefix, text string, d time.Duration, begun bool) {
 	el := fmt.Sprintf("%.2fs", d.Seconds())
 	if begun {
+		if p.tty {
+			p.mu.Lock()
+			p.clearLive()
+			p.live = nil
+			p.mu.Unlock()
+		}
 		p.printf("%s DONE %s\n", prefix, el)
 		return
 	}
@@ -99,7 +155,7 @@ func (o *stepOutput) emit(l string) {
 	if len(o.tail) > tailLines {
 		o.tail = o.tail[1:]
 	}
-	o.p.printf("    %s\n", l)
+	o.p.outputLine(l)
 }
 
 // Close flushes a last unterminated line.
