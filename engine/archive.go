@@ -2,7 +2,6 @@ package engine
 
 import (
 	"archive/tar"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -120,34 +119,52 @@ func WriteTar(root, src, name string, w io.Writer) error {
 	return tw.Close()
 }
 
+// pathRoot maps a path in the container to the tree that holds it: the
+// source of a volume or bind mounted over it (those are mounted only in
+// the container's namespace), else the rootfs; rel is the rest.
+func pathRoot(c *Container, rootfs, p string) (root, rel string) {
+	p = path.Clean("/" + p)
+	best := ""
+	root, rel = rootfs, p
+	for _, m := range c.MountPoints {
+		if m.Type == "tmpfs" || m.Source == "" {
+			continue
+		}
+		if (p == m.Destination || strings.HasPrefix(p, m.Destination+"/")) && len(m.Destination) > len(best) {
+			best = m.Destination
+			root, rel = m.Source, "/"+strings.TrimPrefix(strings.TrimPrefix(p, m.Destination), "/")
+		}
+	}
+	return root, rel
+}
+
 // CopyFrom writes path src of the container as a tar whose top entry is
 // named name (docker cp CONTAINER:SRC archive semantics: "src/." means its
 // contents). The last path element is not followed if it is a symlink.
 func (e *Engine) CopyFrom(ref, src, name string, w io.Writer) error {
 	return e.withRootfs(ref, func(c *Container, rootfs string) error {
-		if !path.IsAbs(src) {
-			src = "/" + src
-		}
-		dir, file := path.Split(path.Clean(src))
-		resolvedDir, err := securejoin.SecureJoin(rootfs, dir)
+		root, rel := pathRoot(c, rootfs, src)
+		dir, file := path.Split(rel)
+		resolvedDir, err := securejoin.SecureJoin(root, dir)
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(rootfs, filepath.Join(resolvedDir, file))
-		if err != nil || strings.HasPrefix(rel, "..") {
+		inRoot, err := filepath.Rel(root, filepath.Join(resolvedDir, file))
+		if err != nil || strings.HasPrefix(inRoot, "..") {
 			return fmt.Errorf("cp: %s: path escapes the container", src)
 		}
-		if _, err := os.Lstat(filepath.Join(rootfs, rel)); err != nil {
+		if _, err := os.Lstat(filepath.Join(root, inRoot)); err != nil {
 			return fmt.Errorf("cp: no such file or directory in container %s: %s", c.Name, src)
 		}
-		return WriteTar(rootfs, rel, name, w)
+		return WriteTar(root, inRoot, name, w)
 	})
 }
 
 // StatPath reports whether p exists in the container and is a directory.
 func (e *Engine) StatPath(ref, p string) (exists, isDir bool, err error) {
 	err = e.withRootfs(ref, func(c *Container, rootfs string) error {
-		full, err := securejoin.SecureJoin(rootfs, p)
+		root, rel := pathRoot(c, rootfs, p)
+		full, err := securejoin.SecureJoin(root, rel)
 		if err != nil {
 			return err
 		}
@@ -162,10 +179,12 @@ func (e *Engine) StatPath(ref, p string) (exists, isDir bool, err error) {
 }
 
 // CopyTo extracts tar r into directory dir of the container; entries are
-// applied inside the rootfs, never through a symlink out of it.
+// applied inside the rootfs (or the volume holding dir), never through a
+// symlink out of it.
 func (e *Engine) CopyTo(ref, dir string, r io.Reader) error {
 	return e.withRootfs(ref, func(c *Container, rootfs string) error {
-		target, err := securejoin.SecureJoin(rootfs, dir)
+		root, rel := pathRoot(c, rootfs, dir)
+		target, err := securejoin.SecureJoin(root, rel)
 		if err != nil {
 			return err
 		}
@@ -293,5 +312,3 @@ func (e *Engine) Commit(ref string, o CommitOptions, tags ...string) (v1.Hash, e
 	}
 	return id, nil
 }
-
-var errNotDir = errors.New("not a directory")

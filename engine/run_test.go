@@ -493,6 +493,19 @@ func TestCpCommitExportDiff(t *testing.T) {
 		t.Errorf("cp out: %q", b)
 	}
 	berthOK(t, "cp", name+":/etc", dir)
+	// A path in a volume is copied from and to the volume.
+	vname := "cpvol" + strconv.Itoa(os.Getpid())
+	vc := "cpv" + strconv.Itoa(os.Getpid())
+	berthOK(t, append(append([]string{"create"}, sec(t)...), "--name", vc, "-v", vname+":/vol", bb, "cat", "/vol/in")...)
+	t.Cleanup(func() { berth(t, "", "rm", "-f", vc); berth(t, "", "volume", "rm", "-f", vname) })
+	berthOK(t, "cp", filepath.Join(dir, "opt", "greeting"), vc+":/vol/in")
+	if out, errs, code := berth(t, "", "start", "-a", vc); code != 0 || out != "hello cp\n" {
+		t.Errorf("cp into a volume: exit %d %q %q", code, out, errs)
+	}
+	berthOK(t, "cp", vc+":/vol/in", filepath.Join(dir, "fromvol"))
+	if b, _ := os.ReadFile(filepath.Join(dir, "fromvol")); string(b) != "hello cp\n" {
+		t.Errorf("cp out of a volume: %q", b)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "etc", "passwd")); err != nil {
 		t.Errorf("cp of a directory: %v", err)
 	}
