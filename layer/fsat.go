@@ -96,9 +96,10 @@ func (c *dirCache) dir(comps []string, mkdir bool, made func(rel string)) (int, 
 // root as "/" (absolute targets and ".." stay inside it).
 func openInRoot(root int, rel string) (int, error) {
 	how := unix.OpenHow{Flags: dirFlags &^ unix.O_NOFOLLOW, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	for {
+	for try := 0; ; try++ {
 		fd, err := unix.Openat2(root, rel, &how)
-		if err == unix.EINTR || err == unix.EAGAIN {
+		// EAGAIN: a rename elsewhere raced the ".." check; retry a little.
+		if err == unix.EINTR || (err == unix.EAGAIN && try < 16) {
 			continue
 		}
 		if err == unix.ENOENT {
