@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -132,7 +133,7 @@ func Build(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	lock, err := lockFile(c.dir, 1 /* LOCK_SH */)
+	lock, err := lockFile(c.dir, syscall.LOCK_SH)
 	if err != nil {
 		return nil, err
 	}

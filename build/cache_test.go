@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthproject/berth/internal/fixture"
 )
@@ -84,5 +85,21 @@ func TestCacheReuseAndInvalidation(t *testing.T) {
 	_, out5 := e.mustBuild(dir, nil)
 	if c, _ := cachedSteps(out5); len(c) != 0 {
 		t.Errorf("after prune reused %v", c)
+	}
+}
+
+// Inline files and touched (same content) files keep their cache.
+func TestCacheIgnoresMtimes(t *testing.T) {
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM scratch\nCOPY <<EOF /inline\nhello\nEOF\nCOPY f /f\n",
+		"f":          "same",
+	})
+	e.mustBuild(dir, nil)
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(dir, "f"), later, later)
+	_, out := e.mustBuild(dir, nil)
+	if c, ran := cachedSteps(out); len(ran) != 0 || len(c) != 2 {
+		t.Errorf("cached %v ran %v\n%s", c, ran, out)
 	}
 }

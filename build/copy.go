@@ -159,7 +159,7 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 	var urls []urlSource
 	if src != nil {
 		var err error
-		pre, urls, err = st.collect(src, sp, dest, destIsDir, excl, nil)
+		pre, urls, err = st.collect(src, sp, dest, destIsDir, excl)
 		if err != nil {
 			return fail(err)
 		}
@@ -189,7 +189,7 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 			if err != nil {
 				return nil, err
 			}
-			if entries, _, err = st.collect(&copySource{view: v, keepIDs: true, what: what}, sp, dest, destIsDir, excl, nil); err != nil {
+			if entries, _, err = st.collect(&copySource{view: v, keepIDs: true, what: what}, sp, dest, destIsDir, excl); err != nil {
 				return nil, err
 			}
 		}
@@ -253,11 +253,10 @@ func hasGlob(s string) bool { return strings.ContainsAny(s, "*?[") }
 // directory's contents (not the directory) are copied; a file lands in
 // dest, or in dest/ when dest is a directory (trailing slash, several
 // sources or matches, or an existing directory).
-func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bool, excl *patternmatcher.PatternMatcher, _ any) ([]*copyEntry, []urlSource, error) {
+func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bool, excl *patternmatcher.PatternMatcher) ([]*copyEntry, []urlSource, error) {
 	b := st.s.b
 	entries := map[string]*copyEntry{}
 	var urls []urlSource
-	type match struct{ rel string }
 	var matches []string
 	for _, s := range sp.SourcePaths {
 		if isURL(s) {
@@ -272,7 +271,7 @@ func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bo
 			continue
 		}
 		clean := path.Clean(s)
-		if src.ctx != nil && (clean == ".." || strings.HasPrefix(clean, "../") || (path.IsAbs(s) && false)) {
+		if src.ctx != nil && (clean == ".." || strings.HasPrefix(clean, "../")) {
 			return nil, nil, fmt.Errorf("source %q is outside the build context", s)
 		}
 		rel := strings.Trim(path.Clean("/"+s), "/")
@@ -477,11 +476,12 @@ func globView(src *copySource, pattern string) ([]string, error) {
 }
 
 // hashEntries digests what the entries would put in the layer: paths,
-// types, modes, owners, link targets and file contents.
+// types, modes, owners, link targets and file contents. Not mtimes, as
+// BuildKit: a checkout or a touch does not invalidate the cache.
 func hashEntries(es []*copyEntry) (string, error) {
 	h := sha256.New()
 	for _, e := range es {
-		fmt.Fprintf(h, "%s\x00%o\x00%d:%d\x00%s\x00%v\x00%d\x00%d\x00", e.dst, uint32(e.mode), e.uid, e.gid, e.link, e.archive, e.size, e.mtime.Unix())
+		fmt.Fprintf(h, "%s\x00%o\x00%d:%d\x00%s\x00%v\x00%v\x00%d\x00", e.dst, uint32(e.mode), e.uid, e.gid, e.link, e.archive, e.mkdir, e.size)
 		switch {
 		case e.hasData:
 			h.Write(e.data)
