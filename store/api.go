@@ -28,7 +28,7 @@ import (
 //	gc.lock       flock: shared by writers, exclusive by prune/check/rmi GC
 //
 // Images in use: an image is in use, and rmi/prune leave it alone, when
-// any file containers/<id>/berth.json or containers/<id>/config.json has a
+// any file containers/<id>/berth.json (or container.json, config.json) has a
 // top-level string field "ImageDigest", "ImageID" or "Image" equal to the
 // image's manifest digest or its ID (config digest), "sha256:<hex>".
 // Engines that keep state elsewhere can add theirs with SetUsedBy.

@@ -26,7 +26,7 @@ func (s *Store) InUse() (map[v1.Hash]bool, error) {
 		return nil, err
 	}
 	for _, d := range dirs {
-		for _, f := range []string{"berth.json", "config.json"} {
+		for _, f := range []string{"berth.json", "container.json", "config.json"} {
 			data, err := os.ReadFile(filepath.Join(s.Root, "containers", d.Name(), f))
 			if err != nil {
 				continue
