@@ -58,6 +58,7 @@ type program struct {
 	arches        []*arch
 	rules         map[*arch]map[uint32]*syscallRules
 	flags         uintptr
+	waitKillable  bool // SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV asked for
 }
 
 // badArchAction is what a syscall from an ABI the filter does not cover
@@ -105,7 +106,7 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 		d, err := data(uint(unix.EPERM))
 		return unix.SECCOMP_RET_TRACE | d, err
 	case specs.ActNotify:
-		return 0, errors.New("SCMP_ACT_NOTIFY is not supported by berth (it needs a seccomp agent on listenerPath)")
+		return unix.SECCOMP_RET_USER_NOTIF, nil // installable only with LoadListener
 	case "":
 		return 0, errors.New("missing action")
 	}
@@ -115,8 +116,8 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 var flagBits = map[specs.LinuxSeccompFlag]uintptr{
 	specs.LinuxSeccompFlagLog:       unix.SECCOMP_FILTER_FLAG_LOG,
 	specs.LinuxSeccompFlagSpecAllow: unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-	// Only meaningful with a notify listener, which berth does not create;
-	// the kernel rejects it without one, so it is accepted and not passed.
+	// Only meaningful with a notify listener (LoadListener adds it there);
+	// the kernel rejects it without one.
 	specs.LinuxSeccompFlagWaitKillableRecv: 0,
 }
 
@@ -135,6 +136,9 @@ func resolve(s *specs.LinuxSeccomp) (*program, error) {
 			return nil, fmt.Errorf("seccomp: unknown flag %q", f)
 		}
 		p.flags |= bit
+		if f == specs.LinuxSeccompFlagWaitKillableRecv {
+			p.waitKillable = true
+		}
 	}
 	if nat, ok := arches[nativeArch]; ok {
 		p.arches = append(p.arches, nat)

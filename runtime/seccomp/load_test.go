@@ -2,14 +2,18 @@ package seccomp
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -53,6 +57,9 @@ func childProfiles(t testing.TB) map[string]*specs.LinuxSeccomp {
 			Syscalls: []specs.LinuxSyscall{{Names: getppid, Action: specs.ActLog}}},
 	}
 	p["docker"] = dockerProfile(t)
+	p["notify"] = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, ListenerPath: "/unused/agent.sock",
+		Flags:    []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv},
+		Syscalls: []specs.LinuxSyscall{{Names: getppid, Action: specs.ActNotify}}}
 	return p
 }
 
@@ -81,6 +88,9 @@ func child(name string) int {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 3
+	}
+	if name == "notify" {
+		return notifyChild(s)
 	}
 	if err := Load(s); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
@@ -325,5 +335,129 @@ func BenchmarkFilterCost(b *testing.B) {
 		fmt.Sscan(res["docker"][k], &dock)
 		b.ReportMetric(none, "nofilter-"+k)
 		b.ReportMetric(dock, "docker-"+k)
+	}
+}
+
+// The kernel's struct seccomp_notif and seccomp_notif_resp.
+type seccompNotif struct {
+	ID    uint64
+	Pid   uint32
+	Flags uint32
+	Nr    int32
+	Arch  uint32
+	IP    uint64
+	Args  [6]uint64
+}
+
+type seccompNotifResp struct {
+	ID    uint64
+	Val   int64
+	Error int32
+	Flags uint32
+}
+
+// notifyChild installs the filter with a listener and plays the agent
+// itself on another thread: getppid is answered with 4242.
+func notifyChild(s *specs.LinuxSeccomp) int {
+	f, err := LoadListener(s)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		return 3
+	}
+	fmt.Println("loaded=ok")
+	go func() {
+		runtime.LockOSThread()
+		for {
+			var req seccompNotif
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&req))); e != 0 {
+				fmt.Fprintln(os.Stderr, "recv:", e)
+				os.Exit(4)
+			}
+			resp := seccompNotifResp{ID: req.ID, Val: 4242}
+			if req.Nr != unix.SYS_GETPPID {
+				resp = seccompNotifResp{ID: req.ID, Error: -int32(unix.EXDEV)}
+			}
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp))); e != 0 {
+				fmt.Fprintln(os.Stderr, "send:", e)
+				os.Exit(4)
+			}
+		}
+	}()
+	r, _, e := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+	fmt.Printf("getppid=%d/%d\n", r, e)
+	fmt.Printf("getpid=%s\n", sys(unix.SYS_GETPID))
+	return 0
+}
+
+func TestNotifyAgent(t *testing.T) {
+	r := runChild(t, "notify", false)
+	if r.probes["getppid"] != "4242/0" || r.probes["getpid"] != "ok" {
+		t.Fatalf("notify: probes %v stderr %q; want getppid answered 4242 by the agent", r.probes, r.stderr)
+	}
+}
+
+func TestSendListener(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	type got struct {
+		st  specs.ContainerProcessState
+		fds []int
+		err error
+	}
+	gotc := make(chan got, 1)
+	go func() {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			gotc <- got{err: err}
+			return
+		}
+		defer c.Close()
+		buf, oob := make([]byte, 64<<10), make([]byte, 128)
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		var g got
+		g.err = err
+		if err == nil {
+			g.err = json.Unmarshal(buf[:n], &g.st)
+			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+			for _, m := range msgs {
+				fds, _ := unix.ParseUnixRights(&m)
+				g.fds = append(g.fds, fds...)
+			}
+		}
+		gotc <- g
+	}()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	st := specs.ContainerProcessState{Pid: 1234, Metadata: "meta", State: specs.State{ID: "c1", Status: specs.StateCreating}}
+	if err := SendListener(sock, pr, st); err != nil {
+		t.Fatal(err)
+	}
+	g := <-gotc
+	if g.err != nil {
+		t.Fatal(g.err)
+	}
+	if g.st.Pid != 1234 || g.st.Metadata != "meta" || g.st.State.ID != "c1" || len(g.st.Fds) != 1 || g.st.Fds[0] != "seccompFd" || g.st.Version == "" {
+		t.Fatalf("agent got %+v", g.st)
+	}
+	if len(g.fds) != 1 {
+		t.Fatalf("agent got %d fds", len(g.fds))
+	}
+	recv := os.NewFile(uintptr(g.fds[0]), "recv")
+	defer recv.Close()
+	pw.Write([]byte("x"))
+	b := make([]byte, 1)
+	if _, err := recv.Read(b); err != nil || b[0] != 'x' {
+		t.Fatalf("the fd the agent got is not the one sent: %v %q", err, b)
+	}
+	if err := SendListener(filepath.Join(t.TempDir(), "none.sock"), pr, st); err == nil {
+		t.Fatal("SendListener to a missing socket succeeded")
 	}
 }

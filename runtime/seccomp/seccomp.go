@@ -7,6 +7,9 @@
 // process; unknown syscall names are skipped; several conditions in one
 // entry must all hold, several entries for one syscall are alternatives;
 // syscalls newer than every one the profile names get ENOSYS.
+//
+// Profiles with SCMP_ACT_NOTIFY go through LoadListener and SendListener
+// (notify.go) instead of Load.
 package seccomp
 
 import (
@@ -27,28 +30,39 @@ func Load(s *specs.LinuxSeccomp) error {
 	if s == nil {
 		return nil
 	}
-	p, err := resolve(s)
+	fprog, p, err := build(s, false)
 	if err != nil {
 		return err
 	}
+	flags := p.flags | unix.SECCOMP_FILTER_FLAG_TSYNC
+	err = install(fprog, flags)
+	if errors.Is(err, unix.EINVAL) && flags != unix.SECCOMP_FILTER_FLAG_TSYNC {
+		// An older kernel without LOG or SPEC_ALLOW: both only relax
+		// logging or mitigations, so the filter goes in without them.
+		err = install(fprog, unix.SECCOMP_FILTER_FLAG_TSYNC)
+	}
+	runtime.KeepAlive(fprog)
+	return err
+}
+
+// build compiles s into the kernel's sock_fprog.
+func build(s *specs.LinuxSeccomp, notify bool) (*unix.SockFprog, *program, error) {
+	if !notify && UsesNotify(s) {
+		return nil, nil, errors.New("seccomp: the profile uses SCMP_ACT_NOTIFY: it needs a seccomp agent (LoadListener and listenerPath)")
+	}
+	p, err := resolve(s)
+	if err != nil {
+		return nil, nil, err
+	}
 	prog, err := p.assemble()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	filter := make([]unix.SockFilter, len(prog))
 	for i, ins := range prog {
 		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
 	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	flags := p.flags | unix.SECCOMP_FILTER_FLAG_TSYNC
-	err = install(&fprog, flags)
-	if errors.Is(err, unix.EINVAL) && flags != unix.SECCOMP_FILTER_FLAG_TSYNC {
-		// An older kernel without LOG or SPEC_ALLOW: both only relax
-		// logging or mitigations, so the filter goes in without them.
-		err = install(&fprog, unix.SECCOMP_FILTER_FLAG_TSYNC)
-	}
-	runtime.KeepAlive(filter)
-	return err
+	return &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}, p, nil
 }
 
 func install(fprog *unix.SockFprog, flags uintptr) error {
