@@ -159,6 +159,12 @@ func Build(o Options) (*Result, error) {
 			plats = append(plats, *p)
 		}
 	}
+	c.cleanStale()
+	work, release, err := c.workDir()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	pr := newPrinter(o.Out, o.Progress)
 	bs := make([]*builder, len(plats))
 	for i, p := range plats {
@@ -166,8 +172,8 @@ func Build(o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		b.work = work
 		bs[i] = b
-		defer b.cleanup()
 	}
 	// Fail before building anything when a foreign platform cannot RUN.
 	for _, b := range bs {
@@ -324,24 +330,7 @@ type builder struct {
 	target   int
 	usedArgs sync.Map
 
-	mu   sync.Mutex
-	kept []string // directories to remove when the build ends
-}
-
-// keep registers a directory the build removes when it ends.
-func (b *builder) keep(dir string) {
-	b.mu.Lock()
-	b.kept = append(b.kept, dir)
-	b.mu.Unlock()
-}
-
-func (b *builder) cleanup() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, d := range b.kept {
-		os.RemoveAll(d)
-	}
-	b.kept = nil
+	work string // this build's scratch dir (RUN roots, kept upper dirs)
 }
 
 func newBuilder(o *Options, df *dockerfile, bctx *buildContext, c *cache, pr *printer, p v1.Platform, multi bool) (*builder, error) {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -166,4 +167,63 @@ func shortID(s string) string {
 		return s[:12]
 	}
 	return s
+}
+
+// workDir makes this build's scratch directory under tmp/, locked while
+// the build runs; release unmounts what a failure left and removes it.
+func (c *cache) workDir() (string, func(), error) {
+	dir, err := os.MkdirTemp(filepath.Join(c.dir, "tmp"), "build-")
+	if err != nil {
+		return "", nil, err
+	}
+	lock, err := lockFile(dir, syscall.LOCK_EX)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, func() {
+		unmountUnder(dir)
+		os.RemoveAll(dir)
+		lock.Close()
+	}, nil
+}
+
+// cleanStale removes the scratch dirs of builds that died (kill -9, a
+// crash): their lock is free. Mounts left inside are detached first.
+func (c *cache) cleanStale() {
+	ents, _ := os.ReadDir(filepath.Join(c.dir, "tmp"))
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "build-") {
+			continue
+		}
+		dir := filepath.Join(c.dir, "tmp", e.Name())
+		f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			unmountUnder(dir)
+			os.RemoveAll(dir)
+		}
+		f.Close()
+	}
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mps []string
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			mps = append(mps, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(mps)))
+	for _, m := range mps {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
 }

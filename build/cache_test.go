@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,5 +102,35 @@ func TestCacheIgnoresMtimes(t *testing.T) {
 	_, out := e.mustBuild(dir, nil)
 	if c, ran := cachedSteps(out); len(ran) != 0 || len(c) != 2 {
 		t.Errorf("cached %v ran %v\n%s", c, ran, out)
+	}
+}
+
+// A build killed mid-RUN leaves its scratch dir (and maybe a mount); the
+// next build detaches and removes it, and leaves running builds' alone.
+func TestStaleBuildDirsCleaned(t *testing.T) {
+	fixture.RequireRoot(t)
+	e := newEnv(t)
+	c, err := openCache(e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(c.dir, "tmp", "build-dead")
+	os.MkdirAll(filepath.Join(stale, "run-1", "rootfs"), 0o755)
+	os.WriteFile(filepath.Join(stale, "lock"), nil, 0o600)
+	if err := syscall.Mount("tmpfs", filepath.Join(stale, "run-1", "rootfs"), "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	live, release, err := c.workDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nLABEL a=b\n"})
+	e.mustBuild(dir, nil)
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("stale build dir kept")
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a running build's dir was removed")
 	}
 }

@@ -139,7 +139,7 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Join(b.cache.dir, "tmp"), "run-")
+	tmp, err := os.MkdirTemp(b.work, "run-")
 	if err != nil {
 		return nil, err
 	}
@@ -339,9 +339,8 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 	// The upper dir is this layer unpacked in overlay form: later steps of
 	// this build stack it as a lowerdir instead of waiting for the store
 	// to unpack the layer again.
-	keep := filepath.Join(b.cache.dir, "tmp", "upper-"+randHex(8))
+	keep := filepath.Join(b.work, "upper-"+randHex(8))
 	if err := os.Rename(upper, keep); err == nil {
-		b.keep(keep)
 		st.pendingView = &fsView{layers: append(append([]string(nil), lower.layers...), keep)}
 	}
 	return l, nil
