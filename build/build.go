@@ -67,7 +67,8 @@ type Options struct {
 
 // Result is what a successful build made.
 type Result struct {
-	ID     v1.Hash             // what the store returned (image or index), or the image digest
+	ID     v1.Hash             // image ID (config digest) as `berth images` shows it; an index's digest
+	Digest v1.Hash             // manifest (or index) digest
 	Images map[string]v1.Image // per platform
 }
 
@@ -201,15 +202,20 @@ func Build(o Options) (*Result, error) {
 	}
 	bs[0].warnUnusedArgs()
 	if out.typ != "" {
-		res.ID, err = writeOutput(out, o, plats, imgs)
+		res.Digest, err = writeOutput(out, o, plats, imgs)
+		res.ID = res.Digest
+		if len(imgs) == 1 && err == nil {
+			res.ID, err = imgs[0].ConfigName()
+		}
 		return res, err
 	}
 	if len(imgs) == 1 {
-		res.ID, err = o.Store.Write(imgs[0], o.Tags...)
+		res.Digest, err = o.Store.Write(imgs[0], o.Tags...)
 		if err != nil {
 			return nil, fmt.Errorf("store image: %w", err)
 		}
-		return res, nil
+		res.ID, err = imgs[0].ConfigName()
+		return res, err
 	}
 	idx, err := makeIndex(plats, imgs)
 	if err != nil {
@@ -219,10 +225,11 @@ func Build(o Options) (*Result, error) {
 	if !ok {
 		return nil, errors.New("this store cannot hold a multi-platform index yet: use --output type=oci,dest=FILE.tar")
 	}
-	res.ID, err = iw.WriteIndex(idx, o.Tags...)
+	res.Digest, err = iw.WriteIndex(idx, o.Tags...)
 	if err != nil {
 		return nil, fmt.Errorf("store index: %w", err)
 	}
+	res.ID = res.Digest
 	return res, nil
 }
 
