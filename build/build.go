@@ -167,6 +167,9 @@ func Build(o Options) (*Result, error) {
 	}
 	defer release()
 	pr := newPrinter(o.Out, o.Progress)
+	for _, w := range df.warnings {
+		pr.warn(w)
+	}
 	bs := make([]*builder, len(plats))
 	for i, p := range plats {
 		b, err := newBuilder(&o, df, bctx, c, pr, p, len(plats) > 1)
@@ -261,6 +264,7 @@ func findDockerfile(ctxDir, f string) (string, error) {
 // dockerfile is a parsed Dockerfile.
 type dockerfile struct {
 	name     string // file name, for messages
+	warnings []string
 	stages   []instructions.Stage
 	metaArgs []instructions.ArgCommand
 	escape   rune
@@ -278,7 +282,15 @@ func parseDockerfile(name string, src []byte) (*dockerfile, error) {
 	if len(stages) == 0 {
 		return nil, fmt.Errorf("%s: no FROM instruction", name)
 	}
-	return &dockerfile{name: name, stages: stages, metaArgs: metaArgs, escape: res.EscapeToken}, nil
+	df := &dockerfile{name: name, stages: stages, metaArgs: metaArgs, escape: res.EscapeToken}
+	for _, w := range res.Warnings {
+		line := 0
+		if w.Location != nil {
+			line = w.Location.Start.Line
+		}
+		df.warnings = append(df.warnings, fmt.Sprintf("%s:%d: %s", name, line, w.Short))
+	}
+	return df, nil
 }
 
 // locErr turns a parser error into "Dockerfile:LINE: message".

@@ -128,3 +128,24 @@ func TestDockerfileNames(t *testing.T) {
 		t.Errorf("no Dockerfile: %v", err)
 	}
 }
+
+// COPY --from and RUN --mount from= also take images from the store.
+func TestCopyFromImage(t *testing.T) {
+	e := newEnv(t)
+	e.importBusybox("busybox")
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY --from=busybox /bin/busybox /bb\nCOPY --from=busybox /etc/passwd /etc/\n"})
+	r, out := e.mustBuild(dir, nil)
+	fs := tree(t, rootfsOf(t, onlyImage(t, r)))
+	if fs["bb"].Type != "file" || fs["bb"].Mode != 0o755 || fs["etc/passwd"].Type != "file" {
+		t.Errorf("rootfs %v\n%s", fs, out)
+	}
+}
+
+func TestParserWarnings(t *testing.T) {
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nLABEL a=1 \\\n\n  b=2\n"})
+	r, out := e.mustBuild(dir, nil)
+	if !strings.Contains(out, "WARNING: Dockerfile:") || configOf(t, onlyImage(t, r)).Config.Labels["b"] != "2" {
+		t.Errorf("warning or labels:\n%s", out)
+	}
+}
