@@ -11,7 +11,7 @@ import (
 )
 
 // buildContext is the directory a build reads COPY/ADD sources from,
-// minus what .dockerignore excludes.
+// minus what .dockerignore (or .containerignore) excludes.
 type buildContext struct {
 	dir    string
 	view   *fsView
@@ -21,6 +21,10 @@ type buildContext struct {
 func openContext(dir string) (*buildContext, error) {
 	c := &buildContext{dir: dir, view: &fsView{layers: []string{dir}}}
 	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
+	if errors.Is(err, fs.ErrNotExist) {
+		// podman/buildah's name for the same file
+		f, err = os.Open(filepath.Join(dir, ".containerignore"))
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
 	}

@@ -149,3 +149,25 @@ func TestParserWarnings(t *testing.T) {
 		t.Errorf("warning or labels:\n%s", out)
 	}
 }
+
+// The escape directive and .containerignore (podman's name).
+func TestEscapeDirectiveAndContainerignore(t *testing.T) {
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile":       "# escape=`\nFROM scratch\nLABEL a=one `\n  b=two\nCOPY . /c/\n",
+		".containerignore": "skip.txt\n",
+		"skip.txt":         "x", "keep.txt": "y",
+	})
+	r, out := e.mustBuild(dir, nil)
+	img := onlyImage(t, r)
+	if l := configOf(t, img).Config.Labels; l["a"] != "one" || l["b"] != "two" {
+		t.Errorf("labels %v\n%s", l, out)
+	}
+	fs := tree(t, rootfsOf(t, img))
+	if _, ok := fs["c/skip.txt"]; ok {
+		t.Errorf(".containerignore not honoured")
+	}
+	if _, ok := fs["c/keep.txt"]; !ok {
+		t.Errorf("keep.txt missing")
+	}
+}
