@@ -159,7 +159,7 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 	var urls []urlSource
 	if src != nil {
 		var err error
-		pre, urls, err = st.collect(src, sp, dest, destIsDir, excl)
+		pre, urls, err = st.collect(src, sp, dest, destIsDir, excl, false)
 		if err != nil {
 			return fail(err)
 		}
@@ -174,6 +174,19 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 	}
 	return st.runStep(line, stepOpts{text: text, key: key, link: sp.link, make: func() (*fileLayer, error) {
 		entries := pre
+		if src != nil && !destIsDir && !sp.link && len(pre) == 1 && !pre[0].archive && st.isDirBelow(dest) {
+			// One file to a dest without a slash: into it, as it is a directory.
+			if len(urls) == 1 {
+				e := *pre[0]
+				e.dst = path.Join(dest, urls[0].file)
+				entries = []*copyEntry{&e}
+			} else {
+				var err error
+				if entries, _, err = st.collect(src, sp, dest, true, excl, false); err != nil {
+					return nil, err
+				}
+			}
+		}
 		if src == nil {
 			var err error
 			var v *fsView
@@ -189,7 +202,7 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 			if err != nil {
 				return nil, err
 			}
-			if entries, _, err = st.collect(&copySource{view: v, keepIDs: true, what: what}, sp, dest, destIsDir, excl); err != nil {
+			if entries, _, err = st.collect(&copySource{view: v, keepIDs: true, what: what}, sp, dest, destIsDir, excl, true); err != nil {
 				return nil, err
 			}
 		}
@@ -253,7 +266,12 @@ func hasGlob(s string) bool { return strings.ContainsAny(s, "*?[") }
 // directory's contents (not the directory) are copied; a file lands in
 // dest, or in dest/ when dest is a directory (trailing slash, several
 // sources or matches, or an existing directory).
-func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bool, excl *patternmatcher.PatternMatcher) ([]*copyEntry, []urlSource, error) {
+//
+// Whether dest already is a directory in the stage is only asked when
+// checkLower is set (when the step runs): the cache key does not need it,
+// since the parent's key already decides it, and a cached build then
+// never unpacks layers to answer it.
+func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bool, excl *patternmatcher.PatternMatcher, checkLower bool) ([]*copyEntry, []urlSource, error) {
 	b := st.s.b
 	entries := map[string]*copyEntry{}
 	var urls []urlSource
@@ -292,18 +310,17 @@ func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bo
 		destIsDir = true
 	}
 	// An existing directory at dest takes files into it.
-	if !destIsDir && !sp.link {
-		if v, err := st.lowerView(); err == nil {
-			if r, _, err := v.resolve(dest, true); err == nil {
-				if _, fi, err := v.Lstat(r); err == nil && fi.IsDir() {
-					destIsDir = true
-				}
-			}
-		}
+	if !destIsDir && !sp.link && checkLower && st.isDirBelow(dest) {
+		destIsDir = true
 	}
 	hard := map[[2]uint64]string{}
-	var add func(e *copyEntry)
-	add = func(e *copyEntry) { entries[e.dst] = e }
+	add := func(e *copyEntry) {
+		if e.archive {
+			entries["\x00archive\x00"+e.host] = e // several archives may share a dest
+			return
+		}
+		entries[e.dst] = e
+	}
 	for _, rel := range matches {
 		r, escaped, err := src.view.resolve(rel, true)
 		if err != nil {
@@ -332,7 +349,8 @@ func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bo
 		}
 		d := dest
 		if destIsDir {
-			d = path.Join(dest, path.Base("/"+r))
+			// Named as the source was named, even when that is a symlink.
+			d = path.Join(dest, path.Base("/"+rel))
 		}
 		e := entryFor(src, d, host, fi)
 		if sp.add && sp.unpack && fi.Mode().IsRegular() {
@@ -366,8 +384,27 @@ func (st *state) collect(src *copySource, sp copySpec, dest string, destIsDir bo
 	for _, e := range entries {
 		out = append(out, e)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].dst < out[j].dst })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].dst != out[j].dst {
+			return out[i].dst < out[j].dst
+		}
+		return out[i].host < out[j].host
+	})
 	return out, urls, nil
+}
+
+// isDirBelow says whether dest is a directory in the stage so far.
+func (st *state) isDirBelow(dest string) bool {
+	v, err := st.lowerView()
+	if err != nil {
+		return false
+	}
+	r, _, err := v.resolve(dest, true)
+	if err != nil {
+		return false
+	}
+	_, fi, err := v.Lstat(r)
+	return err == nil && fi.IsDir()
 }
 
 func entryFor(src *copySource, dst, host string, fi fs.FileInfo) *copyEntry {

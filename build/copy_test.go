@@ -1,6 +1,8 @@
 package build
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -30,4 +32,22 @@ func TestCopyIntoScratch(t *testing.T) {
 		t.Errorf("cmd %v", cf.Config.Cmd)
 	}
 	t.Log(out)
+}
+
+// A single file COPYed to an existing directory without a trailing slash
+// lands inside it; to a new path it becomes that file.
+func TestCopyIntoExistingDir(t *testing.T) {
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM scratch\nCOPY f /existing/keep\nCOPY f /existing\nCOPY f /newname\nCOPY link /d/\n",
+		"f":          "F",
+	})
+	os.Symlink("f", filepath.Join(dir, "link"))
+	r, out := e.mustBuild(dir, nil)
+	fs := tree(t, rootfsOf(t, onlyImage(t, r)))
+	for p, typ := range map[string]string{"existing": "dir", "existing/f": "file", "existing/keep": "file", "newname": "file", "d/link": "file"} {
+		if fs[p].Type != typ {
+			t.Errorf("/%s: %v, want %s\n%s", p, fs[p], typ, out)
+		}
+	}
 }

@@ -88,7 +88,7 @@ func (st *state) run(line int, text string, c *instructions.RunCommand) error {
 			if m.From == "" {
 				// A bind of the context reads its files: their content is part of the key.
 				src := &copySource{view: b.ctx.view, ctx: b.ctx, what: "the build context"}
-				es, _, err := st.collect(src, copySpec{SourcesAndDest: instructions.SourcesAndDest{SourcePaths: []string{orDot(m.Source)}}}, "x", true, nil)
+				es, _, err := st.collect(src, copySpec{SourcesAndDest: instructions.SourcesAndDest{SourcePaths: []string{orDot(m.Source)}}}, "x", true, nil, false)
 				if err != nil {
 					return fail(fmt.Errorf("--mount source: %w", err))
 				}
