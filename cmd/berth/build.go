@@ -41,6 +41,11 @@ func buildCommand() *cobra.Command {
 		Short: "Build an image from a Dockerfile",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			for _, t := range tags {
+				if _, err := store.Normalize(t); err != nil {
+					return fmt.Errorf("-t %s: %w", t, err)
+				}
+			}
 			s, err := store.Open(storeRoot)
 			if err != nil {
 				return err
