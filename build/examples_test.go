@@ -116,6 +116,15 @@ func TestExampleStaticMultiPlatform(t *testing.T) {
 			t.Errorf("%s: config %+v", p, cf.Config)
 		}
 	}
+	// The same as an OCI archive: an index with both platforms.
+	oci := filepath.Join(t.TempDir(), "multi.tar")
+	e.mustBuild(dir, func(o *Options) {
+		o.Platforms = []string{"linux/amd64", "linux/arm64"}
+		o.Output = "type=oci,dest=" + oci
+	})
+	if idx := tarEntry(t, oci, "index.json"); !strings.Contains(idx, "image.index") {
+		t.Errorf("oci index.json: %s", idx)
+	}
 	if os.Geteuid() == 0 {
 		img := r.Images["linux/amd64"]
 		if o, code := e.runImage(img); code != 0 || o != "hello from a static binary, uid 65532\n" {
