@@ -55,6 +55,9 @@ type Options struct {
 	// rootfs (ADD x.tar /). Without it such an entry is refused. The last
 	// component of a name is never followed, in either mode.
 	InRootSymlinks bool
+	// Sync flushes the target's file system (syncfs) before Apply returns,
+	// so that a layer recorded as unpacked survives a power loss.
+	Sync bool
 }
 
 // Apply extracts a layer (gzip, zstd or plain tar, detected) into dir and

@@ -128,6 +128,11 @@ func apply(dir string, r io.Reader, o Options) (int64, error) {
 	if _, err := io.CopyBuffer(io.Discard, lr, a.buf); err != nil {
 		return lr.n, a.readError("", lr, err)
 	}
+	if o.Sync {
+		if err := unix.Syncfs(root); err != nil {
+			return lr.n, fmt.Errorf("layer: syncfs %s: %w", dir, err)
+		}
+	}
 	return lr.n, nil
 }
 
@@ -579,7 +584,17 @@ func (a *applier) isCreated(rel string) bool {
 // finishDirs sets the final modes and times of the layer's directories,
 // now that nothing more is written into them.
 func (a *applier) finishDirs() error {
-	for _, d := range a.later {
+	// Deepest last-listed first: a parent's final mode (say 0555, or 0
+	// without root) must not stop us reaching its children, and when a
+	// dir is listed twice the later entry wins.
+	done := make(map[string]struct{}, len(a.later))
+	for i := len(a.later) - 1; i >= 0; i-- {
+		d := a.later[i]
+		key := strings.Join(d.comps, "/")
+		if _, ok := done[key]; ok {
+			continue
+		}
+		done[key] = struct{}{}
 		pfd, base := a.root, "."
 		if len(d.comps) > 0 {
 			fd, err := a.dirs.dir(d.comps[:len(d.comps)-1], false, nil)

@@ -33,7 +33,7 @@ func TestApplyEntryKinds(t *testing.T) {
 		file("a/./../b", "cleaned inside the root"),
 		file("//x", "double slash"),
 	)
-	n, err := Apply(dir, bytes.NewReader(data), Options{})
+	n, err := Apply(dir, bytes.NewReader(data), Options{Sync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,5 +506,30 @@ func TestInRootSymlinks(t *testing.T) {
 	// Without the option the same layer is refused.
 	if _, err := Apply(dir, bytes.NewReader(mkTar(t, file("lib/x2", "x"))), Options{}); err == nil {
 		t.Error("a symlink parent was followed without InRootSymlinks")
+	}
+}
+
+// TestLockedDirs: directories whose modes forbid writing (or, without
+// root, even entering) still get their contents, and the modes and times
+// they list, the later listing of a dir winning.
+func TestLockedDirs(t *testing.T) {
+	dir, check := sandbox(t)
+	ro := dir_("ro", 0o555)
+	shut := dir_("ro/shut", 0)
+	again := dir_("ro", 0o500)
+	again.mtime = time.Unix(1200000000, 0)
+	mustApply(t, dir, mkTar(t, ro, shut, file("ro/shut/f", "f"), dirE("ro/shut/sub"), file("ro/shut/sub/g", "g"), again), Options{})
+	check()
+	for p, want := range map[string]os.FileMode{"ro": 0o500, "ro/shut": 0} {
+		if got := mode(t, filepath.Join(dir, p)); got != want {
+			t.Errorf("%s mode %o, want %o", p, got, want)
+		}
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "ro")); !fi.ModTime().Equal(again.mtime) {
+		t.Errorf("ro mtime %v, want the later entry's %v", fi.ModTime(), again.mtime)
+	}
+	makeRemovable(dir)
+	if readFile(t, filepath.Join(dir, "ro/shut/sub/g")) != "g" {
+		t.Error("content of locked dirs missing")
 	}
 }
