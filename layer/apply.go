@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -584,17 +586,21 @@ func (a *applier) isCreated(rel string) bool {
 // finishDirs sets the final modes and times of the layer's directories,
 // now that nothing more is written into them.
 func (a *applier) finishDirs() error {
-	// Deepest last-listed first: a parent's final mode (say 0555, or 0
-	// without root) must not stop us reaching its children, and when a
-	// dir is listed twice the later entry wins.
+	// When a dir is listed twice the later entry wins; then deepest
+	// first: a parent's final mode (say 0555, or 0 without root) must not
+	// stop us reaching its children.
 	done := make(map[string]struct{}, len(a.later))
+	var todo []dirMeta
 	for i := len(a.later) - 1; i >= 0; i-- {
-		d := a.later[i]
-		key := strings.Join(d.comps, "/")
-		if _, ok := done[key]; ok {
-			continue
+		key := strings.Join(a.later[i].comps, "/")
+		if _, ok := done[key]; !ok {
+			done[key] = struct{}{}
+			todo = append(todo, a.later[i])
 		}
-		done[key] = struct{}{}
+	}
+	slices.Reverse(todo) // back to tar order, which keeps the dir cache warm
+	sort.SliceStable(todo, func(i, j int) bool { return len(todo[i].comps) > len(todo[j].comps) })
+	for _, d := range todo {
 		pfd, base := a.root, "."
 		if len(d.comps) > 0 {
 			fd, err := a.dirs.dir(d.comps[:len(d.comps)-1], false, nil)

@@ -518,7 +518,7 @@ func TestLockedDirs(t *testing.T) {
 	shut := dir_("ro/shut", 0)
 	again := dir_("ro", 0o500)
 	again.mtime = time.Unix(1200000000, 0)
-	mustApply(t, dir, mkTar(t, ro, shut, file("ro/shut/f", "f"), dirE("ro/shut/sub"), file("ro/shut/sub/g", "g"), again), Options{})
+	mustApply(t, dir, mkTar(t, file("ro/shut/sub/g", "g"), dirE("ro/shut/sub"), ro, shut, file("ro/shut/f", "f"), again), Options{})
 	check()
 	for p, want := range map[string]os.FileMode{"ro": 0o500, "ro/shut": 0} {
 		if got := mode(t, filepath.Join(dir, p)); got != want {
