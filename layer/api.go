@@ -11,12 +11,15 @@
 //     climb out of the root, a parent that is a symlink (every operation is
 //     relative to a directory fd opened with O_NOFOLLOW, so nothing is
 //     written through a symlink; Options.InRootSymlinks instead follows it
-//     confined to the root, as the container would), hardlinks whose target escapes or is not
-//     in the directory, device nodes under NoDevices, whiteout names used as
-//     directories, and more than MaxBytes of uncompressed data. A leading
-//     "/" in a name means the layer root, as docker reads layers. On error
-//     the target may hold a partial layer (the caller throws it away), but
-//     nothing outside it was touched.
+//     confined to the root, as the container would), hardlinks whose
+//     target escapes or is not in the directory, device nodes under
+//     NoDevices, whiteout names used as directories or with nothing to
+//     name (".wh.", ".wh..", ".wh..."), and more than MaxBytes of
+//     uncompressed data (sparse entries count at their full size). A
+//     leading "/" in a name means the layer root, as docker reads layers.
+//     overlayfs's own xattrs (trusted.overlay.*, user.overlay.*) in a layer
+//     are dropped. On error the target may hold a partial layer (the
+//     caller throws it away), but nothing outside it was touched.
 //   - Symlinks may point anywhere (they are resolved inside the container).
 //   - Without root, owners are not set and xattrs the kernel refuses
 //     (trusted.*, security.*) are skipped, as tar does.
@@ -25,7 +28,10 @@
 // contents and its whiteouts before its other entries, PAX format, numeric
 // owners, mtimes in whole seconds, no atime/ctime, hardlinks for files
 // sharing an inode, xattrs except overlayfs's own):
-//   - Diff/DiffWith: the changes an overlayfs upper dir holds.
+//   - Diff/DiffWith: the changes an overlayfs upper dir holds. The overlay
+//     must be mounted without redirect_dir and metacopy (the kernel's
+//     defaults here): an upper using them is refused, since its data
+//     lives partly in the lowers.
 //   - DiffDirs: the changes from one directory tree to another (commit
 //     without overlayfs).
 //   - Tar: a whole tree as it is (export, build outputs).
