@@ -52,6 +52,18 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("store %s: %w", root, err)
 		}
 	}
+	_, err1 := os.Stat(filepath.Join(root, "oci", "oci-layout"))
+	_, err2 := os.Stat(s.indexPath())
+	if err1 == nil && err2 == nil {
+		return s, nil
+	}
+	// First use: create the layout under the index lock, so that two
+	// processes opening a fresh root cannot overwrite each other's refs.
+	unlock, err := s.flock("lock", true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(root, "oci", "oci-layout")); err != nil {
 		if err := s.writeFileAtomic(filepath.Join(root, "oci", "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 			return nil, err
