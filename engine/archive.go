@@ -35,7 +35,7 @@ func (e *Engine) withRootfs(ref string, fn func(c *Container, rootfs string) err
 	rootfs := filepath.Join(e.dir(c.ID), "rootfs")
 	if !isMountpoint(rootfs) {
 		d := e.dir(c.ID)
-		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs, c.Opts.AutoRemove); err != nil {
+		if err := mountOverlay(e.lowers(c), filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs, c.Opts.AutoRemove); err != nil {
 			return err
 		}
 		cur, _ := e.loadID(c.ID)
@@ -210,7 +210,7 @@ func (e *Engine) Diff(ref string) ([]layer.Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	return layer.Changes(filepath.Join(e.dir(c.ID), "upper"), c.Lowers...)
+	return layer.Changes(filepath.Join(e.dir(c.ID), "upper"), e.lowers(c)...)
 }
 
 // CommitOptions are commit's flags.

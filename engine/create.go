@@ -125,6 +125,10 @@ func (e *Engine) Create(o Options) (*Container, error) {
 			return nil, err
 		}
 	}
+	if err := makeInitLayer(e.initLayerDir(c.ID), c.Lowers, mountStubs(c.MountPoints)); err != nil {
+		os.RemoveAll(d)
+		return nil, err
+	}
 	// The merged root takes the upper dir's mode: it must be traversable
 	// by non-root container users.
 	os.Chmod(filepath.Join(d, "rootfs"), 0o755)

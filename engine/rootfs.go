@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -100,4 +102,86 @@ func unmountAll(dir string) error {
 		}
 	}
 	return nil
+}
+
+// initLayerDir is the container's init layer: empty files and directories
+// where berth mounts things (/etc/hosts, volumes, ...) that the image
+// lacks. It sits on top of the image's layers, as docker's -init layer, so
+// the runtime never has to create mount points in the upper dir: diff and
+// commit show only what the container itself changed.
+func (e *Engine) initLayerDir(id string) string { return filepath.Join(e.dir(id), "init") }
+
+// lowerEntry finds p (relative, no leading /) in the topmost lower that
+// has it, without following symlinks.
+func lowerEntry(lowers []string, p string) (os.FileInfo, bool) {
+	for i := len(lowers) - 1; i >= 0; i-- {
+		if st, err := os.Lstat(filepath.Join(lowers[i], p)); err == nil {
+			return st, true
+		}
+	}
+	return nil, false
+}
+
+// makeInitLayer creates the mount point stubs (path -> is a directory)
+// that the image does not have. A stub whose path crosses a symlink in the
+// image is left out: the runtime resolves that inside the rootfs.
+func makeInitLayer(dir string, lowers []string, stubs map[string]bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for p, isDir := range stubs {
+		rel := strings.TrimPrefix(path.Clean("/"+p), "/")
+		if rel == "" {
+			continue
+		}
+		parts := strings.Split(rel, "/")
+		ok := true
+		for i := range parts {
+			st, found := lowerEntry(lowers, strings.Join(parts[:i+1], "/"))
+			if !found {
+				break // from here on nothing exists in the image
+			}
+			last := i == len(parts)-1
+			if st.Mode()&os.ModeSymlink != 0 || (!last && !st.IsDir()) || last {
+				ok = false // crosses a symlink, or the image has the path
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		full := filepath.Join(dir, rel)
+		if isDir {
+			if err := os.MkdirAll(full, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(full, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// mountStubs lists the mount points of a container: the default mounts,
+// the /etc files and every volume, bind and tmpfs.
+func mountStubs(mps []MountPoint) map[string]bool {
+	stubs := map[string]bool{"/proc": true, "/sys": true, "/dev": true,
+		"/etc/hosts": false, "/etc/hostname": false, "/etc/resolv.conf": false}
+	for _, m := range mps {
+		isDir := true
+		if m.Type == "bind" {
+			if st, err := os.Stat(m.Source); err == nil && !st.IsDir() {
+				isDir = false
+			}
+		}
+		stubs[m.Destination] = isDir
+	}
+	return stubs
 }

@@ -36,8 +36,13 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 		}
 	}
 	rootfs := filepath.Join(d, "rootfs")
+	if _, err := os.Stat(e.initLayerDir(c.ID)); err != nil {
+		if err := makeInitLayer(e.initLayerDir(c.ID), c.Lowers, mountStubs(c.MountPoints)); err != nil {
+			return nil, err
+		}
+	}
 	if !isMountpoint(rootfs) {
-		if err := mountOverlay(c.Lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs, c.Opts.AutoRemove); err != nil {
+		if err := mountOverlay(e.lowers(c), filepath.Join(d, "upper"), filepath.Join(d, "work"), rootfs, c.Opts.AutoRemove); err != nil {
 			return nil, err
 		}
 	}
@@ -89,6 +94,15 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// lowers are the overlay's lower dirs: the image's, then the init layer.
+func (e *Engine) lowers(c *Container) []string {
+	l := append([]string(nil), c.Lowers...)
+	if _, err := os.Stat(e.initLayerDir(c.ID)); err == nil {
+		l = append(l, e.initLayerDir(c.ID))
+	}
+	return l
 }
 
 // underMount reports whether the command may live in a volume, bind or

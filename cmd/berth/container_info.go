@@ -142,9 +142,16 @@ func psCommand() *cobra.Command {
 			if latest {
 				last = 1
 			}
+			// Only running containers unless -a, -n or a status filter
+			// asks for others, as docker does.
+			for _, f := range filters {
+				if strings.HasPrefix(f, "status=") || strings.HasPrefix(f, "exited=") {
+					all = true
+				}
+			}
 			var rows []*engine.Container
 			for _, ctr := range list {
-				if !all && last <= 0 && len(filters) == 0 && !ctr.State.Running {
+				if !all && last <= 0 && !ctr.State.Running {
 					continue
 				}
 				ok, err := psMatch(ctr, filters)
