@@ -283,3 +283,24 @@ func TestListInspectHistory(t *testing.T) {
 		t.Fatalf("history %+v %v", hs, err)
 	}
 }
+
+// TestUmociReadsTheStore: berth's oci/ dir is a layout umoci can unpack
+// by the full ref name.
+func TestUmociReadsTheStore(t *testing.T) {
+	fixture.RequireRoot(t)
+	umoci := fixture.RequireBinary(t, "umoci", "umoci")
+	s := openStore(t)
+	if _, _, err := Import(s, bytes.NewReader(busyboxTar(t)), "localhost/bb:1", ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "bundle")
+	if o, err := exec.Command(umoci, "unpack", "--image", s.Root+"/oci:localhost/bb:1", out).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, o)
+	}
+	if fileSHA(t, filepath.Join(out, "rootfs/bin/busybox")) != fileSHA(t, fixture.BusyboxBinary) {
+		t.Fatal("umoci's rootfs has a different busybox")
+	}
+	if o, err := exec.Command(umoci, "ls", "--layout", s.Root+"/oci").Output(); err != nil || strings.TrimSpace(string(o)) != "localhost/bb:1" {
+		t.Fatalf("umoci ls: %q %v", o, err)
+	}
+}

@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(busybox-static runc crun containerd docker-registry apache2-utils
       podman buildah skopeo debootstrap iproute2 nftables jq curl
-      qemu-user-static binfmt-support uidmap fuse-overlayfs libc6-dev gcc hyperfine musl-tools)
+      qemu-user-static binfmt-support uidmap fuse-overlayfs libc6-dev gcc hyperfine musl-tools umoci)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
