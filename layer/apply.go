@@ -532,12 +532,26 @@ func (a *applier) whiteout(hdr *tar.Header, parentComps []string, base string) e
 	if hdr.Typeflag == tar.TypeDir {
 		return errors.New("a whiteout must not be a directory")
 	}
-	pfd, err := a.dirs.dir(parentComps, true, a.markCreated)
+	opaque := base == whOpaque
+	if !opaque && strings.HasPrefix(base, whMetaPrefix) {
+		return nil // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): no meaning here
+	}
+	name := strings.TrimPrefix(base, whPrefix)
+	if !opaque && (name == "" || name == "." || name == "..") {
+		return fmt.Errorf("whiteout of %q is not a valid name", name)
+	}
+	// An overlay lowerdir needs the directory to hold the whiteout; merged
+	// onto a tree, a whiteout in a directory that is not there has nothing
+	// to remove and makes no directory.
+	pfd, err := a.dirs.dir(parentComps, a.o.Overlay, a.markCreated)
 	if err != nil {
+		if !a.o.Overlay && errors.Is(err, unix.ENOENT) {
+			return nil
+		}
 		return parentError(err)
 	}
 	prel := strings.Join(parentComps, "/")
-	if base == whOpaque {
+	if opaque {
 		if a.o.Overlay {
 			if err := unix.Fsetxattr(pfd, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
 				return fmt.Errorf("marking %q opaque: %w", prel, err)
@@ -545,13 +559,6 @@ func (a *applier) whiteout(hdr *tar.Header, parentComps []string, base string) e
 			return nil
 		}
 		return emptyDirAt(pfd, prel, a.isCreated)
-	}
-	if strings.HasPrefix(base, whMetaPrefix) {
-		return nil // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): no meaning here
-	}
-	name := strings.TrimPrefix(base, whPrefix)
-	if name == "" || name == "." || name == ".." {
-		return fmt.Errorf("whiteout of %q is not a valid name", name)
 	}
 	rel := name
 	if prel != "" {

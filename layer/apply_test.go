@@ -171,10 +171,12 @@ func TestWhiteoutsMerged(t *testing.T) {
 		dirE("opq"), file("opq/new", "n"), file("opq/.wh..wh..opq", ""), dirE("opq/newdir"), file("opq/newdir/z", "z"),
 		// a whiteout of an entry this same layer makes does not remove it
 		file("fresh", "f"), file(".wh.fresh", ""),
+		// nothing to remove, and no directory made for it
+		file("nodir/.wh.x", ""),
 	), Options{})
 	check()
 	for p, want := range map[string]bool{"etc": true, "etc/gone": false, "etc/sub": false, "opq/old": false, "opq/olddir": false,
-		"opq/new": true, "opq/newdir/z": true, "keep": true, "fresh": true, "etc/.wh.gone": false, "opq/.wh..wh..opq": false} {
+		"opq/new": true, "opq/newdir/z": true, "keep": true, "fresh": true, "etc/.wh.gone": false, "opq/.wh..wh..opq": false, "nodir": false} {
 		if got := exists(filepath.Join(dir, p)); got != want {
 			t.Errorf("%s exists=%v, want %v", p, got, want)
 		}
