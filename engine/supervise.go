@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -32,7 +33,12 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 	}
 	for _, l := range c.Lowers {
 		if _, err := os.Stat(l); err != nil {
-			return nil, fmt.Errorf("image %s: layer snapshot %s is gone (image removed?)", c.Image, l)
+			// The store may have dropped a snapshot (system check --repair):
+			// unpack the image's layers again.
+			if err := e.reunpack(c); err != nil {
+				return nil, fmt.Errorf("image %s: layer snapshot %s is gone and cannot be remade: %w", c.Image, l, err)
+			}
+			break
 		}
 	}
 	rootfs := filepath.Join(d, "rootfs")
@@ -94,6 +100,25 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// reunpack asks the store for the container's image layers again and
+// records where they are now.
+func (e *Engine) reunpack(c *Container) error {
+	h, err := v1.NewHash(c.ImageDigest)
+	if err != nil {
+		return err
+	}
+	img, err := e.Store.ImageByDigest(h)
+	if err != nil {
+		return err
+	}
+	lowers, err := e.Store.Snapshots(img)
+	if err != nil {
+		return err
+	}
+	c.Lowers = lowers
+	return e.save(c)
 }
 
 // lowers are the overlay's lower dirs: the image's, then the init layer.
