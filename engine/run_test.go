@@ -684,3 +684,31 @@ func TestImageVolumesAreAnonymous(t *testing.T) {
 		t.Errorf("--rm left the anonymous volume: before %q after %q", before, after)
 	}
 }
+
+func TestReaderGoneDoesNotOrphan(t *testing.T) {
+	bb := busyboxImage(t)
+	name := "pipe" + strconv.Itoa(os.Getpid())
+	a := append(append([]string{"--root", testRoot, "run"}, sec(t)...), "--name", name, bb,
+		"sh", "-c", "for i in $(seq 2000); do echo $i; done; sleep 0.5; echo tail")
+	cmd := exec.Command(berthBin, a...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { berth(t, "", "rm", "-f", name) })
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	out.Close() // the reader goes away, like `| head -1`
+	cmd.Wait()
+	if line != "1\n" {
+		t.Errorf("first line %q", line)
+	}
+	if st := berthOK(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name); strings.TrimSpace(st) != "exited 0" {
+		t.Errorf("container after its reader left: %q", st)
+	}
+	if logs := berthOK(t, "logs", "--tail", "1", name); logs != "tail\n" {
+		t.Errorf("log kept after the reader left: %q", logs)
+	}
+}
