@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthproject/berth/image/progress"
 	"github.com/berthproject/berth/store"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,8 +27,8 @@ type Options struct {
 	Insecure     bool
 	Platform     string // pull: os/arch[/variant], "" = host
 	AllPlatforms bool   // pull: keep the whole index
-	// Updates receives push progress (closed by the push).
-	Updates chan<- v1.Update
+	// Progress hears about each layer a push sends (nil: silent).
+	Progress store.Progress
 	// AuthFile overrides berth's auth file (default AuthFile()).
 	AuthFile string
 }
@@ -55,9 +56,6 @@ func (o Options) remoteOpts(ctx context.Context) []remote.Option {
 		remote.WithAuthFromKeychain(Keychain(o.AuthFile)),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
 		remote.WithUserAgent("berth"),
-	}
-	if o.Updates != nil {
-		opts = append(opts, remote.WithProgress(o.Updates))
 	}
 	return opts
 }
@@ -168,9 +166,6 @@ func writeImage(s *store.Store, img v1.Image, tags []string, res Pulled, ref str
 func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (v1.Hash, error) {
 	e, err := s.Resolve(src)
 	if err != nil {
-		if o.Updates != nil {
-			close(o.Updates)
-		}
 		return v1.Hash{}, err
 	}
 	if dst == "" {
@@ -179,12 +174,7 @@ func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (v1.H
 			dst = full
 		}
 	}
-	fail := func(err error) (v1.Hash, error) {
-		if o.Updates != nil {
-			close(o.Updates)
-		}
-		return v1.Hash{}, err
-	}
+	fail := func(err error) (v1.Hash, error) { return v1.Hash{}, err }
 	if dst == "" {
 		return fail(fmt.Errorf("push %s: the image has no name: give a destination", src))
 	}
@@ -197,6 +187,9 @@ func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (v1.H
 		if err != nil {
 			return fail(err)
 		}
+		if o.Progress != nil {
+			idx = progress.Index(idx, o.Progress)
+		}
 		if err := remote.WriteIndex(ref, idx, o.remoteOpts(ctx)...); err != nil {
 			return v1.Hash{}, oneLine("push "+dst, err)
 		}
@@ -205,6 +198,9 @@ func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (v1.H
 	img, err := s.ImageByDigest(e.Descriptor.Digest)
 	if err != nil {
 		return fail(err)
+	}
+	if o.Progress != nil {
+		img = progress.Image(img, o.Progress)
 	}
 	if err := remote.Write(ref, img, o.remoteOpts(ctx)...); err != nil {
 		return v1.Hash{}, oneLine("push "+dst, err)

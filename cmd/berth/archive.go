@@ -9,7 +9,6 @@ import (
 
 	"github.com/berthproject/berth/image/archive"
 	"github.com/berthproject/berth/store"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -49,19 +48,11 @@ func init() {
 					return fmt.Errorf("refusing to write an archive to a terminal: use -o FILE or redirect")
 				}
 				bw := bufio.NewWriterSize(w, 1<<20)
-				var updates chan v1.Update
-				done := make(chan struct{})
-				if p != nil && format == archive.DockerArchive {
-					updates = make(chan v1.Update, 16)
-					go func() { p.Updates("save", updates); close(done) }()
-				} else {
-					close(done)
+				var rep store.Progress
+				if p != nil {
+					rep = p
 				}
-				err = archive.Save(s, bw, args, format, updates)
-				if updates != nil {
-					close(updates)
-				}
-				<-done
+				err = archive.Save(s, bw, args, format, rep)
 				if err == nil {
 					err = bw.Flush()
 				}

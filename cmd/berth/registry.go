@@ -11,7 +11,6 @@ import (
 
 	"github.com/berthproject/berth/registry"
 	"github.com/berthproject/berth/store"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -81,16 +80,10 @@ func init() {
 				}
 				ctx, cancel := regContext()
 				defer cancel()
-				done := make(chan struct{})
 				if p != nil {
-					ch := make(chan v1.Update, 16)
-					o.Updates = ch
-					go func() { p.Updates("push", ch); close(done) }()
-				} else {
-					close(done)
+					o.Progress = p
 				}
 				d, err := registry.Push(ctx, s, args[0], dst, o)
-				<-done
 				if err != nil {
 					return err
 				}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/berthproject/berth/image/progress"
 	"github.com/berthproject/berth/store"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -51,30 +52,32 @@ func resolveAll(s *store.Store, refs []string) ([]item, error) {
 	return items, nil
 }
 
-// Save writes the images refs name to w in format, with progress updates
-// (may be nil) as go-containerregistry sends them; the caller closes
-// updates after Save returns.
-func Save(s *store.Store, w io.Writer, refs []string, format string, updates chan<- v1.Update) error {
+// Save writes the images refs name to w in format, reporting each
+// layer's copy to p (may be nil).
+func Save(s *store.Store, w io.Writer, refs []string, format string, p store.Progress) error {
 	items, err := resolveAll(s, refs)
 	if err != nil {
 		return err
 	}
 	switch format {
 	case "", DockerArchive:
-		return saveDocker(s, w, items, updates)
+		return saveDocker(s, w, items, p)
 	case OCIArchive:
-		return saveOCI(s, w, items)
+		return saveOCI(s, w, items, p)
 	}
 	return fmt.Errorf("unknown format %q (want docker-archive or oci-archive)", format)
 }
 
-func saveDocker(s *store.Store, w io.Writer, items []item, updates chan<- v1.Update) error {
+func saveDocker(s *store.Store, w io.Writer, items []item, p store.Progress) error {
 	refs := map[name.Reference]v1.Image{}
 	for _, it := range items {
 		// A docker archive holds images, not indexes: take the host's.
 		img, err := s.EntryImage(it.e, "")
 		if err != nil {
 			return err
+		}
+		if p != nil {
+			img = progress.Image(img, p)
 		}
 		if len(it.names) == 0 {
 			d, _ := img.Digest()
@@ -92,10 +95,6 @@ func saveDocker(s *store.Store, w io.Writer, items []item, updates chan<- v1.Upd
 			refs[t] = img
 		}
 	}
-	var opts []tarball.WriteOption
-	if updates != nil {
-		opts = append(opts, tarball.WithProgress(updates))
-	}
 	// ggcr keys images by identity: give each digest one image value.
 	byDigest := map[v1.Hash]v1.Image{}
 	for r, img := range refs {
@@ -106,12 +105,12 @@ func saveDocker(s *store.Store, w io.Writer, items []item, updates chan<- v1.Upd
 			byDigest[d] = img
 		}
 	}
-	return tarball.MultiRefWrite(refs, w, opts...)
+	return tarball.MultiRefWrite(refs, w)
 }
 
 // saveOCI streams an OCI image layout as a tar straight from the store's
 // blobs: oci-layout, blobs/sha256/..., index.json last.
-func saveOCI(s *store.Store, w io.Writer, items []item) error {
+func saveOCI(s *store.Store, w io.Writer, items []item, p store.Progress) error {
 	tw := tar.NewWriter(w)
 	written := map[v1.Hash]bool{}
 	put := func(name string, data []byte) error {
@@ -139,7 +138,14 @@ func saveOCI(s *store.Store, w io.Writer, items []item) error {
 		if err := tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + d.Digest.Hex, Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
 			return err
 		}
-		if _, err := io.Copy(tw, f); err != nil {
+		var src io.Reader = f
+		if p != nil && d.MediaType.IsLayer() {
+			id := d.Digest.Hex[:12]
+			p.Start(id, fi.Size())
+			src = &countingReader{r: f, fn: func(n int64) { p.Update(id, n) }}
+			defer func() { p.Done(id, nil) }()
+		}
+		if _, err := io.Copy(tw, src); err != nil {
 			return err
 		}
 		switch {
@@ -205,4 +211,17 @@ func saveOCI(s *store.Store, w io.Writer, items []item) error {
 func cleanName(n string) string {
 	n = strings.TrimPrefix(n, "./")
 	return strings.TrimLeft(n, "/")
+}
+
+type countingReader struct {
+	r  io.Reader
+	n  int64
+	fn func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.fn(c.n)
+	return n, err
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,37 +90,6 @@ func (p *Printer) Done(id string, err error) {
 		return
 	}
 	p.redraw(true)
-}
-
-// Updates follows a go-containerregistry progress channel (push, save)
-// as one bar named label, until the channel closes.
-func (p *Printer) Updates(label string, ch <-chan v1.Update) {
-	started := false
-	for u := range ch {
-		if u.Error == io.EOF {
-			if started {
-				p.Update(label, u.Complete)
-				p.Done(label, nil)
-				started = false
-			}
-			continue
-		}
-		if u.Error != nil {
-			if started {
-				p.Done(label, u.Error)
-				started = false
-			}
-			continue
-		}
-		if !started {
-			p.Start(label, u.Total)
-			started = true
-		}
-		p.Update(label, u.Complete)
-	}
-	if started {
-		p.Done(label, nil)
-	}
 }
 
 // Line prints a step on its own line.
