@@ -21,7 +21,7 @@ for t in podman buildah; do command -v $t >/dev/null || { echo "bench/build: $t 
 
 T=$(mktemp -d /tmp/bench-build.XXXXXX)
 cleanup() {
-  podman --root $T/podman --runroot $T/podman-run --storage-driver overlay rmi -af >/dev/null 2>&1 || true
+  podman --root $T/podman --runroot $T/podman-run --tmpdir $T/podman-tmp --storage-driver overlay rmi -af >/dev/null 2>&1 || true
   buildah --root $T/podman --runroot $T/podman-run --storage-driver overlay rm -a >/dev/null 2>&1 || true
   umount -R $T/podman/overlay 2>/dev/null || true
   grep -o "$T[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
@@ -49,7 +49,16 @@ if [ "${BENCH_NETWORK:-0}" = 1 ]; then
   WORKLOADS+=(seed004)
 fi
 
-ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; return 1; }; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+# ms CMD...: wall milliseconds of CMD; a failure is retried once, then fatal.
+ms() {
+  local t0 t1 try
+  for try in 1 2; do
+    t0=$(date +%s%N)
+    if "$@" >$T/last.log 2>&1; then t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); return 0; fi
+    echo "FAILED (try $try): $*" >&2; tail -5 $T/last.log >&2
+  done
+  return 1
+}
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
 
 run_tool() { # tool mode workload
@@ -57,7 +66,7 @@ run_tool() { # tool mode workload
   [ "$2" = uncached ] && nc=--no-cache
   case $1 in
     berth)   ms "$BERTH" build $nc -q -t bench-$3 "$ctx" ;;
-    podman)  ms podman "${P[@]}" build $nc --pull=never --network=host --runtime runc --cgroup-manager cgroupfs --layers -q -t bench-$3 "$ctx" ;;
+    podman)  ms podman "${P[@]}" --tmpdir $T/podman-tmp build $nc --pull=never --network=host --runtime runc --cgroup-manager cgroupfs --layers -q -t bench-$3 "$ctx" ;;
     buildah) ms buildah "${P[@]}" bud $nc --pull=never --network=host --runtime runc --layers -q -t bench-b-$3 "$ctx" ;;
   esac
 }
