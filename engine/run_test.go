@@ -629,8 +629,8 @@ func TestKilledMonitorShowsExited(t *testing.T) {
 
 func TestNetworkNoneAndHost(t *testing.T) {
 	bb := busyboxImage(t)
-	out, errs, code := run(t, bb, "sh", "-c", "ls /sys/class/net; ip -o link show lo")
-	if code != 0 || !strings.HasPrefix(out, "lo\n") || !strings.Contains(out, "UP") {
+	out, errs, code := run(t, bb, "sh", "-c", "ls /sys/class/net; ip -o link show lo; cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if code != 0 || !strings.HasPrefix(out, "lo\n") || !strings.Contains(out, "UP") || !strings.HasSuffix(out, "\n0\n") {
 		t.Errorf("--network none: want lo only, up: exit %d %q %q", code, out, errs)
 	}
 	host, _ := os.ReadDir("/sys/class/net")

@@ -292,6 +292,12 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	}
 	if net != "host" {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		// docker's defaults in a private netns: any user may bind low
+		// ports and ping.
+		s.Linux.Sysctl = map[string]string{
+			"net.ipv4.ip_unprivileged_port_start": "0",
+			"net.ipv4.ping_group_range":           "0 2147483647",
+		}
 	}
 
 	s.Mounts = defaultMounts(o.Privileged)
