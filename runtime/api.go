@@ -37,6 +37,9 @@ type CreateOpts struct {
 	PreserveFDs   int        // extra fds beyond stdio passed to the container
 	Stdio         []*os.File // stdin, stdout, stderr for the process; nil means inherit
 	Detach        bool       // Run only: return after start, do not wait
+	// ForwardSignals: Run passes the signals a user or supervisor sends
+	// (INT, TERM, HUP, QUIT, USR1, USR2, WINCH) to the container's init.
+	ForwardSignals bool
 }
 
 // ExecOpts are the options of Exec, as runc's exec flags.
@@ -45,6 +48,8 @@ type ExecOpts struct {
 	PidFile       string
 	Detach        bool
 	Stdio         []*os.File
+	// ForwardSignals: Exec passes the signals it gets to the process.
+	ForwardSignals bool
 }
 
 // The lifecycle methods live beside their parts: Create and Start in

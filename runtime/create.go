@@ -21,7 +21,13 @@ import (
 
 // Create sets up the container id from a bundle; its process waits for Start.
 func (r *Runtime) Create(id string, o CreateOpts) error {
-	_, _, err := r.create(id, o)
+	_, p, err := r.create(id, o)
+	if err == nil {
+		// The init is our child: reap it when it ends, so that a
+		// long-lived caller (the engine) does not collect zombies and a
+		// dying pid namespace is not held up by one.
+		go p.Wait()
+	}
 	return err
 }
 
@@ -190,14 +196,14 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		return nil, nil, err
 	}
 	var cg *cgroup.Cgroup
+	var child *os.Process // proc is nil on every error return
 	defer func() {
 		if err == nil {
 			return
 		}
-		if proc != nil {
-			proc.Kill()
-			proc.Wait()
-			proc = nil
+		if child != nil {
+			child.Kill()
+			child.Wait()
 		}
 		if cg != nil {
 			_ = cg.Destroy()
@@ -212,8 +218,13 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return nil, nil, err
 	}
+	// 0622 (not cut by our umask): an init that dropped to another user
+	// still opens it for writing.
 	if err := unix.Mkfifo(filepath.Join(dir, fifoFile), 0o622); err != nil {
 		return nil, nil, fmt.Errorf("exec fifo: %w", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, fifoFile), 0o622); err != nil {
+		return nil, nil, err
 	}
 	cgPath := ""
 	if needCgroup(spec) {
@@ -269,13 +280,16 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		}
 		sys.GidMappingsEnableSetgroups = true
+		// A new user namespace does not change our ids: become its root
+		// (the mapped uid 0) so that the init has its capabilities.
+		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	l.sys = sys
 	p, sc, err := l.start()
 	if err != nil {
 		return nil, nil, err
 	}
-	proc = p
+	child = p
 	defer sc.f.Close()
 	// The init now sets up its rootfs; meanwhile put it in its cgroup.
 	if cg != nil {

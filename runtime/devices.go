@@ -77,7 +77,7 @@ func (r *rootfs) device(d *specs.LinuxDevice) error {
 	if !filepath.IsAbs(d.Path) {
 		return fmt.Errorf("path is not absolute")
 	}
-	dir, err := pathrs.MkdirAllHandle(r.root, filepath.Dir(d.Path), 0o755)
+	dir, err := r.target(filepath.Dir(d.Path), true)
 	if err != nil {
 		return err
 	}

@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"syscall"
 
 	"github.com/berthproject/berth/runtime/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // joinable namespaces of a running container that exec enters on the
@@ -33,19 +31,13 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 		return 0, err
 	}
 	if o.Detach {
-		proc.Release()
+		go proc.Wait()
 		return 0, nil
 	}
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
-	go func() {
-		for s := range sigs {
-			_ = proc.Signal(s)
-		}
-	}()
+	if o.ForwardSignals {
+		defer forwardSignals(proc)()
+	}
 	ps, err := proc.Wait()
-	signal.Stop(sigs)
-	close(sigs)
 	if err != nil {
 		return 0, err
 	}
@@ -106,17 +98,19 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		defer l.console.Close()
 		cfg.Console = true
 	}
-	proc, sc, err := l.start()
+	child, sc, err := l.start()
 	if err != nil {
 		return nil, err
 	}
 	defer sc.f.Close()
 	defer func() {
+		// (every error return sets proc to nil: use child)
 		if err != nil {
-			proc.Kill()
-			proc.Wait()
+			child.Kill()
+			child.Wait()
 		}
 	}()
+	proc = child
 	if c.CgroupPath != "" {
 		cg, err := cgroup.Load(c.CgroupPath)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"strconv"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -25,6 +26,8 @@ func Init(args []string) int {
 	}
 	base := 3 + preserve
 	unix.Close(base + fdExe)
+	// Our comm is the fd number we were run from; name us for ps.
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&initName[0])), 0, 0, 0)
 	// Other processes of the container must not reach our host fds through
 	// /proc/<pid>/fd while we still hold them; execve makes us dumpable again.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -45,6 +48,8 @@ func Init(args []string) int {
 	_ = sc.send(msg{T: msgError, Msg: err.Error()})
 	return 1
 }
+
+var initName = []byte("berth-init\x00")
 
 type initProc struct {
 	cfg       *initConfig

@@ -21,28 +21,18 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var sigs chan os.Signal
-	if !o.Detach {
-		// Forward what a user or a supervisor sends us to the container.
-		sigs = make(chan os.Signal, 8)
-		signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
-		go func() {
-			for s := range sigs {
-				_ = proc.Signal(s)
-			}
-		}()
+	if !o.Detach && o.ForwardSignals {
+		defer forwardSignals(proc)()
 	}
 	if err := r.Start(id); err != nil {
 		_ = r.Delete(id, true)
 		return 0, err
 	}
 	if o.Detach {
-		proc.Release()
+		go proc.Wait()
 		return 0, nil
 	}
 	ps, err := proc.Wait()
-	signal.Stop(sigs)
-	close(sigs)
 	if err != nil {
 		return 0, err
 	}
@@ -51,6 +41,18 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 		return code, err
 	}
 	return code, nil
+}
+
+// forwardSignals relays our signals to p until the returned stop is called.
+func forwardSignals(p *os.Process) (stop func()) {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	go func() {
+		for s := range sigs {
+			_ = p.Signal(s)
+		}
+	}()
+	return func() { signal.Stop(sigs); close(sigs) }
 }
 
 func exitCode(ps *os.ProcessState) int {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -138,6 +139,14 @@ type rootfs struct {
 func (r *rootfs) target(dest string, dir bool) (*os.File, error) {
 	if f, err := pathrs.OpenatInRoot(r.root, dest); err == nil {
 		return f, nil
+	}
+	// pathrs will not create through a dangling symlink (/abs -> /host/dir):
+	// resolve the symlinks inside the rootfs first, as runc does, then
+	// create what is missing, still resolved in the root by fd.
+	if j, err := securejoin.SecureJoin(r.in.cfg.Rootfs, dest); err == nil {
+		if rel, err := filepath.Rel(r.in.cfg.Rootfs, j); err == nil && !strings.HasPrefix(rel, "..") {
+			dest = "/" + rel
+		}
 	}
 	if dir {
 		return pathrs.MkdirAllHandle(r.root, dest, 0o755)

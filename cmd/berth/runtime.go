@@ -172,6 +172,7 @@ func runCmd(g *rtFlags) *cobra.Command {
 	}
 	createFlags(c, &o)
 	c.Flags().BoolVarP(&o.Detach, "detach", "d", false, "return once started")
+	o.ForwardSignals = true
 	c.Flags().Bool("keep", false, "accepted for runc compatibility")
 	return c
 }
@@ -347,6 +348,7 @@ func execCmd(g *rtFlags) *cobra.Command {
 				}
 			}
 			_ = preserveFDs
+			o.ForwardSignals = true
 			code, err := r.Exec(id, p, o)
 			if err != nil {
 				return err

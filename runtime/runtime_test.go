@@ -1,0 +1,516 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/berthproject/berth/internal/fixture"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func sh(script string) []string { return []string{"sh", "-c", script} }
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	id := e.id("life")
+	b := e.bundle("", []string{"sleep", "60"}, nil)
+	if err := e.r.Create(id, CreateOpts{Bundle: b}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.Create(id, CreateOpts{Bundle: b}); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("second create: %v, want already exists", err)
+	}
+	s, err := e.r.State(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != specs.StateCreated || s.Pid <= 0 || s.Bundle != b {
+		t.Fatalf("after create: %+v", s)
+	}
+	// The init waits in berth, not yet in sleep.
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(s.Pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+		t.Fatal("process runs before start")
+	}
+	if err := e.r.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(id); st != specs.StateRunning {
+		t.Fatalf("after start: %s", st)
+	}
+	if err := e.r.Start(id); err == nil {
+		t.Fatal("second start succeeded")
+	}
+	if err := e.r.Delete(id, false); err == nil {
+		t.Fatal("delete of a running container without force succeeded")
+	}
+	list, err := e.r.List()
+	if err != nil || len(list) != 1 || list[0].ID != id {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	// sh/sleep as pid 1 ignore SIGTERM without a handler; KILL works.
+	if err := e.r.Kill(id, unix.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(id, specs.StateStopped)
+	if err := e.r.Kill(id, unix.SIGKILL, false); err == nil {
+		t.Fatal("kill of a stopped container succeeded")
+	}
+	if err := e.r.Delete(id, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.State(id); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("state after delete: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.r.Root, id)); !os.IsNotExist(err) {
+		t.Fatalf("state dir left behind: %v", err)
+	}
+}
+
+func TestDeleteCreated(t *testing.T) {
+	e := newEnv(t)
+	id := e.id("created")
+	if err := e.r.Create(id, CreateOpts{Bundle: e.bundle("", []string{"true"}, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := e.r.State(id)
+	if err := e.r.Delete(id, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, st, ok := procStart(s.Pid); ok && st != 'Z' {
+		t.Fatalf("init %d still alive after delete", s.Pid)
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	e := newEnv(t)
+	if _, code := e.mustRun("exit3", sh("exit 3"), nil); code != 3 {
+		t.Fatalf("exit 3: got %d", code)
+	}
+	// pid 1 of a pid namespace cannot be SIGKILLed from inside: share the host's.
+	noPidNS := func(s *specs.Spec) {
+		var ns []specs.LinuxNamespace
+		for _, n := range s.Linux.Namespaces {
+			if n.Type != specs.PIDNamespace {
+				ns = append(ns, n)
+			}
+		}
+		s.Linux.Namespaces = ns
+	}
+	if _, code := e.mustRun("sig", sh("kill -9 $$"), noPidNS); code != 137 {
+		t.Fatalf("SIGKILL: got %d, want 137", code)
+	}
+	_, _, err := e.run(e.id("missing"), e.bundle("", []string{"no-such-program"}, nil))
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("missing program: %v", err)
+	}
+}
+
+func nsLinks(t *testing.T, pid string) map[string]string {
+	out := map[string]string{}
+	for _, n := range []string{"pid", "net", "ipc", "uts", "mnt", "cgroup", "user", "time"} {
+		l, err := os.Readlink("/proc/" + pid + "/ns/" + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n] = l
+	}
+	return out
+}
+
+func TestNamespaces(t *testing.T) {
+	e := newEnv(t)
+	host := nsLinks(t, "self")
+	script := "for n in pid net ipc uts mnt cgroup user time; do echo $n $(readlink /proc/self/ns/$n); done; echo pid1=$$; hostname"
+	out, code := e.mustRun("ns", sh(script), func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace})
+		s.Hostname = "nstest"
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			got[f[0]] = f[1]
+		}
+	}
+	for _, n := range []string{"pid", "net", "ipc", "uts", "mnt", "cgroup", "time"} {
+		if got[n] == "" || got[n] == host[n] {
+			t.Errorf("%s namespace: container %q, host %q", n, got[n], host[n])
+		}
+	}
+	if got["user"] != host["user"] {
+		t.Errorf("user namespace changed without being asked for")
+	}
+	if !strings.Contains(out, "pid1=1\n") || !strings.Contains(out, "nstest") {
+		t.Errorf("pid or hostname wrong: %s", out)
+	}
+}
+
+func TestUserNamespace(t *testing.T) {
+	e := newEnv(t)
+	out, code := e.mustRun("userns", sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -l /dev/null; cat /proc/self/status | grep CapEff"), func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		s.Linux.Resources = nil
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if strings.Count(out, "100000") != 2 || !strings.Contains(out, "\n0\n") {
+		t.Fatalf("mappings: %s", out)
+	}
+	if !strings.Contains(out, "1,   3") {
+		t.Fatalf("/dev/null in a user namespace: %s", out)
+	}
+}
+
+func TestJoinNamespaceByPath(t *testing.T) {
+	e := newEnv(t)
+	a := e.start("holder", []string{"sleep", "60"}, nil)
+	sa, _ := e.r.State(a)
+	pid := strconv.Itoa(sa.Pid)
+	want := nsLinks(t, pid)
+	out, code := e.mustRun("joiner", sh("readlink /proc/self/ns/net; readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc"), func(s *specs.Spec) {
+		for i, n := range s.Linux.Namespaces {
+			switch n.Type {
+			case specs.NetworkNamespace, specs.UTSNamespace, specs.IPCNamespace:
+				s.Linux.Namespaces[i].Path = "/proc/" + pid + "/ns/" + nsProcName[n.Type]
+			}
+		}
+		s.Hostname = ""
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, n := range []string{"net", "uts", "ipc"} {
+		if !strings.Contains(out, want[n]) {
+			t.Errorf("%s not joined: want %s in %q", n, want[n], out)
+		}
+	}
+	_, _, err := e.run(e.id("joinuser"), e.bundle("", []string{"true"}, func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/" + pid + "/ns/user"})
+	}))
+	if err == nil || !strings.Contains(err.Error(), "user namespace") {
+		t.Fatalf("joining a user namespace: %v", err)
+	}
+}
+
+func TestMounts(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("hostdata"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := "cat /ro/f; echo x > /ro/g 2>/dev/null && echo ro-writable; echo y > /rw/g && echo rw-ok; " +
+		"cp /bin/busybox /scratch/bb && /scratch/bb true 2>/dev/null && echo noexec-broken; " +
+		"grep ' /ro ' /proc/self/mountinfo; touch /newfile 2>/dev/null && echo root-writable; echo done"
+	out, code := e.mustRun("mounts", sh(script), func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/ro", Type: "bind", Source: src, Options: []string{"bind", "ro", "nosuid"}},
+			specs.Mount{Destination: "/rw", Type: "none", Source: src, Options: []string{"rbind"}},
+			specs.Mount{Destination: "/scratch", Type: "tmpfs", Source: "tmpfs", Options: []string{"noexec", "size=8m"}},
+		)
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, bad := range []string{"ro-writable", "noexec-broken", "root-writable"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("%s: %s", bad, out)
+		}
+	}
+	if !strings.Contains(out, "hostdata") || !strings.Contains(out, "rw-ok") || !strings.Contains(out, "done") {
+		t.Errorf("output: %s", out)
+	}
+	if !strings.Contains(out, " ro,nosuid") {
+		t.Errorf("/ro mount flags: %s", out)
+	}
+	if data, err := os.ReadFile(filepath.Join(src, "g")); err != nil || string(data) != "y\n" {
+		t.Errorf("rw bind did not write through: %q %v", data, err)
+	}
+}
+
+// A symlink in the image pointing out of it must not redirect a bind
+// mount or a device node to the host.
+func TestMountSymlinkEscape(t *testing.T) {
+	e := newEnv(t)
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := fixture.Busybox(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir() // what the symlinks point at on the host
+	if err := os.Symlink(host, filepath.Join(rootfs, "abs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../../../../.."+host, filepath.Join(rootfs, "rel")); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "marker"), []byte("m"), 0o644)
+	b := e.bundle(rootfs, sh("ls /abs/m1 /rel/m2; ls -l /abs/dev/evil"), func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/abs/m1", Type: "bind", Source: src, Options: []string{"bind"}},
+			specs.Mount{Destination: "/rel/m2", Type: "bind", Source: src, Options: []string{"bind"}},
+		)
+		mode := os.FileMode(0o666)
+		s.Linux.Devices = []specs.LinuxDevice{{Path: "/abs/dev/evil", Type: "c", Major: 1, Minor: 3, FileMode: &mode}}
+		s.Root.Readonly = false
+	})
+	out, code, err := e.run(e.id("escape"), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(host)
+	if len(ents) != 0 {
+		t.Fatalf("mount or device escaped the rootfs into %s: %v", host, ents)
+	}
+	if code != 0 || strings.Count(out, "marker") != 2 {
+		t.Fatalf("mounts did not land inside the rootfs (exit %d): %s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, host, "m1")); err != nil {
+		t.Fatalf("mountpoint not created inside the rootfs: %v", err)
+	}
+}
+
+func TestDevicesAndPaths(t *testing.T) {
+	e := newEnv(t)
+	script := "stat -c '%n %t,%T %a %F' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty /dev/xnull; " +
+		"readlink /dev/ptmx; readlink /dev/fd; readlink /dev/stdin; " +
+		"cat /proc/keys | wc -c; ls /sys/firmware | wc -l; " +
+		"echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo procsys-writable; " +
+		"echo h > /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable; " +
+		"echo 1 > /sys/kernel/profiling 2>/dev/null && echo sys-writable; " +
+		"test -d /dev/shm && echo shm; cat /proc/sys/net/ipv4/ip_forward"
+	out, code := e.mustRun("devices", sh(script), func(s *specs.Spec) {
+		mode := os.FileMode(0o600)
+		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/xnull", Type: "c", Major: 1, Minor: 3, FileMode: &mode}}
+		s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, want := range []string{
+		"/dev/null 1,3 666 character special file", "/dev/zero 1,5 666", "/dev/full 1,7 666", "/dev/random 1,8 666",
+		"/dev/urandom 1,9 666", "/dev/tty 5,0 666", "/dev/xnull 1,3 600", "pts/ptmx\n/proc/self/fd\n/proc/self/fd/0",
+		"shm", "\n0\n0\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"procsys-writable", "sysrq-writable", "sys-writable"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("%s:\n%s", bad, out)
+		}
+	}
+	if !strings.HasSuffix(strings.TrimSpace(out), "1") {
+		t.Errorf("sysctl not applied:\n%s", out)
+	}
+}
+
+func TestUserAndCapabilities(t *testing.T) {
+	e := newEnv(t)
+	script := "id; grep -E 'Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs' /proc/self/status; umask; pwd"
+	umask := uint32(0o077)
+	out, code := e.mustRun("caps", sh(script), func(s *specs.Spec) {
+		s.Process.User = specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{2000, 2001}, Umask: &umask}
+		c := []string{"CAP_NET_BIND_SERVICE", "CAP_KILL"}
+		s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: c, Effective: c, Permitted: c, Inheritable: c, Ambient: []string{"CAP_NET_BIND_SERVICE"}}
+		s.Process.Cwd = "/tmp"
+	})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	// Not root and no file caps: after execve only the ambient set
+	// survives into permitted and effective (capabilities(7)).
+	for _, want := range []string{"uid=1000 gid=1001 groups=2000,2001", "CapInh:\t0000000000000420", "CapPrm:\t0000000000000400",
+		"CapEff:\t0000000000000400", "CapBnd:\t0000000000000420", "CapAmb:\t0000000000000400", "NoNewPrivs:\t1", "0077", "/tmp"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	// Root with the default set: effective = the spec's three.
+	out, _ = e.mustRun("rootcaps", sh("grep CapEff /proc/self/status"), nil)
+	if !strings.Contains(out, "CapEff:\t0000000020000420") {
+		t.Errorf("root caps: %s", out)
+	}
+}
+
+func TestRlimits(t *testing.T) {
+	e := newEnv(t)
+	var host unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &host); err != nil {
+		t.Fatal(err)
+	}
+	out, code := e.mustRun("rlimit", sh("ulimit -n; ulimit -Hn; ulimit -c"), func(s *specs.Spec) {
+		s.Process.Rlimits = []specs.POSIXRlimit{
+			{Type: "RLIMIT_NOFILE", Soft: 512, Hard: host.Max}, // hard as it is: allowed without CAP_SYS_RESOURCE
+			{Type: "RLIMIT_CORE", Soft: 0, Hard: 0},
+		}
+	})
+	want := "512\n" + strconv.FormatUint(host.Max, 10) + "\n0\n"
+	if code != 0 || out != want {
+		t.Fatalf("exit %d, got %q want %q", code, out, want)
+	}
+}
+
+func TestPauseResumeAndKillAll(t *testing.T) {
+	e := newEnv(t)
+	id := e.start("pause", sh("sleep 60 & sleep 60 & wait"), func(s *specs.Spec) {
+		s.Linux.CgroupsPath = "/berth-test/pause-" + strconv.Itoa(os.Getpid())
+	})
+	if err := e.r.Pause(id); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(id); st != StatePaused {
+		t.Fatalf("after pause: %s", st)
+	}
+	s, _ := e.r.State(id)
+	if data, _ := os.ReadFile("/sys/fs/cgroup/freezer/berth-test/pause-" + strconv.Itoa(os.Getpid()) + "/freezer.state"); strings.TrimSpace(string(data)) != "FROZEN" {
+		t.Fatalf("freezer state %q", data)
+	}
+	if err := e.r.Resume(id); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(id); st != specs.StateRunning {
+		t.Fatalf("after resume: %s", st)
+	}
+	var pids []int
+	for i := 0; i < 100 && len(pids) < 3; i++ {
+		pids, _ = e.r.Ps(id)
+	}
+	if len(pids) != 3 {
+		t.Fatalf("ps: %v, want init and two sleeps", pids)
+	}
+	if err := e.r.Kill(id, unix.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(id, specs.StateStopped)
+	_ = s
+	if err := e.r.Delete(id, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/memory/berth-test/pause-" + strconv.Itoa(os.Getpid())); !os.IsNotExist(err) {
+		t.Fatalf("cgroup left behind: %v", err)
+	}
+}
+
+// delete --force after the init was SIGKILLed from outside: the container
+// reads as stopped and everything of it goes.
+func TestDeleteAfterAbruptDeath(t *testing.T) {
+	e := newEnv(t)
+	cg := "/berth-test/abrupt-" + strconv.Itoa(os.Getpid())
+	id := e.start("abrupt", []string{"sleep", "60"}, func(s *specs.Spec) { s.Linux.CgroupsPath = cg })
+	s, _ := e.r.State(id)
+	if err := unix.Kill(s.Pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(id, specs.StateStopped)
+	if err := e.r.Delete(id, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/pids" + cg); !os.IsNotExist(err) {
+		t.Fatalf("cgroup left behind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.r.Root, id)); !os.IsNotExist(err) {
+		t.Fatal("state left behind")
+	}
+}
+
+func TestExec(t *testing.T) {
+	e := newEnv(t)
+	cg := "/berth-test/exec-" + strconv.Itoa(os.Getpid())
+	id := e.start("exec", []string{"sleep", "60"}, func(s *specs.Spec) { s.Linux.CgroupsPath = cg })
+	base, err := e.r.Process(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := *base
+	p.Args = []string{"sh", "-c", "cat /proc/1/cmdline; echo; hostname; id -u; pwd; echo $FOO; echo procs=$(wc -l < /sys/fs/cgroup/pids/cgroup.procs); grep CapEff /proc/self/status; ls /proc/self/fd"}
+	p.Env = append(p.Env, "FOO=bar")
+	p.Cwd = "/etc"
+	p.User = specs.User{UID: 65534, GID: 65534}
+	out, code, err := e.execOut(id, &p)
+	if err != nil || code != 0 {
+		t.Fatalf("exec: %v, exit %d: %s", err, code, out)
+	}
+	// The cgroup mount shows the container's cgroup: init, sh and wc.
+	for _, want := range []string{"sleep\x0060", "berth", "65534", "/etc", "bar", "procs=3", "CapEff:\t0000000000000000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	p.Args = []string{"sh", "-c", "exit 7"}
+	if _, code, err := e.execOut(id, &p); err != nil || code != 7 {
+		t.Fatalf("exit status through exec: %d %v", code, err)
+	}
+	p.Args = []string{"nope"}
+	if _, _, err := e.execOut(id, &p); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("exec of a missing program: %v", err)
+	}
+}
+
+func TestBadBundles(t *testing.T) {
+	e := newEnv(t)
+	cg := "/berth-test/bad-" + strconv.Itoa(os.Getpid())
+	cases := []struct {
+		name, want string
+		edit       func(dir string)
+	}{
+		{"missing-rootfs", "rootfs", func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) { s.Root.Path = filepath.Join(dir, "nope") })
+		}},
+		{"malformed", "malformed config.json", func(dir string) {
+			os.WriteFile(filepath.Join(dir, "config.json"), []byte("{\"ociVersion\": \"1.0.0\",\n \"process\": {"), 0o644)
+		}},
+		{"unknown-ns", `unknown namespace type "bogus"`, func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) {
+				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
+			})
+		}},
+		{"version", `unsupported ociVersion "2.0.0"`, func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) { s.Version = "2.0.0" })
+		}},
+		{"no-config", "config.json not found", func(dir string) { os.Remove(filepath.Join(dir, "config.json")) }},
+		{"bad-mount", "mount", func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) {
+				s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/no/such/source"})
+			})
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := e.bundle("", []string{"true"}, func(s *specs.Spec) { s.Linux.CgroupsPath = cg })
+			c.edit(dir)
+			err := e.r.Create(e.id(c.name), CreateOpts{Bundle: dir})
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q, want one line containing %q", err, c.want)
+			}
+			ents, _ := os.ReadDir(e.r.Root)
+			if len(ents) != 0 {
+				t.Fatalf("state left behind: %v", ents)
+			}
+			if _, err := os.Stat("/sys/fs/cgroup/pids" + cg); !os.IsNotExist(err) {
+				t.Fatalf("cgroup left behind")
+			}
+		})
+	}
+}
+
+func (e *testEnv) rewrite(dir string, edit func(*specs.Spec)) {
+	s, _, err := loadBundle(dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	edit(s)
+	data, _ := json.Marshal(s)
+	os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644)
+}

@@ -1,0 +1,5 @@
+package runtime
+
+import "github.com/berthproject/berth/runtime/seccomp"
+
+func init() { loadSeccomp = seccomp.Load }
