@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,9 +97,19 @@ func (s *Store) unpack(dir string, l v1.Layer, diffID v1.Hash) error {
 		return err
 	}
 	defer rc.Close()
-	_, err = layer.Apply(fs, rc, layer.Options{Overlay: true, MaxBytes: s.MaxLayerBytes, NoDevices: os.Geteuid() != 0})
+	// The blob is hashed on the way in: a blob damaged on disk since it
+	// was stored must not become a snapshot.
+	h := sha256.New()
+	tee := io.TeeReader(rc, h)
+	_, err = layer.Apply(fs, tee, layer.Options{Overlay: true, MaxBytes: s.MaxLayerBytes, NoDevices: os.Geteuid() != 0})
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", short(diffID), err)
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return err
+	}
+	if want, err := l.Digest(); err == nil && want.Hex != hex.EncodeToString(h.Sum(nil)) {
+		return fmt.Errorf("unpack layer %s: blob %s is damaged (run `berth system check`)", short(diffID), short(want))
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "diffid"), []byte(diffID.String()+"\n"), 0o644); err != nil {
 		return err

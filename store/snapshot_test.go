@@ -117,3 +117,36 @@ func TestSnapshotsByChainID(t *testing.T) {
 		t.Fatal("broken snapshot kept")
 	}
 }
+
+func TestSnapshotRefusesDamagedBlob(t *testing.T) {
+	fixture.RequireRoot(t)
+	s := openTemp(t)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5})
+	tw.Write([]byte("hello"))
+	tw.Close()
+	b, err := s.Ingest(&buf, IngestOptions{Size: -1, Layer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := s.Layer(b) // stored uncompressed: a flipped byte is no gzip error
+	img, _ := mutate.AppendLayers(emptyOCI(), l)
+	if _, err := s.Write(img, "x"); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := s.Image("x", "")
+	ls, _ := stored.Layers()
+	d, _ := ls[0].Digest()
+	// Flip a byte in the stored (uncompressed) layer's content.
+	data, _ := os.ReadFile(s.blobPath(d))
+	i := bytes.Index(data, []byte("hello"))
+	data[i] = 'j'
+	os.WriteFile(s.blobPath(d), data, 0o644)
+	if _, err := s.Snapshots(stored); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("snapshot of a damaged blob: %v", err)
+	}
+	if snaps, _ := s.snapshotIDs(); len(snaps) != 0 {
+		t.Fatal("a damaged blob became a snapshot")
+	}
+}
