@@ -712,3 +712,37 @@ func TestReaderGoneDoesNotOrphan(t *testing.T) {
 		t.Errorf("log kept after the reader left: %q", logs)
 	}
 }
+
+func TestSecurityOptsAndStopSignal(t *testing.T) {
+	bb := busyboxImage(t)
+	s := sec(t)
+	out, _, code := run(t, "--security-opt", "no-new-privileges", bb, "grep", "NoNewPrivs", "/proc/self/status")
+	if code != 0 || !strings.Contains(out, "1") {
+		t.Errorf("no-new-privileges: exit %d %q", code, out)
+	}
+	if s == nil {
+		// The default profile is on: unshare(CLONE_NEWUSER) and keyctl are refused.
+		out, _, _ = berth(t, "", "run", "--rm", bb, "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null || echo denied")
+		if !strings.Contains(out, "2") || !strings.Contains(out, "denied") {
+			t.Errorf("default seccomp profile: %q", out)
+		}
+		prof := filepath.Join(t.TempDir(), "nomkdir.json")
+		os.WriteFile(prof, []byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}`), 0o644)
+		out, _, _ = berth(t, "", "run", "--rm", "--security-opt", "seccomp="+prof, bb, "sh", "-c", "mkdir /x 2>/dev/null || echo refused; touch /y && echo touched")
+		if out != "refused\ntouched\n" {
+			t.Errorf("custom seccomp profile: %q", out)
+		}
+	} else {
+		t.Log("seccomp checks skipped: berth's runtime does not load filters yet")
+	}
+	// --stop-signal: stop sends it (a trap here), not SIGTERM.
+	a := append(append([]string{"run", "-d"}, s...), "--stop-signal", "USR1", bb, "sh", "-c",
+		"trap 'echo got-usr1; exit 7' USR1; trap 'echo got-term; exit 8' TERM; while true; do sleep 0.1; done")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	time.Sleep(300 * time.Millisecond) // let the shell set its traps
+	berthOK(t, "stop", "-t", "5", id)
+	if st := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.State.ExitCode}}", id)); st != "7" {
+		t.Errorf("after stop with --stop-signal USR1: exit %s, logs %q", st, berthOK(t, "logs", id))
+	}
+}
