@@ -162,6 +162,18 @@ func (s *Store) Resolve(ref string) (Entry, error) {
 	if e, ok := s.resolveIn(entries, ref); ok {
 		return e, nil
 	}
+	// A full digest of a manifest kept only as a child of an index (the
+	// image a container of a multi-platform image runs).
+	if h, err := v1.NewHash(ref); err == nil && s.HasBlob(h, -1) {
+		if m, err := s.Manifest(h); err == nil && m.Config.Digest.Hex != "" {
+			mt := m.MediaType
+			if mt == "" {
+				mt = types.OCIManifestSchema1
+			}
+			fi, _ := os.Stat(s.blobPath(h))
+			return Entry{Descriptor: v1.Descriptor{MediaType: mt, Digest: h, Size: fi.Size()}}, nil
+		}
+	}
 	return Entry{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
 }
 

@@ -381,6 +381,10 @@ func TestIndexPlatforms(t *testing.T) {
 	if _, err := s.Image("multi", "linux/amd64"); err != nil {
 		t.Fatal(err)
 	}
+	// A child manifest is found by its digest (what a container records).
+	if got, err := s.Image(digestOf(arm).String(), ""); err != nil || digestOf(got) != digestOf(arm) {
+		t.Fatalf("child by digest: %v", err)
+	}
 }
 
 func digestOf(img v1.Image) v1.Hash { d, _ := img.Digest(); return d }
