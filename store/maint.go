@@ -260,29 +260,50 @@ func (s *Store) reachable() (map[v1.Hash]bool, error) {
 	return out, nil
 }
 
-// neededChains returns the chain IDs of every stored image's layers.
+// neededChains returns the chain IDs (with their layer's diffID) of
+// every stored image's layers, children of indexes included.
 func (s *Store) neededChains() (map[v1.Hash]v1.Hash, error) {
-	reach, err := s.reachable()
+	im, err := s.readIndex()
 	if err != nil {
 		return nil, err
 	}
-	out := map[v1.Hash]v1.Hash{} // chain -> diffID
-	for h := range reach {
-		m, err := s.Manifest(h)
-		if err != nil || m.Config.Digest.Hex == "" || !m.MediaType.IsImage() && m.MediaType != "" {
-			continue
+	out := map[v1.Hash]v1.Hash{}
+	seen := map[v1.Hash]bool{}
+	var walk func(d v1.Descriptor)
+	walk = func(d v1.Descriptor) {
+		if seen[d.Digest] {
+			return
 		}
-		data, err := os.ReadFile(s.blobPath(m.Config.Digest))
-		if err != nil {
-			continue
+		seen[d.Digest] = true
+		if d.MediaType.IsIndex() {
+			if idx, err := s.Index(d.Digest); err == nil {
+				if cm, err := idx.IndexManifest(); err == nil {
+					for _, c := range cm.Manifests {
+						walk(c)
+					}
+				}
+			}
+			return
 		}
-		cf, err := v1.ParseConfigFile(strings.NewReader(string(data)))
+		m, err := s.Manifest(d.Digest)
 		if err != nil {
-			continue
+			return
+		}
+		f, err := os.Open(s.blobPath(m.Config.Digest))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		cf, err := v1.ParseConfigFile(f)
+		if err != nil {
+			return
 		}
 		for i, c := range ChainIDs(cf.RootFS.DiffIDs) {
 			out[c] = cf.RootFS.DiffIDs[i]
 		}
+	}
+	for _, d := range im.Manifests {
+		walk(d)
 	}
 	return out, nil
 }
