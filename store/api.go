@@ -31,7 +31,18 @@ import (
 // any file containers/<id>/berth.json (or container.json, config.json) has a
 // top-level string field "ImageDigest", "ImageID" or "Image" equal to the
 // image's manifest digest or its ID (config digest), "sha256:<hex>".
-// Engines that keep state elsewhere can add theirs with SetUsedBy.
+// Engines that keep state elsewhere can add theirs with SetUsedBy. An
+// image in use is never deleted: rmi -f only untags it (it stays <none>).
+// Hold Lock(false) from Snapshots until that file is written, so that a
+// concurrent prune cannot delete the image in between.
+//
+// Beyond the contract (Open, Image, Write, Snapshots):
+//
+//	refs:      Resolve, List, Tag, Remove (docker rmi rules), ID, Normalize, Familiar, SplitName
+//	reading:   EntryImage, ImageByDigest, Index, Manifest, ImageFromManifest, IndexFromManifest, Layout
+//	writing:   WriteIndex (multi-platform), Ingest (verified blob copy), Layer (blob as v1.Layer), HasBlob
+//	platforms: HostPlatform, ParsePlatform, PickPlatform, PlatformString
+//	upkeep:    Lock, InUse, SetUsedBy, Prune, GC, Check (repair), DiskUsage, ChainIDs, SnapshotDir
 type Store struct {
 	Root string
 	// Progress, when set, hears about every blob copied in (pull, load,
