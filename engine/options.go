@@ -187,3 +187,22 @@ func envLookup(env []string, key string) (string, bool) {
 	}
 	return "", false
 }
+
+// ResourceNumbers returns --memory, --memory-swap (docker's default: twice
+// the memory) in bytes and --cpus in billionths, as docker's inspect shows
+// them (0: unset).
+func ResourceNumbers(o *Options) (memory, swap, nanoCPUs int64) {
+	memory, _ = parseSize(o.Memory)
+	switch {
+	case o.MemorySwap == "-1":
+		swap = -1
+	case o.MemorySwap != "":
+		swap, _ = parseSize(o.MemorySwap)
+	case memory > 0:
+		swap = 2 * memory
+	}
+	if f, err := strconv.ParseFloat(o.CPUs, 64); err == nil {
+		nanoCPUs = int64(f * 1e9)
+	}
+	return
+}

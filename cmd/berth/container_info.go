@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -305,10 +306,11 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 	if cfg["Hostname"] == "" {
 		cfg["Hostname"] = c.ShortID()
 	}
+	mem, swap, nano := engine.ResourceNumbers(&o)
 	host := map[string]any{
 		"NetworkMode": o.Network, "Privileged": o.Privileged, "ReadonlyRootfs": o.ReadOnly,
 		"AutoRemove": o.AutoRemove, "CapAdd": o.CapAdd, "CapDrop": o.CapDrop, "SecurityOpt": o.SecurityOpt,
-		"Memory": o.Memory, "MemorySwap": o.MemorySwap, "NanoCpus": o.CPUs, "CpuShares": o.CPUShares,
+		"Memory": mem, "MemorySwap": swap, "NanoCpus": nano, "CpuShares": o.CPUShares,
 		"PidsLimit": o.PidsLimit, "Ulimits": o.Ulimits, "Init": o.Init, "Binds": o.Volumes, "Tmpfs": o.Tmpfs,
 		"ExtraHosts": o.AddHosts,
 	}
@@ -338,7 +340,9 @@ func printInspect(objs []any, format string) error {
 			// Templates see the JSON shape, as docker's do.
 			var m any
 			b, _ := json.Marshal(o)
-			json.Unmarshal(b, &m)
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.UseNumber() // 33554432, not 3.3554432e+07
+			dec.Decode(&m)
 			if err := tpl.Execute(os.Stdout, m); err != nil {
 				return fmt.Errorf("--format: %v", err)
 			}
