@@ -1,0 +1,183 @@
+package image
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/berthproject/berth/internal/fixture"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// berthBin is $BERTH_BIN (make test sets it) or a berth built once here.
+func berthBin(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("BERTH_BIN"); b != "" {
+		return b
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "berth")
+		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/berthproject/berth/cmd/berth").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if buildErr != nil {
+		t.Skipf("cannot build berth: %v", buildErr)
+	}
+	return builtBin
+}
+
+type cli struct {
+	t    *testing.T
+	bin  string
+	root string
+}
+
+func newCLI(t *testing.T) *cli {
+	return &cli{t: t, bin: berthBin(t), root: t.TempDir()}
+}
+
+// run runs berth and returns stdout, stderr and the exit status.
+func (c *cli) run(stdin []byte, args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, append([]string{"--root", c.root}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (c *cli) ok(args ...string) string {
+	c.t.Helper()
+	out, errs, code := c.run(nil, args...)
+	if code != 0 {
+		c.t.Fatalf("berth %v: exit %d: %s", args, code, errs)
+	}
+	return out
+}
+
+// fails asserts a one-line error naming want (after any progress
+// lines), exit status code.
+func (c *cli) fails(code int, want string, args ...string) {
+	c.t.Helper()
+	_, errs, got := c.run(nil, args...)
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	last := lines[len(lines)-1]
+	if got != code || !strings.HasPrefix(last, "berth: ") || !strings.Contains(last, want) || strings.Count(errs, "berth: ") != 1 {
+		c.t.Fatalf("berth %v: exit %d, stderr %q; want exit %d and one line with %q", args, got, errs, code, want)
+	}
+}
+
+func TestCLIImagesLifecycle(t *testing.T) {
+	c := newCLI(t)
+	tarPath := filepath.Join(t.TempDir(), "bb.tar")
+	if err := fixture.BusyboxTar(tarPath); err != nil {
+		t.Skip(err)
+	}
+	id := strings.TrimSpace(c.ok("import", "-q", "--change", `CMD ["/bin/sh"]`, tarPath, "bb:1"))
+	if !strings.HasPrefix(id, "sha256:") || len(id) != 71 {
+		t.Fatalf("import printed %q, want the image ID", id)
+	}
+	short := id[7:19]
+	// stdin import, dangling.
+	data, _ := os.ReadFile(tarPath)
+	if out, errs, code := c.run(data, "import", "-q", "-"); code != 0 || !strings.HasPrefix(out, "sha256:") || strings.TrimSpace(out) == id {
+		t.Fatalf("import from stdin: %q %q %d", out, errs, code)
+	}
+	c.ok("tag", "bb:1", "localhost/bb:2")
+	out := c.ok("images")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if !strings.HasPrefix(lines[0], "REPOSITORY") || len(lines) != 4 || !strings.Contains(lines[1], "bb") || !strings.Contains(lines[1], short) {
+		t.Fatalf("images:\n%s", out)
+	}
+	if got := c.ok("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/*"); got != "localhost/bb:2\n" {
+		t.Fatalf("images --format with a filter: %q", got)
+	}
+	var js []map[string]any
+	if err := json.Unmarshal([]byte(c.ok("images", "--format", "json")), &js); err != nil || len(js) != 3 {
+		t.Fatalf("images --format json: %v %v", js, err)
+	}
+	var in []map[string]any
+	json.Unmarshal([]byte(c.ok("image", "inspect", "bb:1")), &in)
+	if len(in) != 1 || in[0]["Id"] != id || in[0]["Os"] != "linux" || in[0]["Config"].(map[string]any)["Cmd"].([]any)[0] != "/bin/sh" {
+		t.Fatalf("image inspect: %v", in)
+	}
+	if h := c.ok("history", "bb:1"); !strings.Contains(h, "berth import") {
+		t.Fatalf("history: %s", h)
+	}
+	// rmi: an image in use is refused; a name is untagged; the last name deletes.
+	cdir := filepath.Join(c.root, "containers", "c1")
+	os.MkdirAll(cdir, 0o755)
+	os.WriteFile(filepath.Join(cdir, "berth.json"), []byte(`{"ImageID":"`+id+`"}`), 0o644)
+	if got := c.ok("rmi", "localhost/bb:2"); got != "Untagged: localhost/bb:2\n" {
+		t.Fatalf("rmi of one of two names: %q", got)
+	}
+	c.fails(1, "in use", "rmi", "bb:1")
+	os.RemoveAll(cdir)
+	if got := c.ok("rmi", "bb:1"); !strings.Contains(got, "Untagged: bb:1") || !strings.Contains(got, "Deleted: "+id) {
+		t.Fatalf("rmi of the last name: %q", got)
+	}
+	// Save/load through the CLI; the dangling stdin import remains.
+	c.ok("import", "-q", tarPath, "bb:1")
+	arch := filepath.Join(t.TempDir(), "a.tar")
+	c.ok("save", "-q", "-o", arch, "bb:1")
+	c.ok("rmi", "bb:1")
+	if got := c.ok("load", "-q", "-i", arch); got != "Loaded image: bb:1\n" {
+		t.Fatalf("load: %q", got)
+	}
+	if got := c.ok("system", "check"); !strings.HasPrefix(got, "checked ") {
+		t.Fatalf("system check: %q", got)
+	}
+	if got := c.ok("system", "df"); !strings.Contains(got, "Images") {
+		t.Fatalf("system df: %q", got)
+	}
+	if got := c.ok("image", "prune"); !strings.Contains(got, "deleted: ") {
+		t.Fatalf("image prune removed nothing: %q", got)
+	}
+	if got := c.ok("images", "-q"); strings.Count(got, "\n") != 1 {
+		t.Fatalf("after prune: %q", got)
+	}
+}
+
+func TestCLIErrorsAreOneLine(t *testing.T) {
+	c := newCLI(t)
+	notTar := filepath.Join(t.TempDir(), "x.txt")
+	os.WriteFile(notTar, []byte(strings.Repeat("not a tar ", 100)), 0o644)
+	c.fails(125, "no such file", "load", "-i", "/nonexistent.tar")
+	c.fails(125, "not a docker or OCI archive", "load", "-i", notTar)
+	c.fails(125, "no such file", "import", "/nonexistent.tar", "x")
+	c.fails(125, "not a valid tar", "import", notTar, "x")
+	c.fails(125, "image not known", "save", "-o", filepath.Join(t.TempDir(), "o.tar"), "nope")
+	c.fails(125, "image not known", "image", "inspect", "nope")
+	c.fails(125, "image not known", "tag", "nope", "x")
+	c.fails(1, "image not known", "rmi", "nope")
+	c.fails(125, "unknown format", "save", "--format", "zip", "-o", "/tmp/x", "nope")
+	c.fails(125, "invalid platform", "import", "--platform", "linux", notTar, "x")
+	if out := c.ok("images", "-q"); out != "" {
+		t.Fatalf("failed commands left images: %q", out)
+	}
+}
