@@ -315,3 +315,60 @@ func TestSkopeoInterop(t *testing.T) {
 		t.Fatalf("skopeo got manifest %s, berth stored %s", got, digest(bb))
 	}
 }
+
+// TestCLILoginPushPull drives berth login/push/pull/logout against an
+// htpasswd registry through the binary.
+func TestCLILoginPushPull(t *testing.T) {
+	bin := os.Getenv("BERTH_BIN")
+	if bin == "" {
+		dir := t.TempDir()
+		bin = filepath.Join(dir, "berth")
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/berthproject/berth/cmd/berth").CombinedOutput(); err != nil {
+			t.Skipf("cannot build berth: %v %s", err, out)
+		}
+	}
+	reg := startRegistry(t, "berth", "s3cret")
+	root := t.TempDir()
+	env := append(os.Environ(), "BERTH_AUTH_FILE="+filepath.Join(t.TempDir(), "auth.json"), "DOCKER_CONFIG="+t.TempDir())
+	run := func(stdin string, args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append([]string{"--root", root}, args...)...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return o.String(), e.String(), code
+	}
+	s, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb := importBusybox(t, s, "bb")
+	_, e, code := run("", "login", "-u", "berth", "-p", "nope", reg)
+	if code != 125 || e != "berth: login "+reg+": wrong username or password\n" {
+		t.Fatalf("login with a wrong password: exit %d, %q", code, e)
+	}
+	if o, e, code := run("s3cret\n", "login", "-u", "berth", "--password-stdin", reg); code != 0 || o != "Login Succeeded\n" {
+		t.Fatalf("login: %d %q %q", code, o, e)
+	}
+	if o, e, code := run("", "push", "-q", "bb", reg+"/bb:1"); code != 0 {
+		t.Fatalf("push: %d %q %q", code, o, e)
+	}
+	run("", "rmi", "bb")
+	o, e, code := run("", "pull", "-q", reg+"/bb:1")
+	id, _ := bb.ConfigName()
+	if code != 0 || strings.TrimSpace(o) != id.String() {
+		t.Fatalf("pull: %d %q %q, want %s", code, o, e, id)
+	}
+	if _, _, code := run("", "logout", reg); code != 0 {
+		t.Fatal("logout failed")
+	}
+	_, e, code = run("", "pull", "-q", reg+"/bb:1")
+	if code != 125 || !strings.Contains(e, "authentication") || strings.Count(e, "\n") != 1 {
+		t.Fatalf("pull after logout: exit %d, %q", code, e)
+	}
+}
