@@ -172,6 +172,13 @@ func Build(o Options) (*Result, error) {
 	}
 	bs := make([]*builder, len(plats))
 	for i, p := range plats {
+		// Expansion rewrites instructions in place: each platform gets its own parse.
+		df := df
+		if i > 0 {
+			if df, err = parseDockerfile(filepath.Base(dfPath), src); err != nil {
+				return nil, err
+			}
+		}
 		b, err := newBuilder(&o, df, bctx, c, pr, p, len(plats) > 1)
 		if err != nil {
 			return nil, err

@@ -88,8 +88,9 @@ func TestExampleStaticMultiPlatform(t *testing.T) {
 	e := newEnv(t)
 	dir := example(t, "static-prebuilt")
 	hostStatic(t, dir, "hello-amd64")
-	// The arm64 file only has to exist: COPY does not run it.
-	if err := exec.Command("cp", filepath.Join(dir, "hello-amd64"), filepath.Join(dir, "hello-arm64")).Run(); err != nil {
+	// The arm64 file only has to exist (COPY does not run it); its own
+	// content shows each platform got its own ${TARGETARCH}.
+	if err := os.WriteFile(filepath.Join(dir, "hello-arm64"), []byte("arm64 stand-in"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	r, out := e.mustBuild(dir, func(o *Options) {
@@ -111,6 +112,9 @@ func TestExampleStaticMultiPlatform(t *testing.T) {
 		fs := tree(t, rootfsOf(t, img))
 		if h := fs["hello"]; h.UID != 65532 || h.GID != 65532 || h.Mode != 0o755 {
 			t.Errorf("%s: /hello %v", p, h)
+		}
+		if isArm := fs["hello"].Size == int64(len("arm64 stand-in")); isArm != (p == "linux/arm64") {
+			t.Errorf("%s: /hello is the other platform's file (%d bytes)", p, fs["hello"].Size)
 		}
 		if cf.Config.User != "65532" || cf.Config.Labels["org.opencontainers.image.title"] != "static hello" {
 			t.Errorf("%s: config %+v", p, cf.Config)
