@@ -1,7 +1,12 @@
 package store
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -34,6 +39,54 @@ func FuzzParseManifest(f *testing.F) {
 		if cf, err := v1.ParseConfigFile(bytes.NewReader(data)); err == nil {
 			ChainIDs(cf.RootFS.DiffIDs)
 			cf.Platform()
+		}
+	})
+}
+
+// FuzzIngestLayer ingests arbitrary bytes as a layer: refused, or stored
+// with every entry inside the root and a diffID that is the sha256 of the
+// uncompressed stream.
+func FuzzIngestLayer(f *testing.F) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "etc/hosts", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
+	tw.Write([]byte("a\n\n"))
+	tw.WriteHeader(&tar.Header{Name: "etc/link", Typeflag: tar.TypeLink, Linkname: "etc/hosts"})
+	tw.Close()
+	f.Add(buf.Bytes())
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(buf.Bytes())
+	zw.Close()
+	f.Add(gz.Bytes())
+	s, err := Open(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	s.MaxLayerBytes = 1 << 20
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := s.Ingest(bytes.NewReader(data), IngestOptions{Size: -1, Layer: true})
+		if err != nil {
+			return
+		}
+		rc, _, err := Decompress(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("accepted a layer that does not decompress: %v", err)
+		}
+		raw, _ := io.ReadAll(rc)
+		if sum := sha256.Sum256(raw); b.DiffID.Hex != hex.EncodeToString(sum[:]) {
+			t.Fatalf("diffID %s is not the sha256 of the tar", b.DiffID)
+		}
+		tr := tar.NewReader(bytes.NewReader(raw))
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if CheckEntry(hdr) != nil {
+				t.Fatalf("accepted hostile entry %q -> %q", hdr.Name, hdr.Linkname)
+			}
 		}
 	})
 }
