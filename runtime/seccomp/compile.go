@@ -113,6 +113,12 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 	return 0, fmt.Errorf("unknown action %q", a)
 }
 
+// knownArches are the spec's architecture names, with or without a table.
+var knownArches = []specs.Arch{specs.ArchX86, specs.ArchX86_64, specs.ArchX32, specs.ArchARM, specs.ArchAARCH64,
+	specs.ArchMIPS, specs.ArchMIPS64, specs.ArchMIPS64N32, specs.ArchMIPSEL, specs.ArchMIPSEL64, specs.ArchMIPSEL64N32,
+	specs.ArchPPC, specs.ArchPPC64, specs.ArchPPC64LE, specs.ArchS390, specs.ArchS390X, specs.ArchPARISC,
+	specs.ArchPARISC64, specs.ArchRISCV64, specs.ArchLOONGARCH64, specs.ArchM68K, specs.ArchSH, specs.ArchSHEB}
+
 var flagBits = map[specs.LinuxSeccompFlag]uintptr{
 	specs.LinuxSeccompFlagLog:       unix.SECCOMP_FILTER_FLAG_LOG,
 	specs.LinuxSeccompFlagSpecAllow: unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
@@ -146,7 +152,10 @@ func resolve(s *specs.LinuxSeccomp) (*program, error) {
 	for _, a := range s.Architectures {
 		ar, ok := arches[a]
 		if !ok {
-			continue // no table: its calls fall to the bad-arch action
+			if !slices.Contains(knownArches, a) {
+				return nil, fmt.Errorf("seccomp: unknown architecture %q", a)
+			}
+			continue // no table here: its calls fall to the bad-arch action
 		}
 		if !slices.Contains(p.arches, ar) {
 			p.arches = append(p.arches, ar)

@@ -273,6 +273,7 @@ func TestLoadRejects(t *testing.T) {
 		"bad index": allowWith(specs.LinuxSyscall{Names: getppid, Action: specs.ActErrno,
 			Args: []specs.LinuxSeccompArg{{Index: 6, Op: specs.OpEqualTo}}}),
 		"bad flag":  {DefaultAction: specs.ActAllow, Flags: []specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_NOPE"}},
+		"bad arch":  {DefaultAction: specs.ActAllow, Architectures: []specs.Arch{"SCMP_ARCH_Z80"}},
 		"bad errno": {DefaultAction: specs.ActErrno, DefaultErrnoRet: u(70000)},
 	} {
 		// Compile fails first, so Load never installs anything here.
