@@ -7,7 +7,9 @@
 package runtime
 
 import (
+	"fmt"
 	"os"
+	"time"
 )
 
 // DefaultRoot is where container state lives unless --root says otherwise.
@@ -18,6 +20,21 @@ type Runtime struct {
 	Root          string // state directory, one subdirectory per container
 	SystemdCgroup bool   // accepted for runc compatibility; cgroupfs unless systemd runs
 	Debug         bool
+
+	t0 time.Time // for Debug's phase timings
+}
+
+// mark prints, with Debug, how long since the previous mark: where a
+// container's start spends its time.
+func (r *Runtime) mark(phase string) {
+	if !r.Debug {
+		return
+	}
+	now := time.Now()
+	if r.t0.IsZero() {
+		r.t0 = now
+	}
+	fmt.Fprintf(os.Stderr, "berth runtime: %7.2f ms  %s\n", float64(now.Sub(r.t0).Microseconds())/1000, phase)
 }
 
 // New returns a Runtime keeping state under root (DefaultRoot if empty).

@@ -36,12 +36,50 @@ func (r *Runtime) Create(id string, o CreateOpts) error {
 // joining one costs an RCU grace period per migration (~9 ms here), more
 // than the rest of the start. Ps, kill --all and delete then find the
 // processes through the container's pid namespace; pause needs a cgroup.
+//
+// The same holds when the only resource is runc's default "deny every
+// device" rule and the device policy can be had without a cgroup: no
+// CAP_MKNOD (no new nodes), /dev its own mount where berth makes only
+// allowed nodes, and the rootfs and every bind mount nodev (no other
+// node can be opened). See nodevInstead.
 func needCgroup(s *specs.Spec) bool {
 	if s.Linux.CgroupsPath != "" {
 		return true
 	}
-	return s.Linux.Resources != nil && !reflect.DeepEqual(*s.Linux.Resources, specs.LinuxResources{})
+	r := s.Linux.Resources
+	if r == nil || reflect.DeepEqual(*r, specs.LinuxResources{}) {
+		return false
+	}
+	return !nodevInstead(s)
 }
+
+// nodevInstead reports whether s's resources are only a deny-all device
+// rule that nodev mounts can enforce (see needCgroup).
+func nodevInstead(s *specs.Spec) bool {
+	r := s.Linux.Resources
+	if r == nil {
+		return true
+	}
+	only := specs.LinuxResources{Devices: r.Devices}
+	if !reflect.DeepEqual(*r, only) || len(r.Devices) != 1 {
+		return false
+	}
+	d := r.Devices[0]
+	if d.Allow || (d.Type != "" && d.Type != "a") || d.Major != nil || d.Minor != nil || (d.Access != "rwm" && d.Access != "") {
+		return false
+	}
+	if p := s.Process.Capabilities; p == nil || capMask(p.Bounding)&(1<<capMknod) != 0 {
+		return false
+	}
+	for _, m := range s.Mounts {
+		if filepath.Clean(m.Destination) == "/dev" && m.Type == "tmpfs" {
+			return true
+		}
+	}
+	return false
+}
+
+const capMknod = 27
 
 // withDefaultDevices returns the resources with device cgroup rules that
 // let the container make and use its default devices and linux.devices,
@@ -96,8 +134,9 @@ type launch struct {
 	sys      *syscall.SysProcAttr
 }
 
-func (l *launch) start() (*os.Process, *syncConn, error) {
+func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
 	exe, err := sealedExe()
+	r.mark("sealed exe")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -132,6 +171,7 @@ func (l *launch) start() (*os.Process, *syncConn, error) {
 		parent.Close()
 		return nil, nil, fmt.Errorf("starting container init: %w", err)
 	}
+	r.mark("forked")
 	sc := newSync(parent)
 	if err := sc.sendAny(l.cfg); err != nil {
 		p.Kill()
@@ -174,6 +214,7 @@ func startJoined(joins []nsJoin, start func() (*os.Process, error)) (*os.Process
 }
 
 func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Process, err error) {
+	r.mark("create")
 	if err := checkID(id); err != nil {
 		return nil, nil, err
 	}
@@ -226,18 +267,16 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err := os.Chmod(filepath.Join(dir, fifoFile), 0o622); err != nil {
 		return nil, nil, err
 	}
+	r.mark("bundle loaded, state dir made")
 	cgPath := ""
 	if needCgroup(spec) {
 		cgPath = spec.Linux.CgroupsPath
 		if cgPath == "" {
 			cgPath = "/berth/" + id
 		}
-		if cg, err = cgroup.New(cgPath, withDefaultDevices(spec)); err != nil {
-			return nil, nil, err
-		}
 	}
 	cfg := &initConfig{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, NoPivot: o.NoPivot,
-		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace)}
+		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec)}
 	cfg.Hooks = spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateContainer) > 0) //nolint:staticcheck // prestart is deprecated but honoured
 	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs}
 	if l.stateDir, err = os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
@@ -285,18 +324,26 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	l.sys = sys
-	p, sc, err := l.start()
+	p, sc, err := l.start(r)
 	if err != nil {
 		return nil, nil, err
 	}
+	r.mark("init started")
 	child = p
 	defer sc.f.Close()
-	// The init now sets up its rootfs; meanwhile put it in its cgroup.
-	if cg != nil {
+	// The init now starts up and sets up its rootfs; meanwhile make its
+	// cgroup and put it there (on v1 the migration waits for an RCU grace
+	// period: overlapping it with the init's work hides most of it).
+	if cgPath != "" {
+		if cg, err = cgroup.New(cgPath, withDefaultDevices(spec)); err != nil {
+			return nil, nil, err
+		}
+		r.mark("cgroup made")
 		if err = cg.Apply(p.Pid); err != nil {
 			return nil, nil, err
 		}
 	}
+	r.mark("init in cgroup")
 	if spec.Process.OOMScoreAdj != nil {
 		if err = os.WriteFile("/proc/"+strconv.Itoa(p.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*spec.Process.OOMScoreAdj)), 0); err != nil {
 			return nil, nil, fmt.Errorf("oomScoreAdj: %w", err)
@@ -331,6 +378,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			}
 		}
 	}
+	r.mark("init ready")
 	start, _, ok := procStart(p.Pid)
 	if !ok {
 		return nil, nil, errors.New("container init died during create")
@@ -436,6 +484,7 @@ func (r *Runtime) Start(id string) error {
 		}
 	}
 	os.Remove(fifo)
+	r.mark("started")
 	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
 		if err := runHooks(h.Poststart, c.ociState()); err != nil {
 			fmt.Fprintf(os.Stderr, "berth: poststart hook: %v\n", err)

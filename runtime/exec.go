@@ -98,7 +98,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		defer l.console.Close()
 		cfg.Console = true
 	}
-	child, sc, err := l.start()
+	child, sc, err := l.start(r)
 	if err != nil {
 		return nil, err
 	}

@@ -37,9 +37,11 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 		return 0, err
 	}
 	code := exitCode(ps)
+	r.mark("exited")
 	if err := r.Delete(id, true); err != nil {
 		return code, err
 	}
+	r.mark("deleted")
 	return code, nil
 }
 

@@ -28,6 +28,7 @@ type initConfig struct {
 	CgroupNS bool        `json:"cgroupns,omitempty"` // unshare the cgroup ns once in the cgroup
 	Hooks    bool        `json:"hooks,omitempty"`    // ask the parent to run createRuntime/prestart
 	LastCap  int         `json:"lastCap"`
+	NoDev    bool        `json:"nodev,omitempty"` // rootfs and binds nodev: the device policy without a cgroup
 }
 
 // cgMount is one host cgroup hierarchy, for mounting cgroup filesystems.

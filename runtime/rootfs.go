@@ -44,6 +44,11 @@ func (in *initProc) setupRootfs() error {
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs %s: %w", cfg.Rootfs, err)
 	}
+	if cfg.NoDev {
+		if err := unix.MountSetattr(unix.AT_FDCWD, cfg.Rootfs, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}); err != nil {
+			return fmt.Errorf("make rootfs nodev: %w", err)
+		}
+	}
 	root, err := os.OpenFile(cfg.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open rootfs: %w", err)
@@ -198,6 +203,10 @@ func (r *rootfs) mount(m *specs.Mount) error {
 		}
 		if mfd, err = unix.OpenTree(unix.AT_FDCWD, src, flags); err != nil {
 			return fmt.Errorf("open_tree: %w", err)
+		}
+		if r.in.cfg.NoDev {
+			o.recSet |= unix.MOUNT_ATTR_NODEV
+			o.recClr &^= unix.MOUNT_ATTR_NODEV
 		}
 	} else {
 		if mfd, err = newFS(m.Type, m.Source, o, o.attrSet); err != nil {

@@ -514,3 +514,37 @@ func (e *testEnv) rewrite(dir string, edit func(*specs.Spec)) {
 	data, _ := json.Marshal(s)
 	os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644)
 }
+
+// The default spec's only resource is a deny-all device rule: berth
+// enforces it without a cgroup, by nodev mounts; a device node shipped in
+// the image must stay unusable, the ones berth makes must work.
+func TestDevicePolicyWithoutCgroup(t *testing.T) {
+	e := newEnv(t)
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := fixture.Busybox(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(rootfs, "imagenull"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	id := e.id("nodev")
+	b := e.bundle(rootfs, sh("echo x > /dev/null && echo devnull-ok; echo x > /imagenull && echo imagenode-open; mknod /n c 1 3 && echo mknod-ok; true"), func(s *specs.Spec) {
+		s.Root.Readonly = false
+	})
+	s, _, _ := loadBundle(b)
+	if needCgroup(s) {
+		t.Fatal("default spec without limits should not need a cgroup")
+	}
+	out, code, err := e.run(id, b)
+	if err != nil || code != 0 {
+		t.Fatalf("run: %v %d %s", err, code, out)
+	}
+	if !strings.Contains(out, "devnull-ok") || strings.Contains(out, "imagenode-open") || strings.Contains(out, "mknod-ok") {
+		t.Fatalf("device policy: %s", out)
+	}
+	// With CAP_MKNOD the rule needs the devices cgroup.
+	s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_MKNOD")
+	if !needCgroup(s) {
+		t.Fatal("CAP_MKNOD must bring the devices cgroup back")
+	}
+}
