@@ -1,0 +1,269 @@
+package network
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AttachOpts say which container joins which network, and how.
+type AttachOpts struct {
+	Network       string // name or ID; empty is the default bridge
+	ContainerID   string
+	ContainerName string
+	Aliases       []string // extra names on user-defined networks
+	Pid           int      // the container's init: its netns is joined
+	HostsFile     string   // the container's /etc/hosts on the host, kept current
+	Ports         []PortBinding
+}
+
+// Attach connects the network namespace of o.Pid to the network: veth,
+// address, routes, published ports, hosts entries. The default network
+// (and its bridge) is made on first use. On error nothing is left.
+func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
+	if o.Network == "" {
+		o.Network = DefaultName
+	}
+	if procStart(o.Pid) == 0 {
+		return nil, fmt.Errorf("container %s: its process %d is not running", o.ContainerName, o.Pid)
+	}
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st, err := m.load()
+	if err != nil {
+		return nil, err
+	}
+	m.gc(st)
+	n, err := find(st, o.Network)
+	if err != nil && o.Network == DefaultName {
+		n, err = m.makeDefault(st)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := n.Endpoints[o.ContainerID]; ok {
+		return nil, fmt.Errorf("container %s is already connected to network %s", o.ContainerName, n.Name)
+	}
+	hunlock, err := hostLock()
+	if err != nil {
+		return nil, err
+	}
+	err = ensureBridge(n)
+	hunlock()
+	if err != nil {
+		return nil, err
+	}
+	ports, err := claimPorts(st, o.Ports)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := allocate(n)
+	if err != nil {
+		return nil, err
+	}
+	ep := &Endpoint{ContainerID: o.ContainerID, ContainerName: o.ContainerName, IP: ip.String(),
+		HostVeth: vethName(o.ContainerID, n), Pid: o.Pid, PidStart: procStart(o.Pid),
+		HostsFile: o.HostsFile, Ports: ports}
+	if n.Name != DefaultName {
+		ep.Aliases = o.Aliases // the default bridge has no names, as docker's
+	}
+	if err := plumb(n, ep, "/proc/"+strconv.Itoa(o.Pid)+"/ns/net"); err != nil {
+		return nil, err
+	}
+	n.Endpoints[o.ContainerID] = ep
+	if err := m.apply(st); err != nil {
+		deleteLink(ep.HostVeth)
+		delete(n.Endpoints, o.ContainerID)
+		m.apply(st)
+		return nil, err
+	}
+	refreshHosts(st, n)
+	cp := *ep
+	return &cp, nil
+}
+
+// makeDefault records the default network with a free subnet.
+func (m *Manager) makeDefault(st *state) (*Network, error) {
+	hunlock, err := hostLock()
+	if err != nil {
+		return nil, err
+	}
+	defer hunlock()
+	n := &Network{Name: DefaultName, ID: newID(), Driver: "bridge", Bridge: m.defaultBridge(),
+		Created: time.Now().UTC(), Endpoints: map[string]*Endpoint{}}
+	// A bridge left by an earlier state (a wiped root) must not make its
+	// own subnet look taken.
+	deleteLink(n.Bridge)
+	if err := m.chooseSubnet(st, n, "", ""); err != nil {
+		return nil, err
+	}
+	st.Networks[n.Name] = n
+	return n, nil
+}
+
+// Detach disconnects the container from network (every network if
+// empty): its veth, address, rules and hosts entries go. Detaching what is
+// not attached is no error.
+func (m *Manager) Detach(containerID, network string) error {
+	unlock, err := m.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := m.load()
+	if err != nil {
+		return err
+	}
+	var only *Network
+	if network != "" {
+		if only, err = find(st, network); err != nil {
+			return err
+		}
+		if _, ok := only.Endpoints[containerID]; !ok {
+			return fmt.Errorf("container is not connected to network %s", only.Name)
+		}
+	}
+	var touched []*Network
+	hostsFile := ""
+	var errs []string
+	for _, n := range st.Networks {
+		ep, ok := n.Endpoints[containerID]
+		if !ok || (only != nil && n != only) {
+			continue
+		}
+		if err := deleteLink(ep.HostVeth); err != nil {
+			errs = append(errs, err.Error())
+		}
+		delete(n.Endpoints, containerID)
+		touched = append(touched, n)
+		hostsFile = ep.HostsFile
+	}
+	m.gc(st)
+	var bridges []string
+	if d, ok := st.Networks[DefaultName]; ok && !m.isDefaultRoot() && len(d.Endpoints) == 0 {
+		// A test root's default bridge goes with its last container, so
+		// that temporary roots leave nothing on the host.
+		delete(st.Networks, DefaultName)
+		bridges = append(bridges, d.Bridge)
+	}
+	if err := m.apply(st); err != nil {
+		return err
+	}
+	for _, b := range bridges {
+		deleteLink(b)
+	}
+	for _, n := range touched {
+		refreshHosts(st, n)
+	}
+	if hostsFile != "" {
+		writeHosts(st, containerID, hostsFile)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Endpoints returns the container's attachments, by network name.
+func (m *Manager) Endpoints(containerID string) (map[string]*Endpoint, error) {
+	st, err := m.load()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*Endpoint{}
+	for name, n := range st.Networks {
+		if ep, ok := n.Endpoints[containerID]; ok && procStart(ep.Pid) == ep.PidStart {
+			out[name] = ep
+		}
+	}
+	return out, nil
+}
+
+// Ports lists the container's published ports.
+func (m *Manager) Ports(containerID string) ([]PortBinding, error) {
+	eps, err := m.Endpoints(containerID)
+	if err != nil {
+		return nil, err
+	}
+	var out []PortBinding
+	for _, ep := range eps {
+		out = append(out, ep.Ports...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ContainerPort != out[j].ContainerPort {
+			return out[i].ContainerPort < out[j].ContainerPort
+		}
+		return out[i].Proto < out[j].Proto
+	})
+	return out, nil
+}
+
+// hostsMarker starts berth's part of a container's /etc/hosts.
+const hostsMarker = "# berth: containers on the same networks\n"
+
+// refreshHosts rewrites the hosts file of every container on a
+// user-defined network n (the default bridge has no names).
+func refreshHosts(st *state, n *Network) {
+	if n.Name == DefaultName {
+		return
+	}
+	for id, ep := range n.Endpoints {
+		if ep.HostsFile != "" {
+			writeHosts(st, id, ep.HostsFile)
+		}
+	}
+}
+
+// writeHosts puts the names of the containers sharing a user-defined
+// network with id after the marker in its hosts file. The file is
+// rewritten in place: it is bind-mounted, so its inode must stay.
+func writeHosts(st *state, id, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	s := string(b)
+	if i := strings.Index(s, hostsMarker); i >= 0 {
+		s = s[:i]
+	}
+	var lines []string
+	var names []string
+	for name := range st.Networks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		n := st.Networks[name]
+		if _, in := n.Endpoints[id]; !in || name == DefaultName {
+			continue
+		}
+		var ids []string
+		for other := range n.Endpoints {
+			ids = append(ids, other)
+		}
+		sort.Strings(ids)
+		for _, other := range ids {
+			ep := n.Endpoints[other]
+			hn := append([]string{ep.ContainerName}, ep.Aliases...)
+			if len(other) >= 12 {
+				hn = append(hn, other[:12])
+			}
+			lines = append(lines, ep.IP+"\t"+strings.Join(hn, " "))
+		}
+	}
+	if len(lines) > 0 {
+		s += hostsMarker + strings.Join(lines, "\n") + "\n"
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return
+	}
+	f.WriteString(s)
+	f.Close()
+}

@@ -1,0 +1,190 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// hostMTU is the MTU of the interface of the host's default route (1500
+// if there is none): containers' packets must fit the way out.
+func hostMTU() int {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err == nil {
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+				if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU > 0 {
+					return l.Attrs().MTU
+				}
+			}
+		}
+	}
+	return 1500
+}
+
+// ensureBridge makes n's bridge device with the gateway address and brings
+// it up, if it is not there yet (also after a reboot wiped it); it turns
+// on forwarding, and route_localnet on the bridge so that connections to
+// 127.0.0.1 can be DNATed into it.
+func ensureBridge(n *Network) error {
+	gw, sn, err := net.ParseCIDR(n.Subnet)
+	if err != nil {
+		return err
+	}
+	gw = net.ParseIP(n.Gateway)
+	l, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge, MTU: hostMTU()}}
+		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("creating bridge %s: %w", n.Bridge, err)
+		}
+		if l, err = netlink.LinkByName(n.Bridge); err != nil {
+			return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+		}
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return fmt.Errorf("%s exists on the host and is not a bridge", n.Bridge)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: gw, Mask: sn.Mask}}
+	if err := netlink.AddrReplace(l, addr); err != nil {
+		return fmt.Errorf("bridge %s: address %s: %w", n.Bridge, addr.IPNet, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bridge %s: up: %w", n.Bridge, err)
+	}
+	for p, v := range map[string]string{
+		"/proc/sys/net/ipv4/ip_forward":                           "1",
+		"/proc/sys/net/ipv4/conf/" + n.Bridge + "/route_localnet": "1",
+		"/proc/sys/net/ipv6/conf/" + n.Bridge + "/disable_ipv6":   "1",
+	} {
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil && p != "/proc/sys/net/ipv6/conf/"+n.Bridge+"/disable_ipv6" {
+			return fmt.Errorf("sysctl %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// deleteLink removes a host device if it exists (a veth takes its peer
+// with it).
+func deleteLink(name string) error {
+	if name == "" {
+		return nil
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting %s: %w", name, err)
+	}
+	return nil
+}
+
+// linkNames are the host veth's name and the container's interface name
+// for container id on network n: ethN, the first free N in the netns.
+func vethName(id string, n *Network) string {
+	return fmt.Sprintf("vb%08x", fnv32(id+"/"+n.ID))
+}
+
+// macFor derives the MAC from the address (02:42 + IPv4), as docker
+// does, so a reused address keeps its MAC in neighbours' caches.
+func macFor(ip net.IP) net.HardwareAddr {
+	ip = ip.To4()
+	return net.HardwareAddr{0x02, 0x42, ip[0], ip[1], ip[2], ip[3]}
+}
+
+// plumb makes the veth pair for ep: the host end in n's bridge, the other
+// end named ep.IfName inside the netns at nsPath with ep's address, up,
+// with lo up and (if it has none yet) a default route via the gateway.
+func plumb(n *Network, ep *Endpoint, nsPath string) (err error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("opening the container's network namespace: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("entering the container's network namespace: %w", err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return err
+	}
+	ep.IfName = freeIfName(links)
+	br, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+	}
+	ip := net.ParseIP(ep.IP).To4()
+	mac := macFor(ip)
+	ep.MAC = mac.String()
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: ep.HostVeth, MTU: br.Attrs().MTU, MasterIndex: br.Attrs().Index},
+		PeerName:         ep.IfName,
+		PeerHardwareAddr: mac,
+		PeerNamespace:    netlink.NsFd(int(ns)),
+	}
+	if br.Attrs().MTU <= 0 {
+		veth.MTU = hostMTU()
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("creating veth %s: %w", ep.HostVeth, err)
+	}
+	defer func() {
+		if err != nil {
+			deleteLink(ep.HostVeth)
+		}
+	}()
+	host, err := netlink.LinkByName(ep.HostVeth)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("veth %s up: %w", ep.HostVeth, err)
+	}
+	in, err := h.LinkByName(ep.IfName)
+	if err != nil {
+		return fmt.Errorf("container side of %s: %w", ep.HostVeth, err)
+	}
+	_, sn, _ := net.ParseCIDR(n.Subnet)
+	if err := h.AddrAdd(in, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: sn.Mask}}); err != nil {
+		return fmt.Errorf("address %s in the container: %w", ip, err)
+	}
+	if err := h.LinkSetUp(in); err != nil {
+		return fmt.Errorf("%s up in the container: %w", ep.IfName, err)
+	}
+	if lo, err := h.LinkByName("lo"); err == nil {
+		h.LinkSetUp(lo)
+	}
+	routes, _ := h.RouteList(nil, netlink.FAMILY_V4)
+	hasDefault := false
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			hasDefault = true
+		}
+	}
+	if !hasDefault {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: in.Attrs().Index, Gw: net.ParseIP(n.Gateway)}); err != nil {
+			return fmt.Errorf("default route in the container: %w", err)
+		}
+	}
+	return nil
+}
+
+func freeIfName(links []netlink.Link) string {
+	have := map[string]bool{}
+	for _, l := range links {
+		have[l.Attrs().Name] = true
+	}
+	for i := 0; ; i++ {
+		if n := fmt.Sprintf("eth%d", i); !have[n] {
+			return n
+		}
+	}
+}
