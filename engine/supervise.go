@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	goruntime "runtime"
@@ -254,7 +255,7 @@ func (e *Engine) initBinary() (string, error) {
 // must be a child subreaper so that it can reap the init.
 func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (int, error) {
 	e.Runtime.Delete(c.ID, true) // leftovers of a crashed run
-	err := e.Runtime.Create(c.ID, runtime.CreateOpts{Bundle: e.dir(c.ID), Stdio: stdio, ConsoleSocket: consoleSocket})
+	err := e.createInHelper(c, stdio, consoleSocket)
 	if err != nil {
 		e.Runtime.Delete(c.ID, true)
 		// The runtime finds the program only inside the container (one in
@@ -286,6 +287,59 @@ func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (i
 		return 0, fmt.Errorf("starting container: %w", err)
 	}
 	return st.Pid, nil
+}
+
+// createInHelper runs the runtime's Create in a short-lived re-executed
+// berth ("container-create"), as a shim runs `runc create`: the runtime
+// reaps the inits it forks, so the init must not be our child but be
+// reparented to us (a subreaper) when the helper exits; only then can we
+// wait for it and have its exit status.
+func (e *Engine) createInHelper(c *Container, stdio []*os.File, consoleSocket string) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	cmd := exec.Command("/proc/self/exe", "container-create", e.Runtime.Root, c.ID, e.dir(c.ID), consoleSocket)
+	if len(stdio) == 3 {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+	}
+	cmd.ExtraFiles = []*os.File{pw}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return err
+	}
+	pw.Close()
+	msg, _ := io.ReadAll(pr)
+	werr := cmd.Wait()
+	switch s := string(msg); {
+	case s == "ok":
+		return nil
+	case strings.HasPrefix(s, "err "):
+		return errors.New(strings.TrimPrefix(s, "err "))
+	default:
+		return fmt.Errorf("runtime create helper died: %v", werr)
+	}
+}
+
+// CreateMain is the body of "container-create ROOT ID BUNDLE [CONSOLE]":
+// runtime.Create with this process's stdio, the result on fd 3.
+func CreateMain(args []string) int {
+	res := os.NewFile(3, "result")
+	if len(args) < 3 {
+		fmt.Fprint(res, "err container-create: want ROOT ID BUNDLE [CONSOLE]")
+		return 2
+	}
+	o := runtime.CreateOpts{Bundle: args[2]}
+	if len(args) > 3 {
+		o.ConsoleSocket = args[3]
+	}
+	if err := runtime.New(args[0]).Create(args[1], o); err != nil {
+		fmt.Fprintf(res, "err %s", strings.ReplaceAll(err.Error(), "\n", " "))
+		return 1
+	}
+	fmt.Fprint(res, "ok")
+	return 0
 }
 
 // loopbackUp brings lo up in the network namespace of pid, as docker's
