@@ -328,7 +328,11 @@ func endpointNames(n *Network) []string {
 // Prune drops what dead containers left (addresses, rules, hosts
 // entries) and removes the user-defined networks no container uses; it
 // returns the names of the networks removed.
-func (m *Manager) Prune() ([]string, error) {
+func (m *Manager) Prune() ([]string, error) { return m.PruneExcept(nil) }
+
+// PruneExcept is Prune keeping the networks named in keep (those that
+// containers are configured with, even stopped ones).
+func (m *Manager) PruneExcept(keep map[string]bool) ([]string, error) {
 	unlock, err := m.lock()
 	if err != nil {
 		return nil, err
@@ -341,7 +345,7 @@ func (m *Manager) Prune() ([]string, error) {
 	m.gc(st)
 	var removed, bridges []string
 	for name, n := range st.Networks {
-		if len(n.Endpoints) == 0 && (name != DefaultName || !m.isDefaultRoot()) {
+		if len(n.Endpoints) == 0 && !keep[name] && (name != DefaultName || !m.isDefaultRoot()) {
 			delete(st.Networks, name)
 			bridges = append(bridges, n.Bridge)
 			if name != DefaultName {

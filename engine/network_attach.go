@@ -1,0 +1,205 @@
+package engine
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/berthproject/berth/network"
+)
+
+// Network modes of --network: none, host, container:NAME, or a bridge
+// network by name ("bridge" is the default one).
+const (
+	netNone      = "none"
+	netHost      = "host"
+	netContainer = "container"
+	netBridge    = "bridge"
+)
+
+// networkMode classifies --network and returns the network or container
+// it names.
+func networkMode(mode string) (kind, name string) {
+	switch {
+	case mode == netNone:
+		return netNone, ""
+	case mode == netHost:
+		return netHost, ""
+	case strings.HasPrefix(mode, "container:"):
+		return netContainer, strings.TrimPrefix(mode, "container:")
+	case mode == "" || mode == "default":
+		return netBridge, network.DefaultName
+	}
+	return netBridge, mode
+}
+
+// Networks is the store root's network manager.
+func (e *Engine) Networks() *network.Manager { return network.Open(e.Root) }
+
+// validateNetwork checks --network, -p and --network-alias before
+// anything is made: a named network must exist, ports must parse, and
+// ports or aliases need a network of berth's own.
+func (e *Engine) validateNetwork(mode string, publish []string, publishAll bool, aliases []string) error {
+	kind, name := networkMode(mode)
+	for _, p := range publish {
+		if _, err := network.ParsePort(p); err != nil {
+			return err
+		}
+	}
+	if kind != netBridge && (len(publish) > 0 || publishAll) {
+		return fmt.Errorf("published ports need a bridge network, not --network %s", mode)
+	}
+	if kind != netBridge && len(aliases) > 0 {
+		return fmt.Errorf("--network-alias needs a user-defined network, not --network %s", mode)
+	}
+	switch kind {
+	case netContainer:
+		if name == "" {
+			return fmt.Errorf("invalid --network %q: want container:NAME", mode)
+		}
+		if _, err := e.Lookup(name); err != nil {
+			return fmt.Errorf("--network %s: %w", mode, err)
+		}
+	case netBridge:
+		if name != network.DefaultName {
+			if _, err := e.Networks().Inspect(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// containerNetns is the network namespace a container:NAME container
+// joins: that of the other container's init, which must be running.
+func (e *Engine) containerNetns(mode string) (string, error) {
+	_, name := networkMode(mode)
+	other, err := e.Lookup(name)
+	if err != nil {
+		return "", fmt.Errorf("--network %s: %w", mode, err)
+	}
+	if !other.State.Running || other.State.Pid <= 0 {
+		return "", fmt.Errorf("--network %s: container %s is not running", mode, other.Name)
+	}
+	return "/proc/" + strconv.Itoa(other.State.Pid) + "/ns/net", nil
+}
+
+// portBindings are the container's -p values plus, with -P, every port
+// its image EXPOSEs on a random host port.
+func portBindings(c *Container, publish []string, publishAll bool) ([]network.PortBinding, error) {
+	var out []network.PortBinding
+	for _, p := range publish {
+		b, err := network.ParsePort(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	if publishAll && c.ImageConfig != nil {
+		exp, err := network.ExposedPorts(c.ImageConfig.Config.ExposedPorts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, exp...)
+	}
+	return out, nil
+}
+
+// attachNetwork gives the container created with init pid (not started
+// yet) its network: lo up for none, a veth into the bridge network for
+// bridge modes; host and container:NAME need nothing here.
+func (e *Engine) attachNetwork(c *Container, pid int, publish []string, publishAll bool, aliases []string) error {
+	kind, name := networkMode(c.Opts.Network)
+	switch kind {
+	case netHost, netContainer:
+		return nil
+	case netNone:
+		return loopbackUp(pid)
+	}
+	ports, err := portBindings(c, publish, publishAll)
+	if err != nil {
+		return err
+	}
+	_, err = e.Networks().Attach(network.AttachOpts{
+		Network: name, ContainerID: c.ID, ContainerName: c.Name, Aliases: aliases,
+		Pid: pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Ports: ports,
+	})
+	if err != nil {
+		return fmt.Errorf("network %s: %w", name, err)
+	}
+	return nil
+}
+
+// detachNetwork takes the container off every network (veth, address,
+// rules, hosts entries); nothing to do is no error.
+func (e *Engine) detachNetwork(id string) error {
+	return e.Networks().Detach(id, "")
+}
+
+// NetworkConnect attaches a running container to one more network.
+func (e *Engine) NetworkConnect(netRef, ref string, aliases []string) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	n, err := e.Networks().Inspect(netRef)
+	if err != nil {
+		return err
+	}
+	if !c.State.Running || c.State.Pid <= 0 {
+		return fmt.Errorf("container %s is not running", c.Name)
+	}
+	if kind, _ := networkMode(c.Opts.Network); kind == netHost || kind == netContainer {
+		return fmt.Errorf("container %s uses --network %s: it has no network of its own to connect", c.Name, c.Opts.Network)
+	}
+	_, err = e.Networks().Attach(network.AttachOpts{
+		Network: n.Name, ContainerID: c.ID, ContainerName: c.Name, Aliases: aliases,
+		Pid: c.State.Pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"),
+	})
+	return err
+}
+
+// NetworkDisconnect takes a container off one network.
+func (e *Engine) NetworkDisconnect(netRef, ref string) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	if err := e.Networks().Detach(c.ID, netRef); err != nil {
+		return fmt.Errorf("container %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Ports lists a running container's published ports.
+func (e *Engine) Ports(ref string) ([]network.PortBinding, error) {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !c.State.Running {
+		return nil, nil
+	}
+	return e.Networks().Ports(c.ID)
+}
+
+// ContainerNetworks returns a container's attachments by network name,
+// for inspect.
+func (e *Engine) ContainerNetworks(c *Container) map[string]*network.Endpoint {
+	eps, _ := e.Networks().Endpoints(c.ID)
+	return eps
+}
+
+// NetworkUsers names the containers whose --network is the network, run
+// or not: removing it would strand them.
+func (e *Engine) NetworkUsers(n *network.Network) []string {
+	all, _ := e.List()
+	var names []string
+	for _, c := range all {
+		if kind, name := networkMode(c.Opts.Network); kind == netBridge && (name == n.Name || name == n.ID) {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
