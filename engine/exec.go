@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/runtime"
 )
@@ -98,7 +95,8 @@ func (e *Engine) Exec(ref string, o ExecOptions, a Attach) (int, error) {
 		return exitFor(err), err
 	}
 
-	eo := runtime.ExecOpts{Detach: o.Detach}
+	// The runtime passes the signals berth gets (^C, TERM...) to the process.
+	eo := runtime.ExecOpts{Detach: o.Detach, ForwardSignals: !o.Detach}
 	devnull, _ := os.Open(os.DevNull)
 	defer devnull.Close()
 	var restore func()
@@ -164,25 +162,6 @@ func (e *Engine) Exec(ref string, o ExecOptions, a Attach) (int, error) {
 		out, errw = devnull, devnull
 	}
 	eo.Stdio = []*os.File{stdin, out, errw}
-	sigs := make(chan os.Signal, 4)
-	if !o.Detach {
-		// Forward termination signals to the exec'd process by pid.
-		pidFile := filepath.Join(os.TempDir(), "berth-exec-"+newID()[:12]+".pid")
-		eo.PidFile = pidFile
-		defer os.Remove(pidFile)
-		signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
-		defer signal.Stop(sigs)
-		go func() {
-			for s := range sigs {
-				if b, err := os.ReadFile(pidFile); err == nil {
-					var pid int
-					if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-						unix.Kill(pid, s.(syscall.Signal))
-					}
-				}
-			}
-		}()
-	}
 	code, err := e.Runtime.Exec(c.ID, &p, eo)
 	if err != nil {
 		return 126, err
