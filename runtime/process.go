@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -62,6 +64,11 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 	if err != nil {
 		return nil, err
 	}
+	// CVE-2024-21626: nothing of ours may survive the exec. Before any
+	// seccomp filter, which may not allow close_range.
+	if err := cloexecFrom(3 + in.preserve); err != nil {
+		return nil, err
+	}
 	seccomp := in.cfg.Spec.Linux.Seccomp
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -94,11 +101,25 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
 	}
-	// CVE-2024-21626: nothing of ours may survive the exec.
-	if err := unix.CloseRange(uint(3+in.preserve), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("close_range: %w", err)
-	}
 	return &execProc{path: path, args: p.Args, env: env}, nil
+}
+
+// cloexecFrom marks every fd from first on close-on-exec: close_range in
+// one call, or fd by fd where the kernel lacks it.
+func cloexecFrom(first int) error {
+	if err := unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return nil
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("listing fds: %w", err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // chdirInside changes to cwd and makes sure it is inside the container's

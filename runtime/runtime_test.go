@@ -3,11 +3,14 @@ package runtime
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthproject/berth/internal/fixture"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -546,5 +549,133 @@ func TestDevicePolicyWithoutCgroup(t *testing.T) {
 	s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_MKNOD")
 	if !needCgroup(s) {
 		t.Fatal("CAP_MKNOD must bring the devices cgroup back")
+	}
+}
+
+func TestHooks(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	hook := func(name string) specs.Hook {
+		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + filepath.Join(dir, name)}}
+	}
+	id := e.id("hooks")
+	out, code, err := e.run(id, e.bundle("", sh("cat /started"), func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{
+			CreateRuntime:   []specs.Hook{hook("createRuntime")},
+			CreateContainer: []specs.Hook{hook("createContainer")},
+			// In the container: its /bin/sh, its /tmp.
+			StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > /started"}}},
+			Poststart:      []specs.Hook{hook("poststart")},
+			Poststop:       []specs.Hook{hook("poststop")},
+		}
+		s.Root.Readonly = false
+	}))
+	if err != nil || code != 0 {
+		t.Fatalf("run: %v, exit %d: %s", err, code, out)
+	}
+	if !strings.Contains(out, `"status":"running"`) || !strings.Contains(out, id) {
+		t.Errorf("startContainer hook state: %s", out)
+	}
+	for name, status := range map[string]string{"createRuntime": "creating", "createContainer": "creating", "poststart": "running", "poststop": "stopped"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s hook did not run: %v", name, err)
+			continue
+		}
+		var s specs.State
+		if err := json.Unmarshal(data, &s); err != nil || s.ID != id || string(s.Status) != status {
+			t.Errorf("%s hook got state %s (%v), want status %s", name, data, err, status)
+		}
+	}
+	// A failing createRuntime hook fails create and leaves nothing.
+	_, _, err = e.run(e.id("hookfail"), e.bundle("", []string{"true"}, func(s *specs.Spec) {
+		s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/false"}}}
+	}))
+	if err == nil || !strings.Contains(err.Error(), "/bin/false") {
+		t.Fatalf("failing hook: %v", err)
+	}
+	if ents, _ := os.ReadDir(e.r.Root); len(ents) != 0 {
+		t.Fatalf("state left after a failed hook: %v", ents)
+	}
+}
+
+func TestNoPivotAndPropagation(t *testing.T) {
+	e := newEnv(t)
+	for _, prop := range []string{"private", "rslave", "rshared"} {
+		b := e.bundle("", sh("awk '$5==\"/\"' /proc/self/mountinfo; echo ok"), func(s *specs.Spec) { s.Linux.RootfsPropagation = prop })
+		id := e.id("prop-" + prop)
+		rd, wr, _ := os.Pipe()
+		code, err := e.r.Run(id, CreateOpts{Bundle: b, NoPivot: prop == "private", Stdio: []*os.File{nil, wr, wr}})
+		wr.Close()
+		data, _ := io.ReadAll(rd)
+		rd.Close()
+		out := string(data)
+		if err != nil || code != 0 || !strings.Contains(out, "ok") {
+			t.Fatalf("%s: %v %d %s", prop, err, code, out)
+		}
+		if prop == "rshared" && !strings.Contains(out, "shared:") {
+			t.Errorf("rshared root is not shared: %s", out)
+		}
+		// (slave of a host root that is not shared shows no master)
+		if prop != "rshared" && strings.Contains(out, "shared:") {
+			t.Errorf("rslave root: %s", out)
+		}
+	}
+}
+
+// With process.terminal the init gets a pty from the container's devpts,
+// sends the master over --console-socket, and runs on the slave.
+func TestTerminal(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(t.TempDir(), "console.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	masterc := make(chan *os.File, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			masterc <- nil
+			return
+		}
+		defer c.Close()
+		uc := c.(*net.UnixConn)
+		buf, oob := make([]byte, 64), make([]byte, 64)
+		_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+		if err != nil {
+			masterc <- nil
+			return
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		fds, _ := unix.ParseUnixRights(&msgs[0])
+		masterc <- os.NewFile(uintptr(fds[0]), "master")
+	}()
+	id := e.id("tty")
+	b := e.bundle("", sh("tty; readlink /proc/self/fd/0; test -c /dev/console && echo console"), func(s *specs.Spec) { s.Process.Terminal = true })
+	if err := e.r.Create(id, CreateOpts{Bundle: b, ConsoleSocket: sock}); err != nil {
+		t.Fatal(err)
+	}
+	master := <-masterc
+	if master == nil {
+		t.Fatal("no pty master received")
+	}
+	defer master.Close()
+	if err := e.r.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	buf := make([]byte, 1024)
+	for !strings.Contains(string(out), "console") {
+		master.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := master.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "console") {
+		t.Fatalf("terminal output: %q", out)
 	}
 }
