@@ -172,6 +172,7 @@ func TestDetachedLogsStopRemove(t *testing.T) {
 	bb := busyboxImage(t)
 	args := append(append([]string{"run", "-d"}, sec(t)...), "--name", "logger", "--log-opt", "max-size=2k", bb,
 		"sh", "-c", "echo to-stderr >&2; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done")
+	// (lines are ~70 bytes in json-file: 2k rotates after ~30 of them)
 	id := strings.TrimSpace(berthOK(t, args...))
 	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
 	if len(id) != 64 {
@@ -180,8 +181,15 @@ func TestDetachedLogsStopRemove(t *testing.T) {
 	if out := berthOK(t, "ps", "--format", "{{.Names}} {{.State}}"); !strings.Contains(out, "logger running") {
 		t.Errorf("ps: %q", out)
 	}
-	// The detached container outlives the berth command that started it.
-	time.Sleep(1500 * time.Millisecond)
+	// The detached container outlives the berth command that started it;
+	// wait until it has written enough to rotate (machine load varies).
+	e0 := testEngine(t)
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(e0.logPath(id) + ".1"); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	out, errs, _ := berth(t, "", "logs", "logger")
 	if !strings.Contains(out, "line 0\n") || !strings.Contains(errs, "to-stderr") {
 		t.Errorf("logs: %q / %q", out[:min(len(out), 200)], errs)
@@ -443,7 +451,7 @@ func TestKilledBerthThenPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id string
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 300; i++ {
 		out, _, _ := berth(t, "", "ps", "-q", "--no-trunc", "--filter", "name="+name)
 		if id = strings.TrimSpace(out); id != "" {
 			break
@@ -567,7 +575,7 @@ func TestInitReapsAndForwards(t *testing.T) {
 	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
 	// Until the init has set up its signal handling, a SIGTERM would be
 	// lost (or end it): wait for the child it starts after that.
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 200; i++ {
 		out, _, _ := berth(t, "", "top", id, "-o", "pid,args")
 		if strings.Contains(out, "\n") && strings.Count(out, "sleep 60") >= 2 {
 			break
@@ -737,10 +745,15 @@ func TestSecurityOptsAndStopSignal(t *testing.T) {
 	}
 	// --stop-signal: stop sends it (a trap here), not SIGTERM.
 	a := append(append([]string{"run", "-d"}, s...), "--stop-signal", "USR1", bb, "sh", "-c",
-		"trap 'echo got-usr1; exit 7' USR1; trap 'echo got-term; exit 8' TERM; while true; do sleep 0.1; done")
+		"trap 'echo got-usr1; exit 7' USR1; trap 'echo got-term; exit 8' TERM; echo ready; while true; do sleep 0.1; done")
 	id := strings.TrimSpace(berthOK(t, a...))
 	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
-	time.Sleep(300 * time.Millisecond) // let the shell set its traps
+	for i := 0; i < 200; i++ { // until the shell has set its traps
+		if out, _, _ := berth(t, "", "logs", id); strings.Contains(out, "ready") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	berthOK(t, "stop", "-t", "5", id)
 	if st := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.State.ExitCode}}", id)); st != "7" {
 		t.Errorf("after stop with --stop-signal USR1: exit %s, logs %q", st, berthOK(t, "logs", id))
