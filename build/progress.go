@@ -22,6 +22,7 @@ type printer struct {
 	tty   bool
 	live  []string // tty: the window of recent output lines
 	shown int      // tty: lines of the window now on screen
+	busy  int      // RUN steps printing output now (parallel stages)
 }
 
 const liveLines = 6
@@ -63,14 +64,22 @@ func (p *printer) printf(format string, a ...any) {
 	fmt.Fprintf(p.w, format, a...)
 }
 
-// outputLine shows one line of a RUN's output: indented in plain mode,
-// in the live window on a terminal.
-func (p *printer) outputLine(l string) {
+// outputLine shows one line of a RUN's output: indented in plain mode
+// (tagged with its step while several steps print at once), in the live
+// window on a terminal.
+func (p *printer) outputLine(prefix, l string) {
 	if p.quiet {
 		return
 	}
 	if !p.tty {
-		p.printf("    %s\n", l)
+		p.mu.Lock()
+		many := p.busy > 1
+		p.mu.Unlock()
+		if many {
+			p.printf("    %s %s\n", prefix, l)
+		} else {
+			p.printf("    %s\n", l)
+		}
 		return
 	}
 	p.mu.Lock()
@@ -100,17 +109,23 @@ func (p *printer) line(prefix, text, suffix string) {
 
 func (p *printer) cached(prefix, text string) { p.line(prefix, text, "CACHED") }
 
-func (p *printer) begin(prefix, text string) { p.line(prefix, text, "") }
+func (p *printer) begin(prefix, text string) {
+	p.mu.Lock()
+	p.busy++
+	p.mu.Unlock()
+	p.line(prefix, text, "")
+}
 
 func (p *printer) done(prefix, text string, d time.Duration, begun bool) {
 	el := fmt.Sprintf("%.2fs", d.Seconds())
 	if begun {
+		p.mu.Lock()
+		p.busy--
 		if p.tty {
-			p.mu.Lock()
 			p.clearLive()
 			p.live = nil
-			p.mu.Unlock()
 		}
+		p.mu.Unlock()
 		p.printf("%s DONE %s\n", prefix, el)
 		return
 	}
@@ -121,12 +136,13 @@ func (p *printer) warn(msg string) { p.printf("WARNING: %s\n", msg) }
 
 // output returns a writer for a RUN's output: lines are indented under
 // the step and the last ones kept for the error message.
-func (p *printer) output() *stepOutput {
-	return &stepOutput{p: p}
+func (p *printer) output(prefix string) *stepOutput {
+	return &stepOutput{p: p, prefix: prefix}
 }
 
 type stepOutput struct {
-	p    *printer
+	p      *printer
+	prefix string
 	mu   sync.Mutex
 	part []byte
 	tail []string
@@ -155,7 +171,7 @@ func (o *stepOutput) emit(l string) {
 	if len(o.tail) > tailLines {
 		o.tail = o.tail[1:]
 	}
-	o.p.outputLine(l)
+	o.p.outputLine(o.prefix, l)
 }
 
 // Close flushes a last unterminated line.

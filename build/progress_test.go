@@ -11,7 +11,7 @@ func TestPrinterModes(t *testing.T) {
 	var b bytes.Buffer
 	p := newPrinter(&b, "plain")
 	p.begin("[s 2/3]", "RUN make")
-	o := p.output()
+	o := p.output("[s 2/3]")
 	o.Write([]byte("line one\nline two\npartial"))
 	o.Close()
 	p.done("[s 2/3]", "RUN make", 1500*time.Millisecond, true)
@@ -26,7 +26,7 @@ func TestPrinterModes(t *testing.T) {
 	b.Reset()
 	q := newPrinter(&b, "quiet")
 	q.cached("[s 1/1]", "COPY . /")
-	q.output().Write([]byte("hidden\n"))
+	q.output("[s 1/1]").Write([]byte("hidden\n"))
 	if b.Len() != 0 {
 		t.Errorf("quiet printed %q", b.String())
 	}
@@ -34,7 +34,7 @@ func TestPrinterModes(t *testing.T) {
 	b.Reset()
 	tty := newPrinter(&b, "tty")
 	tty.begin("[s 1/1]", "RUN x")
-	to := tty.output()
+	to := tty.output("[s 1/1]")
 	for i := 0; i < 10; i++ {
 		to.Write([]byte("out\n"))
 	}

@@ -131,6 +131,7 @@ func orDot(s string) string {
 // snapshots and returns the changes as a layer.
 func (st *state) execRun(args []string, script []byte, env []string, wd, network string, mounts []*instructions.Mount) (*fileLayer, error) {
 	b := st.s.b
+	prefix := st.prefix()
 	lower, err := st.lowerView()
 	if err != nil {
 		return nil, err
@@ -288,7 +289,7 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfgJSON, 0o600); err != nil {
 		return nil, err
 	}
-	out := b.pr.output()
+	out := b.pr.output(prefix)
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return nil, err
