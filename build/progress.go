@@ -143,9 +143,9 @@ func (p *printer) output(prefix string) *stepOutput {
 type stepOutput struct {
 	p      *printer
 	prefix string
-	mu   sync.Mutex
-	part []byte
-	tail []string
+	mu     sync.Mutex
+	part   []byte
+	tail   []string
 }
 
 const tailLines = 20
