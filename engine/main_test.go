@@ -39,13 +39,18 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testRoot = filepath.Join(testDir, "root")
-	berthBin = filepath.Join(testDir, "berth")
-	build := exec.Command("go", "build", "-o", berthBin, "../cmd/berth")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building berth: %v\n%s", err, out)
-		os.RemoveAll(testDir)
-		os.Exit(1)
+	// make test builds bin/berth first and says where (BERTH_BIN);
+	// otherwise build one for this run.
+	berthBin = os.Getenv("BERTH_BIN")
+	if _, err := os.Stat(berthBin); berthBin == "" || err != nil {
+		berthBin = filepath.Join(testDir, "berth")
+		build := exec.Command("go", "build", "-o", berthBin, "../cmd/berth")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building berth: %v\n%s", err, out)
+			os.RemoveAll(testDir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	// Whatever a failed test left: containers, then mounts under testDir.
