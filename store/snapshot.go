@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/berthproject/berth/layer"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // ChainIDs returns the chain ID of each layer prefix of diffIDs (OCI
@@ -54,29 +56,39 @@ func (s *Store) snapshots(img v1.Image) ([]string, error) {
 	defer unlock()
 	chains := ChainIDs(cf.RootFS.DiffIDs)
 	dirs := make([]string, len(chains))
+	var missing []int
 	for i, c := range chains {
-		dir := s.SnapshotDir(c)
-		dirs[i] = filepath.Join(dir, "fs")
-		if _, err := os.Stat(dirs[i]); err == nil {
-			continue
+		dirs[i] = filepath.Join(s.SnapshotDir(c), "fs")
+		if _, err := os.Stat(dirs[i]); err != nil {
+			missing = append(missing, i)
 		}
-		if err := s.unpack(dir, layers[i], cf.RootFS.DiffIDs[i]); err != nil {
-			return nil, err
-		}
+	}
+	if len(missing) == 0 {
+		return dirs, nil
+	}
+	// One process unpacks at a time (snapshots.lock), so racing
+	// containers of one image unpack it once; the layers themselves are
+	// independent directories and unpack in parallel.
+	unlockSnap, err := s.flock("snapshots.lock", true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockSnap()
+	var g errgroup.Group
+	g.SetLimit(max(2, runtime.NumCPU()))
+	for _, i := range missing {
+		g.Go(func() error { return s.unpack(s.SnapshotDir(chains[i]), layers[i], cf.RootFS.DiffIDs[i]) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return dirs, nil
 }
 
 // unpack applies one layer into tmp/ and renames the result into place,
-// so a snapshot directory either is complete or does not exist. One
-// unpack runs at a time (snapshots.lock) so racing containers of one
-// image unpack it once.
+// so a snapshot directory either is complete or does not exist. Callers
+// hold snapshots.lock.
 func (s *Store) unpack(dir string, l v1.Layer, diffID v1.Hash) error {
-	unlock, err := s.flock("snapshots.lock", true)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, "fs")); err == nil {
 		return nil
 	}
