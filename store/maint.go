@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // InUse returns the manifest and config digests that containers use: the
@@ -424,7 +426,15 @@ func (s *Store) Check(repair bool) (CheckResult, error) {
 	}
 	im, err := s.readIndex()
 	if err != nil {
-		return res, err
+		var rebuilt *v1.IndexManifest
+		problem(func() error {
+			rebuilt = s.rebuildIndex()
+			return s.writeIndexFile(rebuilt)
+		}, "index.json: %v", err)
+		if rebuilt == nil {
+			return res, nil
+		}
+		im = rebuilt
 	}
 	var keep []v1.Descriptor
 	for _, d := range im.Manifests {
@@ -474,6 +484,46 @@ func (s *Store) Check(repair bool) (CheckResult, error) {
 		}, "tmp: %d leftovers of interrupted writes", len(ents))
 	}
 	return res, nil
+}
+
+// rebuildIndex recovers from an unreadable index.json: every stored
+// manifest or index that no other index lists becomes a dangling entry
+// (the names are lost; the images are not).
+func (s *Store) rebuildIndex() *v1.IndexManifest {
+	im := &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	blobs, _ := s.blobList()
+	children := map[v1.Hash]bool{}
+	var tops []v1.Descriptor
+	for _, h := range blobs {
+		data, err := os.ReadFile(s.blobPath(h))
+		if err != nil || len(data) == 0 || data[0] != '{' {
+			continue
+		}
+		if x, err := v1.ParseIndexManifest(bytes.NewReader(data)); err == nil && len(x.Manifests) > 0 && x.Manifests[0].MediaType != "" {
+			mt := x.MediaType
+			if mt == "" {
+				mt = types.OCIImageIndex
+			}
+			for _, c := range x.Manifests {
+				children[c.Digest] = true
+			}
+			tops = append(tops, v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(data))})
+			continue
+		}
+		if m, err := v1.ParseManifest(bytes.NewReader(data)); err == nil && m.Config.Digest.Hex != "" {
+			mt := m.MediaType
+			if mt == "" {
+				mt = types.OCIManifestSchema1
+			}
+			tops = append(tops, v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(data))})
+		}
+	}
+	for _, d := range tops {
+		if !children[d.Digest] {
+			im.Manifests = append(im.Manifests, d)
+		}
+	}
+	return im
 }
 
 func (s *Store) checkDescriptor(d v1.Descriptor) error {

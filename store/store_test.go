@@ -390,3 +390,28 @@ func TestIndexPlatforms(t *testing.T) {
 func digestOf(img v1.Image) v1.Hash { d, _ := img.Digest(); return d }
 
 var _ = io.EOF
+
+func TestRepairUnreadableIndex(t *testing.T) {
+	s := openTemp(t)
+	a, b := randomImage(t, 1), randomImage(t, 2)
+	s.Write(a, "a")
+	s.Write(b, "b")
+	os.WriteFile(s.indexPath(), []byte(`{"schemaVersion":2,"manifests":[{"trunc`), 0o644)
+	if res, err := s.Check(false); err != nil || len(res.Problems) != 1 || !strings.HasPrefix(res.Problems[0], "index.json") {
+		t.Fatalf("check of a broken index.json: %+v %v", res, err)
+	}
+	if res, err := s.Check(true); err != nil || len(res.Repaired) != 1 {
+		t.Fatalf("repair: %+v %v", res, err)
+	}
+	for _, img := range []v1.Image{a, b} {
+		if _, err := s.Image(digestOf(img).String(), ""); err != nil {
+			t.Fatalf("image lost by the repair: %v", err)
+		}
+	}
+	if entries, _ := s.List(); len(entries) != 2 {
+		t.Fatalf("%d entries after rebuild, want 2", len(entries))
+	}
+	if res, _ := s.Check(false); len(res.Problems) != 0 {
+		t.Fatal(res.Problems)
+	}
+}
