@@ -88,11 +88,13 @@ func (e *Engine) Exec(ref string, o ExecOptions, a Attach) (int, error) {
 		p.Capabilities = &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
 	}
 	exe, err := resolveExecutable(rootfs, p.Args[0], p.Cwd, p.Env)
-	if err != nil {
+	if err != nil && !underMount(p.Args[0], p.Env, s.Mounts) {
 		return exitFor(err), err
 	}
-	if err := checkInterpreter(rootfs, exe); err != nil {
-		return exitFor(err), err
+	if err == nil {
+		if err := checkInterpreter(rootfs, exe); err != nil {
+			return exitFor(err), err
+		}
 	}
 
 	// The runtime passes the signals berth gets (^C, TERM...) to the process.

@@ -19,16 +19,17 @@ const (
 )
 
 // networkMode classifies --network and returns the network or container
-// it names.
+// it names. An empty mode is none, as it was before bridges existed:
+// the CLI's --network default decides what users get.
 func networkMode(mode string) (kind, name string) {
 	switch {
-	case mode == netNone:
+	case mode == "" || mode == netNone:
 		return netNone, ""
 	case mode == netHost:
 		return netHost, ""
 	case strings.HasPrefix(mode, "container:"):
 		return netContainer, strings.TrimPrefix(mode, "container:")
-	case mode == "" || mode == "default":
+	case mode == "default":
 		return netBridge, network.DefaultName
 	}
 	return netBridge, mode

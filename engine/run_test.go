@@ -543,7 +543,7 @@ func TestCpCommitExportDiff(t *testing.T) {
 
 func TestExecInRunningContainer(t *testing.T) {
 	bb := busyboxImage(t)
-	a := append(append([]string{"run", "-d"}, sec(t)...), "-e", "BASE=1", bb, "sleep", "30")
+	a := append(append([]string{"run", "-d"}, sec(t)...), "-e", "BASE=1", "-v", "/data", bb, "sleep", "30")
 	id := strings.TrimSpace(berthOK(t, a...))
 	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
 	out := berthOK(t, "exec", "-e", "X=2", "-u", "nobody", "-w", "/tmp", id, "sh", "-c", "echo $BASE $X; id -u; pwd")
@@ -552,6 +552,11 @@ func TestExecInRunningContainer(t *testing.T) {
 	}
 	if _, _, code := berth(t, "", "exec", id, "sh", "-c", "exit 9"); code != 9 {
 		t.Errorf("exec exit code %d", code)
+	}
+	// A command in a volume is found by the exec itself.
+	berthOK(t, "cp", "/bin/busybox", id+":/data/busybox")
+	if out, errs, code := berth(t, "", "exec", id, "/data/busybox", "echo", "from volume"); code != 0 || out != "from volume\n" {
+		t.Errorf("exec of a command in a volume: exit %d %q %q", code, out, errs)
 	}
 	if _, _, code := berth(t, "", "exec", id, "nosuch"); code != 127 {
 		t.Errorf("exec of a missing command: %d", code)
