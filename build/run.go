@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -174,6 +175,10 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 		mountpoint(p)
 	}
 	spec := buildSpec(args, env, wd, uid, gid, extra, network)
+	// RUN gets Docker's default seccomp profile, as under BuildKit.
+	if spec.Linux.Seccomp, err = seccomp.GetDefaultProfile(spec); err != nil {
+		return nil, fmt.Errorf("seccomp profile: %w", err)
+	}
 	if network != "none" {
 		for _, f := range []string{"/etc/resolv.conf", "/etc/hosts"} {
 			if _, err := os.Stat(f); err == nil {

@@ -21,7 +21,7 @@ RUN rm /bin/vi
 WORKDIR /work
 RUN pwd > here
 USER nobody
-RUN id -u > /tmp/uid
+RUN id -u > /tmp/uid && grep -E '^(Seccomp|CapEff):' /proc/self/status > /tmp/status
 `,
 	})
 	r, out := e.mustBuild(dir, nil)
@@ -35,6 +35,19 @@ RUN id -u > /tmp/uid
 	}
 	if _, ok := fs["bin/vi"]; ok {
 		t.Errorf("bin/vi not deleted")
+	}
+	status := readFile(t, root+"/tmp/status")
+	if !strings.Contains(status, "Seccomp:\t2") || !strings.Contains(status, "CapEff:\t0000000000000000") {
+		t.Errorf("RUN as nobody: want seccomp filter and no effective caps, got %q", status)
+	}
+	if got := readFile(t, root+"/tmp/uid"); got != "65534\n" {
+		t.Errorf("USER nobody ran as %q", got)
+	}
+	if got := readFile(t, root+"/work/here"); got != "/work\n" {
+		t.Errorf("WORKDIR: pwd %q", got)
+	}
+	if got := readFile(t, root+"/greeting"); got != "hello world\n" {
+		t.Errorf("ENV+ARG in RUN: %q", got)
 	}
 	if !strings.Contains(out, "    out-line") {
 		t.Errorf("RUN output not indented under the step:\n%s", out)
