@@ -103,3 +103,31 @@ func TestForeignRunWithEmulator(t *testing.T) {
 		t.Errorf("config architecture %s", cf.Architecture)
 	}
 }
+
+// Cross-building: a stage FROM --platform=$BUILDPLATFORM runs natively
+// (no emulator needed) and the foreign final stage only COPYs from it.
+func TestCrossBuildWithBuildPlatformStage(t *testing.T) {
+	fixture.RequireRoot(t)
+	e := newEnv(t)
+	e.importBusybox("busybox")
+	old := binfmtDir
+	binfmtDir = t.TempDir() // no emulators: none may be needed
+	defer func() { binfmtDir = old }()
+	dir := writeContext(t, map[string]string{"Dockerfile": `FROM --platform=$BUILDPLATFORM busybox AS build
+ARG TARGETARCH
+RUN echo "built on $(uname -m) for $TARGETARCH" > /out
+FROM scratch
+COPY --from=build /out /out
+`})
+	r, out := e.mustBuild(dir, func(o *Options) { o.Platforms = []string{"linux/arm64"} })
+	img := r.Images["linux/arm64"]
+	if img == nil {
+		t.Fatalf("no arm64 image\n%s", out)
+	}
+	if got := readFile(t, filepath.Join(rootfsOf(t, img), "out")); got != "built on x86_64 for arm64\n" && goruntime.GOARCH == "amd64" {
+		t.Errorf("/out = %q", got)
+	}
+	if cf := configOf(t, img); cf.Architecture != "arm64" {
+		t.Errorf("final image architecture %s", cf.Architecture)
+	}
+}
