@@ -160,7 +160,7 @@ func InspectImage(s *store.Store, ref, platform string) (*Inspect, error) {
 
 // HistoryEntry is one row of `berth history`.
 type HistoryEntry struct {
-	ID        string // the layer's digest for the entry that made it, else <missing>
+	ID        string // the image ID on the newest entry, <missing> below (as docker for pulled images)
 	Created   time.Time
 	CreatedBy string
 	Size      int64
@@ -182,7 +182,6 @@ func History(img v1.Image) ([]HistoryEntry, error) {
 	for _, h := range cf.History {
 		e := HistoryEntry{ID: "<missing>", Created: h.Created.Time, CreatedBy: h.CreatedBy, Comment: h.Comment}
 		if !h.EmptyLayer && li < len(m.Layers) {
-			e.ID = m.Layers[li].Digest.String()
 			e.Size = m.Layers[li].Size
 			li++
 		}
@@ -190,8 +189,11 @@ func History(img v1.Image) ([]HistoryEntry, error) {
 	}
 	if len(cf.History) == 0 {
 		for _, l := range m.Layers {
-			out = append(out, HistoryEntry{ID: l.Digest.String(), Size: l.Size})
+			out = append(out, HistoryEntry{ID: "<missing>", Size: l.Size})
 		}
+	}
+	if len(out) > 0 {
+		out[len(out)-1].ID = m.Config.Digest.String()
 	}
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 		out[i], out[j] = out[j], out[i]
