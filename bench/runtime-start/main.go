@@ -134,8 +134,8 @@ func main() {
 		fmt.Printf("\n### %s\n\n", mode.name)
 		table(cs)
 		if !mode.limits && crunPath != "" {
-			fmt.Println("\ncrun --cgroup-manager=disabled creates no cgroup at all, as the issue asks for the no-limit case;" +
-				" berth and runc create one per container either way.")
+			fmt.Println("\ncrun --cgroup-manager=disabled creates no cgroup at all (the issue's comparison for the no-limit case);" +
+				" runc and crun (cgroupfs) create one per container even without limits.")
 		}
 	}
 }
