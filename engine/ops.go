@@ -155,7 +155,7 @@ func (e *Engine) Remove(ref string, o RemoveOpts) error {
 	}
 	defer unlock()
 	if cur, err := e.loadID(c.ID); err == nil {
-		e.refresh(cur)
+		// (no refresh here: it takes the lock we hold)
 		if cur.State.Running && cur.monitorAlive() {
 			return fmt.Errorf("container %s is still running", c.Name)
 		}
@@ -176,6 +176,9 @@ func (e *Engine) Remove(ref string, o RemoveOpts) error {
 	// Rename first so a half-removed container never shows up in ps.
 	trash := filepath.Join(e.containersDir(), ".rm-"+c.ID)
 	if err := os.Rename(e.dir(c.ID), trash); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // removed meanwhile (its monitor, for --rm)
+		}
 		return err
 	}
 	return os.RemoveAll(trash)
