@@ -198,6 +198,16 @@ func (e *Engine) loadID(id string) (*Container, error) {
 
 // List returns every container, newest first, with its state refreshed.
 func (e *Engine) List() ([]*Container, error) {
+	out, err := e.listRecords()
+	for _, c := range out {
+		e.refresh(c)
+	}
+	return out, err
+}
+
+// listRecords reads every record as it is on disk, taking no lock (for
+// callers that hold other locks).
+func (e *Engine) listRecords() ([]*Container, error) {
 	ents, err := os.ReadDir(e.containersDir())
 	if err != nil {
 		return nil, err
@@ -211,7 +221,6 @@ func (e *Engine) List() ([]*Container, error) {
 		if err != nil {
 			continue // half-created or being removed
 		}
-		e.refresh(c)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })

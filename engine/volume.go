@@ -123,7 +123,9 @@ func (e *Engine) Volumes() ([]*Volume, error) {
 
 // volumeUsers returns the containers whose mounts use volume name.
 func (e *Engine) volumeUsers(name string) []string {
-	all, _ := e.List()
+	// Records as on disk: the volumes lock is held, and container locks
+	// are taken before it elsewhere.
+	all, _ := e.listRecords()
 	var users []string
 	for _, c := range all {
 		for _, m := range c.Mounts() {
