@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,5 +135,24 @@ func TestReproducibleWithRun(t *testing.T) {
 	}
 	if ds[0] != ds[1] {
 		t.Errorf("RUN build not reproducible: %v", ds)
+	}
+}
+
+// podman loads both archive outputs.
+func TestOutputsLoadInPodman(t *testing.T) {
+	fixture.RequireRoot(t)
+	podman := fixture.RequireBinary(t, "podman", "podman")
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
+	d := t.TempDir()
+	store := []string{"--root", filepath.Join(d, "root"), "--runroot", filepath.Join(d, "run"), "--tmpdir", filepath.Join(d, "tmp"), "--storage-driver", "vfs"}
+	t.Cleanup(func() { exec.Command(podman, append(store, "rmi", "-af")...).Run() })
+	for _, typ := range []string{"docker", "oci"} {
+		p := filepath.Join(d, typ+".tar")
+		e.mustBuild(dir, func(o *Options) { o.Output = "type=" + typ + ",dest=" + p; o.Tags = []string{"localhost/out:" + typ} })
+		out, err := exec.Command(podman, append(store, "load", "-i", p)...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Loaded image") {
+			t.Errorf("podman load %s: %v\n%s", typ, err, out)
+		}
 	}
 }
