@@ -354,7 +354,7 @@ func (s *Store) GC() (int64, error) {
 	for _, c := range snaps {
 		if _, ok := chains[c]; !ok {
 			freed += diskUsage(s.SnapshotDir(c))
-			if err := os.RemoveAll(s.SnapshotDir(c)); err != nil {
+			if err := s.removeSnapshot(s.SnapshotDir(c)); err != nil {
 				return freed, err
 			}
 		}
@@ -470,9 +470,9 @@ func (s *Store) Check(repair bool) (CheckResult, error) {
 		want, needed := chains[c]
 		switch {
 		case err != nil || ferr != nil || !fi.IsDir():
-			problem(func() error { return os.RemoveAll(dir) }, "snapshot %s: incomplete", short(c))
+			problem(func() error { return s.removeSnapshot(dir) }, "snapshot %s: incomplete", short(c))
 		case needed && strings.TrimSpace(string(data)) != want.String():
-			problem(func() error { return os.RemoveAll(dir) }, "snapshot %s: holds layer %s, its chain needs %s", short(c), strings.TrimSpace(string(data)), want)
+			problem(func() error { return s.removeSnapshot(dir) }, "snapshot %s: holds layer %s, its chain needs %s", short(c), strings.TrimSpace(string(data)), want)
 		}
 	}
 	if ents, _ := os.ReadDir(filepath.Join(s.Root, "tmp")); len(ents) > 0 {

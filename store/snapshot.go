@@ -146,3 +146,17 @@ func (s *Store) snapshotIDs() ([]v1.Hash, error) {
 	}
 	return out, nil
 }
+
+// removeSnapshot moves a snapshot into tmp/ before deleting it: a kill
+// mid-delete must not leave a half-empty fs/ that looks complete.
+func (s *Store) removeSnapshot(dir string) error {
+	trash, err := os.MkdirTemp(filepath.Join(s.Root, "tmp"), "del-")
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(dir, filepath.Join(trash, "snap")); err != nil {
+		os.Remove(trash)
+		return err
+	}
+	return os.RemoveAll(trash)
+}
