@@ -225,6 +225,10 @@ func Build(o Options) (*Result, error) {
 			return nil, fmt.Errorf("store image: %w", err)
 		}
 		res.ID, err = imgs[0].ConfigName()
+		pr.printf("writing image %s\n", res.ID)
+		for _, t := range o.Tags {
+			pr.printf("naming to %s\n", t)
+		}
 		return res, err
 	}
 	idx, err := makeIndex(plats, imgs)
@@ -240,6 +244,10 @@ func Build(o Options) (*Result, error) {
 		return nil, fmt.Errorf("store index: %w", err)
 	}
 	res.ID = res.Digest
+	pr.printf("writing index %s (%d platforms)\n", res.ID, len(imgs))
+	for _, t := range o.Tags {
+		pr.printf("naming to %s\n", t)
+	}
 	return res, nil
 }
 
