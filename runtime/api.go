@@ -57,6 +57,8 @@ type CreateOpts struct {
 	// ForwardSignals: Run passes the signals a user or supervisor sends
 	// (INT, TERM, HUP, QUIT, USR1, USR2, WINCH) to the container's init.
 	ForwardSignals bool
+
+	proxyTTY bool // Run: relay a terminal itself when there is no ConsoleSocket
 }
 
 // ExecOpts are the options of Exec, as runc's exec flags.

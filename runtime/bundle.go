@@ -142,14 +142,11 @@ func validateSpec(s *specs.Spec) error {
 			}
 		}
 	}
-	if !seen[specs.MountNamespace] {
-		return errors.New("a mount namespace is required")
+	if _, uts := hasNS(s, specs.UTSNamespace); s.Hostname != "" && !uts {
+		return errors.New("hostname is set but there is no uts namespace")
 	}
-	if s.Hostname != "" && !newNS(s, specs.UTSNamespace) {
-		return errors.New("hostname is set but there is no new uts namespace")
-	}
-	if s.Domainname != "" && !newNS(s, specs.UTSNamespace) {
-		return errors.New("domainname is set but there is no new uts namespace")
+	if _, uts := hasNS(s, specs.UTSNamespace); s.Domainname != "" && !uts {
+		return errors.New("domainname is set but there is no uts namespace")
 	}
 	if (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0) && !newNS(s, specs.UserNamespace) {
 		return errors.New("uid/gid mappings need a new user namespace")

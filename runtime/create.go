@@ -223,7 +223,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		return nil, nil, err
 	}
 	bundle, _ := filepath.Abs(o.Bundle)
-	if spec.Process.Terminal && o.ConsoleSocket == "" {
+	if spec.Process.Terminal && o.ConsoleSocket == "" && !o.proxyTTY {
 		return nil, nil, errors.New("process.terminal is true: --console-socket is required")
 	}
 	if err := os.MkdirAll(r.Root, 0o711); err != nil {
@@ -283,7 +283,14 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		return nil, nil, err
 	}
 	defer l.stateDir.Close()
-	if spec.Process.Terminal {
+	var tty *ttyProxy
+	if spec.Process.Terminal && o.ConsoleSocket == "" {
+		if tty, l.console, err = newTTYProxy(); err != nil {
+			return nil, nil, err
+		}
+		defer l.console.Close()
+		cfg.Console = true
+	} else if spec.Process.Terminal {
 		if l.console, err = dialConsole(o.ConsoleSocket); err != nil {
 			return nil, nil, err
 		}
@@ -384,7 +391,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		return nil, nil, errors.New("container init died during create")
 	}
 	st.Status = specs.StateCreated
-	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: spec, dir: dir}
+	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: spec, dir: dir, tty: tty}
 	if err = c.save(); err != nil {
 		return nil, nil, err
 	}

@@ -102,11 +102,14 @@ func (in *initProc) run() error {
 	}
 	unix.Close(in.fd(fdMntNS))
 	if !cfg.Exec {
-		if !cfg.JoinMnt {
-			if err := in.setupRootfs(); err != nil {
+		// In a joined mount namespace too, as runc: the bundle's rootfs
+		// becomes the root there. Without a mount namespace nothing may be
+		// mounted (it would be the host's): only chroot into the rootfs.
+		if _, ok := hasNS(s, specs.MountNamespace); !ok {
+			if err := in.chrootOnly(); err != nil {
 				return err
 			}
-		} else if err := in.waitGo(); err != nil {
+		} else if err := in.setupRootfs(); err != nil {
 			return err
 		}
 		if err := in.afterRootfs(); err != nil {
@@ -120,7 +123,7 @@ func (in *initProc) run() error {
 			return err
 		}
 	}
-	if !cfg.Exec && s.Root.Readonly && !cfg.JoinMnt {
+	if _, mnt := hasNS(s, specs.MountNamespace); !cfg.Exec && s.Root.Readonly && mnt {
 		if err := remountReadonlyRoot(); err != nil {
 			return err
 		}

@@ -17,9 +17,18 @@ import (
 // Run creates and starts id, then (unless Detach) waits for it and returns
 // its exit status (128+N for a signal) after deleting it.
 func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
-	_, proc, err := r.create(id, o)
+	o.proxyTTY = !o.Detach
+	c, proc, err := r.create(id, o)
 	if err != nil {
 		return 0, err
+	}
+	if c.tty != nil {
+		stop, err := c.tty.serve()
+		if err != nil {
+			_ = r.Delete(id, true)
+			return 0, err
+		}
+		defer func() { <-c.tty.done; stop() }()
 	}
 	if !o.Detach && o.ForwardSignals {
 		defer forwardSignals(proc)()

@@ -21,12 +21,20 @@ var loadSeccomp = func(*specs.LinuxSeccomp) error {
 }
 
 type execProc struct {
-	path string
-	args []string
-	env  []string
+	path    string
+	args    []string
+	env     []string
+	rlimits []specs.POSIXRlimit
 }
 
 func (p *execProc) exec() error {
+	for _, rl := range p.rlimits {
+		// syscall.Setrlimit (not prlimit) so that Go does not put back its
+		// saved RLIMIT_NOFILE at exec.
+		if err := syscall.Setrlimit(rlimitNames[rl.Type], &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+			return fmt.Errorf("rlimit %s: %w", rl.Type, err)
+		}
+	}
 	err := syscall.Exec(p.path, p.args, p.env)
 	return fmt.Errorf("exec %s: %w", p.path, err)
 }
@@ -37,18 +45,15 @@ func (p *execProc) exec() error {
 // program.
 func (in *initProc) prepareProcess() (*execProc, error) {
 	p := in.cfg.Spec.Process
+	// Rlimits are set right before execve (a small RLIMIT_AS would starve
+	// the Go runtime before); here only check what cannot work.
 	for _, rl := range p.Rlimits {
-		res := rlimitNames[rl.Type]
-		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
-		// syscall.Setrlimit (not prlimit) so Go does not restore its own
-		// saved RLIMIT_NOFILE at exec.
-		if err := syscall.Setrlimit(res, &lim); err != nil {
-			var cur syscall.Rlimit
-			_ = syscall.Getrlimit(res, &cur)
-			if err == syscall.EPERM && rl.Hard > cur.Max {
-				return nil, fmt.Errorf("rlimit %s: cannot raise the hard limit from %d to %d", rl.Type, cur.Max, rl.Hard)
-			}
-			return nil, fmt.Errorf("rlimit %s: %w", rl.Type, err)
+		var cur syscall.Rlimit
+		if err := syscall.Getrlimit(rlimitNames[rl.Type], &cur); err == nil && rl.Hard > cur.Max && !hasCap(unix.CAP_SYS_RESOURCE) {
+			return nil, fmt.Errorf("rlimit %s: cannot raise the hard limit from %d to %d without CAP_SYS_RESOURCE", rl.Type, cur.Max, rl.Hard)
+		}
+		if rl.Soft > rl.Hard {
+			return nil, fmt.Errorf("rlimit %s: soft limit %d above hard limit %d", rl.Type, rl.Soft, rl.Hard)
 		}
 	}
 	umask := 0o022
@@ -101,7 +106,17 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
 	}
-	return &execProc{path: path, args: p.Args, env: env}, nil
+	return &execProc{path: path, args: p.Args, env: env, rlimits: p.Rlimits}, nil
+}
+
+// hasCap reports whether this thread has capability c in its effective set.
+func hasCap(c int) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[c/32].Effective&(1<<uint(c%32)) != 0
 }
 
 // cloexecFrom marks every fd from first on close-on-exec: close_range in

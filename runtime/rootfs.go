@@ -98,6 +98,17 @@ func (in *initProc) setupRootfs() error {
 	return nil
 }
 
+// chrootOnly is the root of a container without a mount namespace.
+func (in *initProc) chrootOnly() error {
+	if err := in.waitGo(); err != nil {
+		return err
+	}
+	if err := unix.Chroot(in.cfg.Rootfs); err != nil {
+		return fmt.Errorf("chroot %s: %w", in.cfg.Rootfs, err)
+	}
+	return unix.Chdir("/")
+}
+
 // afterRootfs runs inside the new root: sysctls, read-only and masked
 // paths, hostname.
 func (in *initProc) afterRootfs() error {
@@ -108,7 +119,7 @@ func (in *initProc) afterRootfs() error {
 			return fmt.Errorf("sysctl %s=%s: %w", k, v, errors.Unwrap(err))
 		}
 	}
-	if !in.cfg.JoinMnt {
+	if _, ok := hasNS(s, specs.MountNamespace); ok {
 		for _, p := range s.Linux.ReadonlyPaths {
 			if err := readonlyPath(p); err != nil {
 				return fmt.Errorf("readonly path %s: %w", p, err)

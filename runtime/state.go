@@ -33,6 +33,7 @@ type container struct {
 
 	dir  string
 	lock *os.File
+	tty  *ttyProxy // Run's own terminal relay, if any
 }
 
 func (r *Runtime) dir(id string) string { return filepath.Join(r.Root, id) }
