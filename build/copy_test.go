@@ -51,3 +51,16 @@ func TestCopyIntoExistingDir(t *testing.T) {
 		}
 	}
 }
+
+func TestCopyExclude(t *testing.T) {
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM scratch\nCOPY --exclude=*.log --exclude=tmp src/ /app/\n",
+		"src/a.go":   "a", "src/b.log": "b", "src/tmp/x": "x", "src/sub/c.go": "c",
+	})
+	r, out := e.mustBuild(dir, nil)
+	got := strings.Join(keys(tree(t, rootfsOf(t, onlyImage(t, r)))), " ")
+	if got != "app app/a.go app/sub app/sub/c.go" {
+		t.Errorf("got %s\n%s", got, out)
+	}
+}
