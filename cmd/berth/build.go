@@ -98,8 +98,13 @@ func buildCommand() *cobra.Command {
 			res, err := build.Build(o)
 			if err != nil {
 				var se *build.StepError
-				if errors.As(err, &se) && se.Tail != "" && progress != "plain" {
-					fmt.Fprintf(os.Stderr, "--- last output of the failed step ---\n%s\n", se.Tail)
+				if errors.As(err, &se) {
+					if se.Tail != "" && progress != "plain" {
+						fmt.Fprintf(os.Stderr, "--- last output of the failed step ---\n%s\n", se.Tail)
+					}
+					// The Dockerfile failed, not berth: exit 1 as docker build does.
+					fmt.Fprintf(os.Stderr, "berth: %v\n", err)
+					return exitError{1}
 				}
 				return err
 			}
