@@ -295,7 +295,7 @@ func parseDockerfile(name string, src []byte) (*dockerfile, error) {
 		return nil, locErr(name, err)
 	}
 	if len(stages) == 0 {
-		return nil, fmt.Errorf("%s: no FROM instruction", name)
+		return nil, &StepError{File: name, Err: errors.New("no FROM instruction")}
 	}
 	df := &dockerfile{name: name, stages: stages, metaArgs: metaArgs, escape: res.EscapeToken}
 	for _, w := range res.Warnings {
@@ -318,9 +318,9 @@ func locErr(name string, err error) error {
 		if errors.As(err, &ue) {
 			msg = fmt.Sprintf("unknown instruction: %s", strings.ToUpper(ue.Instruction))
 		}
-		return fmt.Errorf("%s:%d: %s", name, le.Locations[0][0].Start.Line, msg)
+		return &StepError{File: name, Line: le.Locations[0][0].Start.Line, Err: errors.New(msg)}
 	}
-	return fmt.Errorf("%s: %s", name, msg)
+	return &StepError{File: name, Err: errors.New(msg)}
 }
 
 // StepError is a failed step: where it is in the Dockerfile and why.
@@ -333,6 +333,12 @@ type StepError struct {
 }
 
 func (e *StepError) Error() string {
+	switch {
+	case e.Line == 0:
+		return fmt.Sprintf("%s: %v", e.File, e.Err)
+	case e.Instruction == "":
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
 	return fmt.Sprintf("%s:%d: %s: %v", e.File, e.Line, e.Instruction, e.Err)
 }
 
