@@ -228,10 +228,6 @@ func (s *Store) resolveIn(entries []Entry, ref string) (Entry, bool) {
 
 // Tag points name at the image ref resolves to.
 func (s *Store) Tag(ref, newName string) error {
-	e, err := s.Resolve(ref)
-	if err != nil {
-		return err
-	}
 	full, err := Normalize(newName)
 	if err != nil {
 		return err
@@ -239,7 +235,13 @@ func (s *Store) Tag(ref, newName string) error {
 	if strings.Contains(full, "@") {
 		return fmt.Errorf("cannot tag with a digest reference: %s", newName)
 	}
+	// Resolve under the index lock: resolved before it, the image could be
+	// removed and its blobs collected before the new name points at it.
 	return s.updateIndex(func(im *v1.IndexManifest) error {
+		e, err := s.Resolve(ref)
+		if err != nil {
+			return err
+		}
 		setTag(im, e.Descriptor, full)
 		return nil
 	})
