@@ -204,8 +204,10 @@ func Build(o Options) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	for _, err := range errs {
+		if err != nil {
+			return nil, err // one line; other platforms usually fail alike
+		}
 	}
 	for i, b := range bs {
 		res.Images[platformString(b.platform)] = imgs[i]
