@@ -57,6 +57,10 @@ func TestCLIBuild(t *testing.T) {
 	if !strings.HasPrefix(id, "sha256:") || readFile(t, iid) != id || se != "" {
 		t.Errorf("-q/--iidfile: stdout %q iidfile %q stderr %q", so, readFile(t, iid), se)
 	}
+	// The built image runs with berth run.
+	if so, se, code := berthCLI(t, root, "run", "--rm", "cli:1"); code != 0 || so != "from-cli\n" {
+		t.Errorf("berth run cli:1: exit %d, %q %s", code, so, se)
+	}
 	so, _, _ = berthCLI(t, root, "image", "inspect", "cli:2")
 	if !strings.Contains(so, `"k": "v"`) && !strings.Contains(so, `"k":"v"`) {
 		t.Errorf("label not in inspect: %s", so)
