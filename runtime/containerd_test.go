@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +17,14 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/internal/fixture"
+	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // ctrd is a containerd of the test's own and the ctr flags that keep
@@ -153,6 +157,21 @@ state = %q
 	return c
 }
 
+// readUntil reads f until want appears, EOF or the timeout.
+func readUntil(f *os.File, want string, timeout time.Duration) string {
+	f.SetReadDeadline(time.Now().Add(timeout))
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(out.String(), want) {
+		n, err := f.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return out.String()
+}
+
 func unmountUnder(dir string) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -241,6 +260,27 @@ func TestContainerd(t *testing.T) {
 		}
 	})
 
+	t.Run("Terminal", func(t *testing.T) {
+		// ctr -t makes the shim listen on a console socket; berth must
+		// send it the pty master the way runc does, or nothing prints.
+		ptmx, pts, err := pty.Open()
+		if err != nil {
+			t.Skipf("no pty: %v", err)
+		}
+		defer ptmx.Close()
+		cmd := c.run(ctx, "--rm", "-t", ref, "berth-tty", "sh", "-c", "tty; echo tty-done")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pts.Close()
+		out := readUntil(ptmx, "tty-done", 60*time.Second)
+		err = cmd.Wait()
+		if err != nil || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "tty-done") {
+			t.Fatalf("ctr run -t: %v: %q", err, out)
+		}
+	})
+
 	t.Run("ExitStatus", func(t *testing.T) {
 		err := c.run(ctx, "--rm", ref, "berth-exit", "sh", "-c", "exit 7").Run()
 		ee, ok := err.(*exec.ExitError)
@@ -312,4 +352,71 @@ func TestContainerd(t *testing.T) {
 			t.Errorf("runtime state left behind: %v", left)
 		}
 	})
+}
+
+// TestConsoleSocket drives `berth runtime run --console-socket` as a
+// runc caller would: listen, receive the pty master with SCM_RIGHTS, and
+// read the container's terminal output through it.
+func TestConsoleSocket(t *testing.T) {
+	e := newSecEnv(t)
+	sock := filepath.Join(e.tmp, "console.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	masters := make(chan *os.File, 1)
+	go func() {
+		defer close(masters)
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			return
+		}
+		masters <- os.NewFile(uintptr(fds[0]), "pty-master")
+	}()
+	dir, id := e.bundle(t, func(s *specs.Spec) {
+		s.Process.Terminal = true
+		s.Process.Args = []string{"/bin/sh", "-c", "tty; read line; echo got:$line"}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := e.cli(ctx, "run", "--console-socket", sock, "--bundle", dir, id)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var master *os.File
+	select {
+	case master = <-masters:
+	case <-time.After(30 * time.Second):
+	}
+	if master == nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no pty master arrived on the console socket: %s", stderr.String())
+	}
+	defer master.Close()
+	out := readUntil(master, "/dev/pts/", 30*time.Second)
+	// Typing into the master reaches the container's stdin.
+	master.Write([]byte("hello\n"))
+	out += readUntil(master, "got:hello", 30*time.Second)
+	err = cmd.Wait()
+	if err != nil || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "got:hello") {
+		t.Fatalf("terminal run: %v: output %q, stderr %q", err, out, stderr.String())
+	}
 }
