@@ -139,6 +139,7 @@ func Build(o Options) (*Result, error) {
 		return nil, err
 	}
 	defer lock.Close()
+	defer c.saveSums()
 
 	var plats []v1.Platform
 	if len(o.Platforms) == 0 {

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +31,18 @@ import (
 // is either found or not.
 type cache struct {
 	dir string
+
+	sumsMu    sync.Mutex
+	sums      map[string]fileSum // host path -> content digest, see fileSum
+	sumsDirty bool
+}
+
+// fileSum remembers a file's content digest with what would change if
+// the file did (inode, size, mtime and ctime in ns).
+type fileSum struct {
+	Dev, Ino           uint64
+	Size, Mtime, Ctime int64
+	Sum                string
 }
 
 type cacheEntry struct {
@@ -120,6 +134,7 @@ func Prune(storeRoot string) (PruneReport, error) {
 		return r, err
 	}
 	defer lock.Close()
+	os.Remove(filepath.Join(dir, "filesums.json"))
 	for _, sub := range []string{"keys", "blobs", "mounts", "downloads", "tmp"} {
 		d := filepath.Join(dir, sub)
 		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
@@ -226,4 +241,70 @@ func unmountUnder(dir string) {
 	for _, m := range mps {
 		syscall.Unmount(m, syscall.MNT_DETACH)
 	}
+}
+
+// fileSum is the sha256 of a context file's content, read again only when
+// its inode, size, mtime or ctime changed since a build last hashed it.
+func (c *cache) fileSum(p string) (string, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return "", err
+	}
+	want := fileSum{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+	c.sumsMu.Lock()
+	if c.sums == nil {
+		c.sums = map[string]fileSum{}
+		if b, err := os.ReadFile(filepath.Join(c.dir, "filesums.json")); err == nil {
+			json.Unmarshal(b, &c.sums)
+		}
+	}
+	got, ok := c.sums[p]
+	c.sumsMu.Unlock()
+	// A file changed within the same clock tick as its last hash could
+	// look unchanged: trust the memo only for files older than a second.
+	if ok && got.Sum != "" && got.Dev == want.Dev && got.Ino == want.Ino && got.Size == want.Size &&
+		got.Mtime == want.Mtime && got.Ctime == want.Ctime && time.Since(time.Unix(0, want.Ctime)) > time.Second {
+		return got.Sum, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	want.Sum = hex.EncodeToString(h.Sum(nil))
+	c.sumsMu.Lock()
+	c.sums[p] = want
+	c.sumsDirty = true
+	c.sumsMu.Unlock()
+	return want.Sum, nil
+}
+
+// saveSums writes the remembered digests back (best effort: it is only
+// a shortcut, a lost update means hashing again).
+func (c *cache) saveSums() {
+	c.sumsMu.Lock()
+	defer c.sumsMu.Unlock()
+	if !c.sumsDirty {
+		return
+	}
+	b, err := json.Marshal(c.sums)
+	if err != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "sums-")
+	if err != nil {
+		return
+	}
+	_, err = tmp.Write(b)
+	tmp.Close()
+	if err != nil {
+		os.Remove(tmp.Name())
+		return
+	}
+	os.Rename(tmp.Name(), filepath.Join(c.dir, "filesums.json"))
+	c.sumsDirty = false
 }

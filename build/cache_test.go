@@ -134,3 +134,26 @@ func TestStaleBuildDirsCleaned(t *testing.T) {
 		t.Errorf("a running build's dir was removed")
 	}
 }
+
+// The remembered file digests never hide a change: same size, mtime put
+// back, the new content still rebuilds (the inode's ctime moved).
+func TestFileSumMemoSeesChanges(t *testing.T) {
+	e := newEnv(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "aaaa"})
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(dir, "f"), old, old)
+	time.Sleep(1100 * time.Millisecond) // let the memo trust this file
+	e.mustBuild(dir, nil)
+	if _, out := e.mustBuild(dir, nil); !strings.Contains(out, "COPY f /f CACHED") {
+		t.Fatalf("not cached:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(dir, "f"), []byte("bbbb"), 0o644)
+	os.Chtimes(filepath.Join(dir, "f"), old, old)
+	r, out := e.mustBuild(dir, nil)
+	if strings.Contains(out, "CACHED") {
+		t.Errorf("changed file served from cache:\n%s", out)
+	}
+	if got := readFile(t, filepath.Join(rootfsOf(t, onlyImage(t, r)), "f")); got != "bbbb" {
+		t.Errorf("content %q", got)
+	}
+}

@@ -163,7 +163,7 @@ func (st *state) copy(line int, text string, sp copySpec) error {
 		if err != nil {
 			return fail(err)
 		}
-		h, err := hashEntries(pre)
+		h, err := b.cache.hashEntries(pre)
 		if err != nil {
 			return fail(err)
 		}
@@ -514,8 +514,9 @@ func globView(src *copySource, pattern string) ([]string, error) {
 
 // hashEntries digests what the entries would put in the layer: paths,
 // types, modes, owners, link targets and file contents. Not mtimes, as
-// BuildKit: a checkout or a touch does not invalidate the cache.
-func hashEntries(es []*copyEntry) (string, error) {
+// BuildKit: a checkout or a touch does not invalidate the cache. File
+// contents are hashed once and remembered by inode and change time.
+func (c *cache) hashEntries(es []*copyEntry) (string, error) {
 	h := sha256.New()
 	for _, e := range es {
 		fmt.Fprintf(h, "%s\x00%o\x00%d:%d\x00%s\x00%v\x00%v\x00%d\x00", e.dst, uint32(e.mode), e.uid, e.gid, e.link, e.archive, e.mkdir, e.size)
@@ -523,15 +524,11 @@ func hashEntries(es []*copyEntry) (string, error) {
 		case e.hasData:
 			h.Write(e.data)
 		case e.host != "":
-			f, err := os.Open(e.host)
+			sum, err := c.fileSum(e.host)
 			if err != nil {
 				return "", err
 			}
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return "", err
-			}
+			h.Write([]byte(sum))
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -93,7 +93,7 @@ func (st *state) run(line int, text string, c *instructions.RunCommand) error {
 				if err != nil {
 					return fail(fmt.Errorf("--mount source: %w", err))
 				}
-				h, err := hashEntries(es)
+				h, err := b.cache.hashEntries(es)
 				if err != nil {
 					return fail(err)
 				}
