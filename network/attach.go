@@ -41,23 +41,16 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	}
 	m.gc(st)
 	n, err := find(st, o.Network)
+	made := false
 	if err != nil && o.Network == DefaultName {
 		n, err = m.makeDefault(st)
+		made = true
 	}
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := n.Endpoints[o.ContainerID]; ok {
 		return nil, fmt.Errorf("container %s is already connected to network %s", o.ContainerName, n.Name)
-	}
-	hunlock, err := hostLock()
-	if err != nil {
-		return nil, err
-	}
-	err = ensureBridge(n)
-	hunlock()
-	if err != nil {
-		return nil, err
 	}
 	ports, err := claimPorts(st, o.Ports)
 	if err != nil {
@@ -67,6 +60,22 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A default bridge made for this attach goes again if it fails.
+	fail := func(err error) (*Endpoint, error) {
+		if made {
+			deleteLink(n.Bridge)
+		}
+		return nil, err
+	}
+	hunlock, err := hostLock()
+	if err != nil {
+		return nil, err
+	}
+	err = ensureBridge(n)
+	hunlock()
+	if err != nil {
+		return fail(err)
+	}
 	ep := &Endpoint{ContainerID: o.ContainerID, ContainerName: o.ContainerName, IP: ip.String(),
 		HostVeth: vethName(o.ContainerID, n), Pid: o.Pid, PidStart: procStart(o.Pid),
 		HostsFile: o.HostsFile, Ports: ports}
@@ -74,14 +83,17 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 		ep.Aliases = o.Aliases // the default bridge has no names, as docker's
 	}
 	if err := plumb(n, ep, "/proc/"+strconv.Itoa(o.Pid)+"/ns/net"); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	n.Endpoints[o.ContainerID] = ep
 	if err := m.apply(st); err != nil {
 		deleteLink(ep.HostVeth)
 		delete(n.Endpoints, o.ContainerID)
+		if made {
+			delete(st.Networks, n.Name)
+		}
 		m.apply(st)
-		return nil, err
+		return fail(err)
 	}
 	refreshHosts(st, n)
 	cp := *ep
@@ -126,7 +138,7 @@ func (m *Manager) Detach(containerID, network string) error {
 			return err
 		}
 		if _, ok := only.Endpoints[containerID]; !ok {
-			return fmt.Errorf("container is not connected to network %s", only.Name)
+			return fmt.Errorf("not connected to network %s", only.Name)
 		}
 	}
 	var touched []*Network

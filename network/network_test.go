@@ -514,6 +514,14 @@ func TestBadInput(t *testing.T) {
 	if eps, _ := m.Endpoints(b.id); len(eps) != 0 || linkExists(vethName(b.id, mustFind(t, m, "berthtest-a"))) {
 		t.Error("failed attach left an endpoint or veth")
 	}
+	// On the default network, made for this attach: no bridge is left.
+	_, err = m.Attach(b.opts("", PortBinding{Proto: "tcp", HostPort: busy, ContainerPort: 80}))
+	if err == nil || linkExists(m.defaultBridge()) {
+		t.Errorf("busy host port on the default network: %v, bridge left %v", err, linkExists(m.defaultBridge()))
+	}
+	if _, err := m.Inspect(DefaultName); err == nil {
+		t.Error("failed attach recorded the default network")
+	}
 	for _, s := range []string{"0", "70000", "80/sctp", "1.2.3:80:80", "8080-8081:80-81", "a:b:c:d"} {
 		if _, err := ParsePort(s); err == nil {
 			t.Errorf("ParsePort(%q) accepted", s)
