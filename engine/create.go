@@ -19,11 +19,6 @@ func validate(o *Options) error {
 	if o.Name != "" && !nameRe.MatchString(o.Name) {
 		return fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", o.Name)
 	}
-	switch o.Network {
-	case "", "none", "host":
-	default:
-		return fmt.Errorf("network %q: only none and host are supported (the bridge comes later)", o.Network)
-	}
 	if _, err := capabilities(defaultCaps, o.CapAdd, o.CapDrop); err != nil {
 		return err
 	}
@@ -57,6 +52,9 @@ func validate(o *Options) error {
 // its volumes. It does not start it.
 func (e *Engine) Create(o Options) (*Container, error) {
 	if err := validate(&o); err != nil {
+		return nil, err
+	}
+	if err := e.validateNetwork(o.Network, o.Publish, o.PublishAll, o.NetAliases); err != nil {
 		return nil, err
 	}
 	img, err := e.Store.Image(o.Image, o.Platform)

@@ -123,6 +123,7 @@ func (e *Engine) Stop(ref string, timeout int) error {
 func (e *Engine) cleanupRuntime(id string) {
 	e.Runtime.Kill(id, unix.SIGKILL, true)
 	e.Runtime.Delete(id, true)
+	e.detachNetwork(id)
 	e.destroyCgroup(id)
 	e.unmountRootfs(id)
 }
@@ -245,6 +246,10 @@ func (e *Engine) Prune() ([]string, error) {
 			}
 		}
 		unlock()
+	}
+	// Endpoints of containers that died without detaching (kill -9).
+	if err := e.Networks().Collect(); err != nil {
+		errs = append(errs, err)
 	}
 	return removed, errors.Join(errs...)
 }

@@ -42,7 +42,10 @@ type Options struct {
 	Init        bool
 	StopSignal  string
 	StopTimeout int // seconds; -1 = default (10)
-	Network     string
+	Network     string   // none (default), host, container:NAME, bridge or a network's name
+	Publish     []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
+	PublishAll  bool     // -P: every EXPOSEd port on a random host port
+	NetAliases  []string // --network-alias (user-defined networks)
 	Tty         bool
 	Interactive bool
 	AutoRemove  bool

@@ -132,6 +132,7 @@ type specInput struct {
 	Mounts   []specs.Mount // volumes, binds and tmpfs, resolved
 	InitBin  string        // host path of the read-only init binary for --init
 	Hostname string
+	Netns    string // --network container:NAME: the netns to join
 }
 
 // processArgs is the command the container runs: entrypoint + cmd, with
@@ -284,13 +285,14 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if o.Tty {
 		s.Process.ConsoleSize = &specs.Box{Height: 24, Width: 80}
 	}
-	net := o.Network
-	switch net {
-	case "", "none", "host":
+	switch kind, _ := networkMode(o.Network); kind {
+	case netHost:
+	case netContainer:
+		if in.Netns == "" {
+			return nil, fmt.Errorf("--network %s: no network namespace to join", o.Network)
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: in.Netns})
 	default:
-		return nil, fmt.Errorf("network %q: only none and host are supported", net)
-	}
-	if net != "host" {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 		// docker's defaults in a private netns: any user may bind low
 		// ports and ping.

@@ -177,7 +177,7 @@ func TestSpecRejectsBadInput(t *testing.T) {
 		{SecurityOpt: []string{"seccomp=/nonexistent.json"}},
 		{SecurityOpt: []string{"bogus"}},
 		{Workdir: "relative"},
-		{Network: "bridge"},
+		{Network: "container:other"}, // no namespace to join
 	} {
 		var hard unix.Rlimit
 		unix.Getrlimit(unix.RLIMIT_NOFILE, &hard)

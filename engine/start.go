@@ -121,6 +121,15 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 		}
 		return code, err
 	}
+	if a != nil {
+		// A reader that goes away (berth run ... | head) must not kill
+		// berth and orphan the container, even before it is recorded as
+		// started: handled (not ignored, which the container would
+		// inherit), SIGPIPE turns into EPIPE on write.
+		pipes := make(chan os.Signal, 1)
+		signal.Notify(pipes, unix.SIGPIPE)
+		defer signal.Stop(pipes)
+	}
 	unlock, err := e.lock(c.ID)
 	if err != nil {
 		return fail(err)
@@ -265,12 +274,6 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 	}
 	stopSignals := make(chan os.Signal, 8)
 	if a != nil {
-		// A reader that goes away (berth run ... | head) must not kill
-		// berth and orphan the container: handled (not ignored, which the
-		// container would inherit), SIGPIPE turns into EPIPE on write.
-		pipes := make(chan os.Signal, 1)
-		signal.Notify(pipes, unix.SIGPIPE)
-		defer signal.Stop(pipes)
 		signal.Notify(stopSignals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 		go func() {
 			for s := range stopSignals {

@@ -56,7 +56,7 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 	hostname := c.Opts.Hostname
 	if hostname == "" {
 		hostname = c.ShortID()
-		if c.Opts.Network == "host" {
+		if c.Opts.Network == netHost {
 			hostname, _ = os.Hostname()
 		}
 	}
@@ -69,6 +69,11 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 	}
 	in := specInput{ID: c.ID, Image: c.ImageConfig, Opts: &c.Opts, Rootfs: rootfs, Dir: d,
 		Mounts: mounts, Hostname: hostname}
+	if kind, _ := networkMode(c.Opts.Network); kind == netContainer {
+		if in.Netns, err = e.containerNetns(c.Opts.Network); err != nil {
+			return nil, err
+		}
+	}
 	if c.Opts.Init {
 		if in.InitBin, err = e.initBinary(); err != nil {
 			return nil, err
@@ -154,13 +159,15 @@ func underMount(arg0 string, env []string, mounts []specs.Mount) bool {
 // directory; they are bind-mounted over the image's.
 func writeEtcFiles(d, hostname string, o *Options) error {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-	if o.Network == "host" {
+	switch kind, _ := networkMode(o.Network); kind {
+	case netHost:
 		if b, err := os.ReadFile("/etc/hosts"); err == nil {
 			hosts = string(b)
 		}
-	} else {
+	case netNone:
 		hosts += "127.0.1.1\t" + hostname + "\n"
 	}
+	// (on a bridge network the attachment adds the container's address)
 	for _, h := range o.AddHosts {
 		name, ip, _ := strings.Cut(h, ":")
 		if ip == "host-gateway" {
@@ -168,7 +175,7 @@ func writeEtcFiles(d, hostname string, o *Options) error {
 		}
 		hosts += ip + "\t" + name + "\n"
 	}
-	resolv := hostResolvConf(o.Network == "host")
+	resolv := hostResolvConf(o.Network == netHost)
 	files := map[string]string{"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
@@ -276,11 +283,11 @@ func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (i
 		e.Runtime.Delete(c.ID, true)
 		return 0, err
 	}
-	if c.Opts.Network != "host" {
-		if err := loopbackUp(st.Pid); err != nil {
-			e.Runtime.Delete(c.ID, true)
-			return 0, err
-		}
+	// lo up (none), or a veth into a bridge network with its ports.
+	if err := e.attachNetwork(c, st.Pid, c.Opts.Publish, c.Opts.PublishAll, c.Opts.NetAliases); err != nil {
+		e.Runtime.Delete(c.ID, true)
+		e.detachNetwork(c.ID)
+		return 0, err
 	}
 	if err := e.Runtime.Start(c.ID); err != nil {
 		e.Runtime.Delete(c.ID, true)
@@ -442,6 +449,7 @@ func (e *Engine) finish(c *Container, code int) {
 	}
 	e.Runtime.Kill(c.ID, unix.SIGKILL, true)
 	e.Runtime.Delete(c.ID, true)
+	e.detachNetwork(c.ID)
 	e.destroyCgroup(c.ID)
 	e.unmountRootfs(c.ID)
 	unlock, err := e.lock(c.ID)
