@@ -41,7 +41,7 @@ type Options struct {
 	Ulimits     []string // name=soft[:hard]
 	Init        bool
 	StopSignal  string
-	StopTimeout int // seconds; -1 = default (10)
+	StopTimeout int      // seconds; -1 = default (10)
 	Network     string   // none (default), host, container:NAME, bridge or a network's name
 	Publish     []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
 	PublishAll  bool     // -P: every EXPOSEd port on a random host port
