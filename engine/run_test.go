@@ -764,3 +764,18 @@ func TestSecurityOptsAndStopSignal(t *testing.T) {
 		t.Errorf("after stop with --stop-signal USR1: exit %s, logs %q", st, berthOK(t, "logs", id))
 	}
 }
+
+func TestNetworkContainerMode(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d"}, sec(t)...), bb, "sleep", "30")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	own := berthOK(t, "exec", id, "readlink", "/proc/self/ns/net")
+	out, errs, code := run(t, "--network", "container:"+id, bb, "readlink", "/proc/self/ns/net")
+	if code != 0 || out != own {
+		t.Errorf("--network container: netns %q, the other's %q (exit %d %q)", out, own, code, errs)
+	}
+	if _, errs, code := run(t, "-p", "80", bb, "true"); code != 125 || !strings.Contains(errs, "bridge") {
+		t.Errorf("-p without a bridge network: exit %d %q", code, errs)
+	}
+}

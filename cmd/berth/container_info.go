@@ -21,7 +21,7 @@ type psRow struct {
 	ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Names, Labels, Mounts string
 }
 
-func newPsRow(c *engine.Container, trunc bool) psRow {
+func newPsRow(e *engine.Engine, c *engine.Container, trunc bool) psRow {
 	cmd := strings.Join(c.Command(), " ")
 	id := c.ID
 	if trunc {
@@ -42,8 +42,28 @@ func newPsRow(c *engine.Container, trunc bool) psRow {
 		ID: id, Image: c.Image, Command: strconv.Quote(cmd),
 		CreatedAt:  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 		RunningFor: humanAgo(c.Created), State: stateOf(c), Status: c.StatusText(), Names: c.Name,
-		Labels: strings.Join(c.Opts.Labels, ","), Mounts: strings.Join(mounts, ","),
+		Labels: strings.Join(c.Opts.Labels, ","), Mounts: strings.Join(mounts, ","), Ports: portsColumn(e, c),
 	}
+}
+
+// portsColumn is docker's PORTS: 0.0.0.0:8080->80/tcp, ...
+func portsColumn(e *engine.Engine, c *engine.Container) string {
+	if !c.State.Running || len(c.Opts.Publish) == 0 && !c.Opts.PublishAll {
+		return ""
+	}
+	ports, err := e.Ports(c.ID)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, p := range ports {
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		out = append(out, fmt.Sprintf("%s:%d->%d/%s", ip, p.HostPort, p.ContainerPort, p.Proto))
+	}
+	return strings.Join(out, ", ")
 }
 
 func stateOf(c *engine.Container) string {
@@ -179,7 +199,7 @@ func psCommand() *cobra.Command {
 			if format == "json" {
 				enc := json.NewEncoder(os.Stdout)
 				for _, r := range rows {
-					enc.Encode(newPsRow(r, !noTrunc))
+					enc.Encode(newPsRow(e, r, !noTrunc))
 				}
 				return nil
 			}
@@ -204,7 +224,7 @@ func psCommand() *cobra.Command {
 				fmt.Fprintln(w)
 			}
 			for _, r := range rows {
-				if err := tpl.Execute(w, newPsRow(r, !noTrunc)); err != nil {
+				if err := tpl.Execute(w, newPsRow(e, r, !noTrunc)); err != nil {
 					return fmt.Errorf("--format: %v", err)
 				}
 				fmt.Fprintln(w)
@@ -238,8 +258,9 @@ type inspectJSON struct {
 	Platform     string
 	LogPath      string
 	HostConfig   map[string]any
-	Mounts       []engine.MountPoint
-	Config       map[string]any
+	Mounts          []engine.MountPoint
+	Config          map[string]any
+	NetworkSettings map[string]any
 }
 
 type inspectState struct {
@@ -322,8 +343,33 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 			StartedAt: zeroTime(st.StartedAt), FinishedAt: zeroTime(st.FinishedAt)},
 		Image: c.ImageID, ImageDigest: c.ImageDigest, Name: "/" + c.Name, RestartCount: c.RestartCount,
 		Driver: "overlay", Platform: c.Platform, LogPath: e.LogPath(c.ID), HostConfig: host,
-		Mounts: c.MountPoints, Config: cfg,
+		Mounts: c.MountPoints, Config: cfg, NetworkSettings: networkSettings(e, c),
 	}
+}
+
+// networkSettings is docker's NetworkSettings: the container's networks
+// (address, MAC, aliases) and published ports.
+func networkSettings(e *engine.Engine, c *engine.Container) map[string]any {
+	ns := map[string]any{"Networks": map[string]any{}, "Ports": map[string]any{}}
+	if !c.State.Running {
+		return ns
+	}
+	if eps := e.ContainerNetworks(c); len(eps) > 0 {
+		ns["Networks"] = eps
+	}
+	if ports, err := e.Ports(c.ID); err == nil {
+		pm := map[string][]map[string]string{}
+		for _, p := range ports {
+			k := strconv.Itoa(p.ContainerPort) + "/" + p.Proto
+			ip := p.HostIP
+			if ip == "" {
+				ip = "0.0.0.0"
+			}
+			pm[k] = append(pm[k], map[string]string{"HostIp": ip, "HostPort": strconv.Itoa(p.HostPort)})
+		}
+		ns["Ports"] = pm
+	}
+	return ns
 }
 
 // printInspect prints objects as a JSON array or through a Go template.
