@@ -245,19 +245,19 @@ func psCommand() *cobra.Command {
 
 // inspectJSON is docker's container inspect shape (the parts berth has).
 type inspectJSON struct {
-	ID           string `json:"Id"`
-	Created      time.Time
-	Path         string
-	Args         []string
-	State        inspectState
-	Image        string
-	ImageDigest  string
-	Name         string
-	RestartCount int
-	Driver       string
-	Platform     string
-	LogPath      string
-	HostConfig   map[string]any
+	ID              string `json:"Id"`
+	Created         time.Time
+	Path            string
+	Args            []string
+	State           inspectState
+	Image           string
+	ImageDigest     string
+	Name            string
+	RestartCount    int
+	Driver          string
+	Platform        string
+	LogPath         string
+	HostConfig      map[string]any
 	Mounts          []engine.MountPoint
 	Config          map[string]any
 	NetworkSettings map[string]any
