@@ -3,11 +3,13 @@ package runtime
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berthproject/berth/internal/fixture"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -130,5 +132,89 @@ func TestRunHooksBadHooks(t *testing.T) {
 	}
 	if err := runHooks(nil, testState()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// cliEnv builds berth and makes busybox bundles for hook tests run
+// through the CLI, with a log directory visible at the same path inside.
+type cliEnv struct {
+	t                   *testing.T
+	tmp, bin, root, log string
+}
+
+func newCLIEnv(t *testing.T) *cliEnv {
+	fixture.RequireRoot(t)
+	e := &cliEnv{t: t, tmp: t.TempDir()}
+	e.bin = filepath.Join(e.tmp, "berth")
+	build := exec.Command("go", "build", "-o", e.bin, "../cmd/berth")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building berth: %v\n%s", err, out)
+	}
+	e.root = filepath.Join(e.tmp, "state")
+	os.MkdirAll(filepath.Join(e.tmp, "log"), 0o777)
+	e.log = filepath.Join(e.tmp, "log", "hooks")
+	return e
+}
+
+func (e *cliEnv) berth(args ...string) *exec.Cmd {
+	return exec.Command(e.bin, append([]string{"runtime", "--root", e.root}, args...)...)
+}
+
+func (e *cliEnv) bundle(id string, hooks *specs.Hooks) string {
+	t := e.t
+	dir := filepath.Join(e.tmp, id)
+	if err := fixture.Busybox(filepath.Join(dir, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	spec := exec.Command(e.bin, "runtime", "spec")
+	spec.Dir = dir
+	if out, err := spec.CombinedOutput(); err != nil {
+		t.Fatalf("berth runtime spec: %v: %s", err, out)
+	}
+	var s specs.Spec
+	data, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Process.Terminal = false
+	s.Process.Args = []string{"/bin/true"}
+	// Hooks run in the container's mount namespace write the same file.
+	logDir := filepath.Dir(e.log)
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: logDir, Type: "bind", Source: logDir, Options: []string{"rbind"}})
+	s.Hooks = hooks
+	data, _ = json.Marshal(&s)
+	os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644)
+	return dir
+}
+
+// hook logs its phase and the state it got on stdin; /bin/sh exists on
+// the host and in the busybox rootfs alike.
+func (e *cliEnv) hook(phase string) specs.Hook {
+	return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `read -r s; echo "` + phase + ` $s" >> ` + e.log}}
+}
+
+// TestHooksFailingCreateRuntime: a failing createRuntime hook fails
+// create, names the hook, stops the container before startContainer and
+// leaves no container behind.
+func TestHooksFailingCreateRuntime(t *testing.T) {
+	e := newCLIEnv(t)
+	dir := e.bundle("badhook", &specs.Hooks{
+		CreateRuntime:  []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo hook-said-no >&2; exit 9"}}},
+		StartContainer: []specs.Hook{e.hook("startContainer")},
+	})
+	out, err := e.berth("create", "--bundle", dir, "badhook").CombinedOutput()
+	if err == nil {
+		e.berth("delete", "--force", "badhook").Run()
+		t.Fatal("create succeeded although its createRuntime hook failed")
+	}
+	if !strings.Contains(string(out), "/bin/sh") {
+		t.Errorf("error does not name the hook: %s", out)
+	}
+	if _, err := os.Stat(e.log); err == nil {
+		t.Error("the container went on to startContainer after a failed createRuntime hook")
+	}
+	if st, err := e.berth("state", "badhook").CombinedOutput(); err == nil {
+		t.Errorf("failed create left a container behind: %s", st)
 	}
 }
