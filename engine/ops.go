@@ -123,7 +123,7 @@ func (e *Engine) Stop(ref string, timeout int) error {
 func (e *Engine) cleanupRuntime(id string) {
 	e.Runtime.Kill(id, unix.SIGKILL, true)
 	e.Runtime.Delete(id, true)
-	e.detachNetwork(id)
+	e.detachIfAttached(id)
 	e.destroyCgroup(id)
 	e.unmountRootfs(id)
 }
