@@ -275,7 +275,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			cgPath = "/berth/" + id
 		}
 	}
-	cfg := &initConfig{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, NoPivot: o.NoPivot,
+	cfg := &initConfig{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: trimSpec(spec, spec.Process), NoPivot: o.NoPivot,
 		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec)}
 	cfg.Hooks = spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateContainer) > 0) //nolint:staticcheck // prestart is deprecated but honoured
 	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs}

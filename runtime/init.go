@@ -105,7 +105,7 @@ func (in *initProc) run() error {
 		// In a joined mount namespace too, as runc: the bundle's rootfs
 		// becomes the root there. Without a mount namespace nothing may be
 		// mounted (it would be the host's): only chroot into the rootfs.
-		if _, ok := hasNS(s, specs.MountNamespace); !ok {
+		if !s.hasNS(specs.MountNamespace) {
 			if err := in.chrootOnly(); err != nil {
 				return err
 			}
@@ -123,7 +123,7 @@ func (in *initProc) run() error {
 			return err
 		}
 	}
-	if _, mnt := hasNS(s, specs.MountNamespace); !cfg.Exec && s.Root.Readonly && mnt {
+	if !cfg.Exec && s.Root.Readonly && s.hasNS(specs.MountNamespace) {
 		if err := remountReadonlyRoot(); err != nil {
 			return err
 		}
@@ -146,7 +146,7 @@ func (in *initProc) run() error {
 			return fmt.Errorf("write exec fifo: %w", err)
 		}
 		unix.Close(fd)
-		if s.Hooks != nil && len(s.Hooks.StartContainer) > 0 {
+		if len(s.Hooks.StartContainer) > 0 {
 			if err := runHooks(s.Hooks.StartContainer, in.state(specs.StateRunning)); err != nil {
 				return fmt.Errorf("startContainer hook: %w", err)
 			}

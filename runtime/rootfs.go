@@ -54,7 +54,7 @@ func (in *initProc) setupRootfs() error {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
-	r := &rootfs{in: in, root: root, userns: newNS(s, specs.UserNamespace)}
+	r := &rootfs{in: in, root: root, userns: s.newNS(specs.UserNamespace)}
 	for i := range s.Mounts {
 		if err := r.mount(&s.Mounts[i]); err != nil {
 			return fmt.Errorf("mount %s on %s: %w", s.Mounts[i].Source, s.Mounts[i].Destination, err)
@@ -73,7 +73,7 @@ func (in *initProc) setupRootfs() error {
 		if _, err := in.sc.expect(msgHooked); err != nil {
 			return err
 		}
-		if s.Hooks != nil && len(s.Hooks.CreateContainer) > 0 {
+		if len(s.Hooks.CreateContainer) > 0 {
 			if err := runHooks(s.Hooks.CreateContainer, in.state(specs.StateCreating)); err != nil {
 				return fmt.Errorf("createContainer hook: %w", err)
 			}
@@ -119,7 +119,7 @@ func (in *initProc) afterRootfs() error {
 			return fmt.Errorf("sysctl %s=%s: %w", k, v, errors.Unwrap(err))
 		}
 	}
-	if _, ok := hasNS(s, specs.MountNamespace); ok {
+	if s.hasNS(specs.MountNamespace) {
 		for _, p := range s.Linux.ReadonlyPaths {
 			if err := readonlyPath(p); err != nil {
 				return fmt.Errorf("readonly path %s: %w", p, err)
@@ -307,7 +307,7 @@ func setAttrs(mfd int, o *mountOpts) error {
 // host the cgroup2 filesystem.
 func (r *rootfs) mountCgroup(m *specs.Mount, o *mountOpts) error {
 	ro := o.attrSet&unix.MOUNT_ATTR_RDONLY != 0
-	cgns := newNS(r.in.cfg.Spec, specs.CgroupNamespace) || r.in.cfg.CgroupNS
+	cgns := r.in.cfg.Spec.newNS(specs.CgroupNamespace) || r.in.cfg.CgroupNS
 	hier, err := hostCgroups()
 	if err != nil {
 		return err
