@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/store"
+	"github.com/containerd/console"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -119,13 +121,16 @@ func MakeToolbox(bin string) (v1.Image, error) {
 
 // Runner runs the OCI bundle in dir as container id to its end, removes
 // the container, and returns its exit status: berth's runtime Run.
-type Runner func(id, dir string, stdio []*os.File) (int, error)
+// With a console socket the process gets a terminal whose master the
+// runtime sends there.
+type Runner func(id, dir string, stdio []*os.File, consoleSocket string) (int, error)
 
 // DebugOptions say what to attach to and what to run.
 type DebugOptions struct {
 	Pid     int      // host pid of the target container's init
 	Cmd     []string // command in the toolbox (default: the toolbox's cmd, sh)
 	Stdio   []*os.File
+	Tty     bool   // give the toolbox a terminal, wired to Stdio (a terminal)
 	WorkDir string // where bundles and the toolbox rootfs are staged
 }
 
@@ -254,6 +259,18 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 	}
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
 	spec := DebugSpec(rootfs, o.Pid, args, env)
+	var sock string
+	var done <-chan struct{}
+	if o.Tty && len(o.Stdio) == 3 {
+		spec.Process.Terminal = true
+		sock = filepath.Join(dir, "console.sock")
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+		if err != nil {
+			return 125, err
+		}
+		defer l.Close()
+		done = attachTerminal(l, o.Stdio)
+	}
 	data, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
 		return 125, err
@@ -261,7 +278,19 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
 		return 125, err
 	}
-	code, err := run(id, dir, o.Stdio)
+	stdio := o.Stdio
+	if sock != "" {
+		stdio = nil
+	}
+	code, err := run(id, dir, stdio, sock)
+	if done != nil {
+		// Let the last output drain: the master reads EIO once the
+		// toolbox's side is closed.
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	}
 	if err != nil {
 		return 125, fmt.Errorf("debug: running the toolbox: %w", err)
 	}
@@ -275,4 +304,43 @@ func nsInode(pid, ns string) uint64 {
 		return 0
 	}
 	return st.Ino
+}
+
+// attachTerminal takes the pty master the runtime sends on l and copies
+// between it and the user's terminal (raw mode, window size kept).
+func attachTerminal(l *net.UnixListener, stdio []*os.File) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		oob := make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := conn.ReadMsgUnix(make([]byte, 1024), oob)
+		conn.Close()
+		if err != nil {
+			return
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) == 0 {
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) == 0 {
+			return
+		}
+		master := os.NewFile(uintptr(fds[0]), "pty-master")
+		defer master.Close()
+		if con, err := console.ConsoleFromFile(stdio[0]); err == nil {
+			if sz, err := con.Size(); err == nil {
+				unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Height, Col: sz.Width})
+			}
+			con.SetRaw()
+			defer con.Reset()
+		}
+		go io.Copy(master, stdio[0])
+		io.Copy(stdio[1], master)
+	}()
+	return done
 }

@@ -35,13 +35,13 @@ func sleeper(t testing.TB) string {
 func ociRunner(t *testing.T) (Runner, string) {
 	if b := os.Getenv("BERTH_BIN"); b != "" {
 		if exec.Command(b, "runtime", "--help").Run() == nil {
-			return func(id, dir string, stdio []*os.File) (int, error) {
+			return func(id, dir string, stdio []*os.File, _ string) (int, error) {
 				return runCLI(exec.Command(b, "runtime", "run", "--bundle", dir, id), stdio)
 			}, b + " runtime"
 		}
 	}
 	runc := fixture.RequireBinary(t, "runc", "runc")
-	return func(id, dir string, stdio []*os.File) (int, error) {
+	return func(id, dir string, stdio []*os.File, _ string) (int, error) {
 		return runCLI(exec.Command(runc, "run", "--bundle", dir, id), stdio)
 	}, runc
 }

@@ -198,15 +198,13 @@ for the session and removed with the toolbox.`,
 			if err != nil {
 				return err
 			}
-			if len(cmd) == 0 && toolbox == "" && debugTTY(os.Stdin) {
-				cmd = []string{"sh", "-i"}
-			}
-			run := func(id, dir string, stdio []*os.File) (int, error) {
+			tty := debugTTY(os.Stdin) && debugTTY(os.Stdout)
+			run := func(id, dir string, stdio []*os.File, sock string) (int, error) {
 				defer e.Runtime.Delete(id, true)
-				return e.Runtime.Run(id, runtime.CreateOpts{Bundle: dir, Stdio: stdio})
+				return e.Runtime.Run(id, runtime.CreateOpts{Bundle: dir, Stdio: stdio, ConsoleSocket: sock})
 			}
 			code, err := inspect.Debug(e.Store, run, tb, inspect.DebugOptions{
-				Pid: ctr.State.Pid, Cmd: cmd, Stdio: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+				Pid: ctr.State.Pid, Cmd: cmd, Stdio: []*os.File{os.Stdin, os.Stdout, os.Stderr}, Tty: tty,
 				WorkDir: filepath.Join(runtime.DefaultRoot, "..", "debug"),
 			})
 			if err != nil {
