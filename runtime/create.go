@@ -172,6 +172,9 @@ func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
 		return nil, nil, fmt.Errorf("starting container init: %w", err)
 	}
 	r.mark("forked")
+	if r.Debug {
+		l.cfg.Debug = time.Now().UnixMicro()
+	}
 	sc := newSync(parent)
 	if err := sc.sendAny(l.cfg); err != nil {
 		p.Kill()

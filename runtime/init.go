@@ -5,6 +5,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"strconv"
+	"time"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -20,6 +21,7 @@ func Init(args []string) int {
 	// Namespace changes (setns, unshare of the cgroup ns), capset and the
 	// final execve are per thread: keep all of them on this one.
 	goruntime.LockOSThread()
+	entered := time.Now()
 	preserve := 0
 	if len(args) > 0 {
 		preserve, _ = strconv.Atoi(args[0])
@@ -39,6 +41,11 @@ func Init(args []string) int {
 		return 1
 	}
 	in := &initProc{cfg: &cfg, sc: sc, base: base, preserve: preserve}
+	if cfg.Debug != 0 {
+		in.t0 = time.UnixMicro(cfg.Debug)
+		in.mark("init entered (exec + Go runtime and package init)", entered)
+		in.mark("config read", time.Now())
+	}
 	err := in.run()
 	// run only returns on failure (success ends in execve).
 	if in.readySent {
@@ -59,6 +66,14 @@ type initProc struct {
 	gotGo     bool
 	hostPid   int
 	readySent bool
+	t0        time.Time // Debug: the parent's fork
+}
+
+// mark prints, with --debug, a phase of the init's start.
+func (in *initProc) mark(phase string, at time.Time) {
+	if !in.t0.IsZero() {
+		fmt.Fprintf(os.Stderr, "berth init:    %7.2f ms  %s\n", float64(at.Sub(in.t0).Microseconds())/1000, phase)
+	}
 }
 
 func (in *initProc) fd(i int) int { return in.base + i }
@@ -128,10 +143,12 @@ func (in *initProc) run() error {
 			return err
 		}
 	}
+	in.mark("rootfs ready", time.Now())
 	p, err := in.prepareProcess()
 	if err != nil {
 		return err
 	}
+	in.mark("process prepared", time.Now())
 	if err := in.sc.send(msg{T: msgReady}); err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ type initConfig struct {
 	Hooks    bool      `json:"hooks,omitempty"`    // ask the parent to run createRuntime/prestart
 	LastCap  int       `json:"lastCap"`
 	NoDev    bool      `json:"nodev,omitempty"` // rootfs and binds nodev: the device policy without a cgroup
+	Debug    int64     `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
 }
 
 // cgMount is one host cgroup hierarchy, for mounting cgroup filesystems.
