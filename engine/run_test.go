@@ -269,6 +269,10 @@ func TestUserAndEnv(t *testing.T) {
 	if out != want {
 		t.Errorf("got %q, want %q", out, want)
 	}
+	// A working directory the image lacks is made.
+	if out, errs, code := run(t, "-w", "/new/work/dir", bb, "pwd"); code != 0 || out != "/new/work/dir\n" {
+		t.Errorf("-w of a missing directory: exit %d %q %q", code, out, errs)
+	}
 }
 
 func TestVolumesAndBinds(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -82,6 +83,13 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 	s, err := buildSpec(in)
 	if err != nil {
 		return nil, err
+	}
+	// A missing working directory is made, as docker does (root-owned);
+	// one inside a volume is left to the runtime.
+	if !underMount(s.Process.Cwd+"/x", nil, mounts) {
+		if err := pathrs.MkdirAll(rootfs, s.Process.Cwd, 0o755); err != nil {
+			return nil, fmt.Errorf("working directory %s: %w", s.Process.Cwd, err)
+		}
 	}
 	// The command must exist and be runnable in the image.
 	args := s.Process.Args
