@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/berthproject/berth/runtime/cgroup"
@@ -115,6 +117,8 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		if err := cg.Apply(proc.Pid); err != nil {
 			return nil, err
 		}
+	} else if err := joinCgroupsOf(c.Pid, proc.Pid); err != nil {
+		return nil, err
 	}
 	if p.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/"+strconv.Itoa(proc.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
@@ -133,4 +137,37 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		}
 	}
 	return proc, nil
+}
+
+// joinCgroupsOf moves pid into every v1 cgroup (and the v2 one) that
+// init is in and we are not: a container without a cgroup of its own
+// still keeps its exec'd processes beside its init.
+func joinCgroupsOf(init, pid int) error {
+	theirs, err := os.ReadFile("/proc/" + strconv.Itoa(init) + "/cgroup")
+	if err != nil {
+		return err
+	}
+	mine, _ := os.ReadFile("/proc/self/cgroup")
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(mine), "\n") {
+		have[l] = true
+	}
+	for _, l := range strings.Split(string(theirs), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 || have[l] {
+			continue
+		}
+		dir := "/sys/fs/cgroup/unified"
+		if f[1] != "" {
+			name := strings.TrimPrefix(f[1], "name=")
+			dir = "/sys/fs/cgroup/" + name
+		} else if _, err := os.Stat(dir); err != nil {
+			dir = "/sys/fs/cgroup"
+		}
+		procs := filepath.Join(dir, filepath.Clean("/"+f[2]), "cgroup.procs")
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("joining the init's cgroup %s: %w", procs, err)
+		}
+	}
+	return nil
 }
