@@ -81,3 +81,40 @@ func TestTTYResizeInterruptEOF(t *testing.T) {
 		t.Errorf("^D did not end the container: %q", out.String())
 	}
 }
+
+func TestExecTTY(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d"}, sec(t)...), bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	cmd := exec.Command(berthBin, "--root", testRoot, "exec", "-it", id, "sh")
+	term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 77})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Write([]byte("tty; stty size; exit 3\n"))
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := term.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 3 || !strings.Contains(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "33 77") {
+			t.Errorf("exec -it: %v %q", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Errorf("exec -it did not end: %q", out.String())
+	}
+}
