@@ -24,27 +24,32 @@ func checkID(id string) error {
 
 // loadBundle reads and validates bundle/config.json and returns the spec
 // with the rootfs path made absolute. Every problem is one line naming it.
-func loadBundle(bundle string) (*specs.Spec, string, error) {
+func loadBundle(bundle string) (*specs.Spec, json.RawMessage, string, error) {
+	s, rootfs, data, err := loadBundle1(bundle)
+	return s, data, rootfs, err
+}
+
+func loadBundle1(bundle string) (*specs.Spec, string, json.RawMessage, error) {
 	if bundle == "" {
 		bundle = "."
 	}
 	abs, err := filepath.Abs(bundle)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	data, err := os.ReadFile(filepath.Join(abs, "config.json"))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, "", fmt.Errorf("bundle %s: config.json not found", abs)
+			return nil, "", nil, fmt.Errorf("bundle %s: config.json not found", abs)
 		}
-		return nil, "", fmt.Errorf("bundle %s: %w", abs, err)
+		return nil, "", nil, fmt.Errorf("bundle %s: %w", abs, err)
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, "", fmt.Errorf("bundle %s: malformed config.json: %v", abs, jsonErr(data, err))
+		return nil, "", nil, fmt.Errorf("bundle %s: malformed config.json: %v", abs, jsonErr(data, err))
 	}
 	if err := validateSpec(&s); err != nil {
-		return nil, "", fmt.Errorf("bundle %s: config.json: %w", abs, err)
+		return nil, "", nil, fmt.Errorf("bundle %s: config.json: %w", abs, err)
 	}
 	rootfs := s.Root.Path
 	if !filepath.IsAbs(rootfs) {
@@ -52,15 +57,15 @@ func loadBundle(bundle string) (*specs.Spec, string, error) {
 	}
 	st, err := os.Stat(rootfs)
 	if err != nil {
-		return nil, "", fmt.Errorf("bundle %s: rootfs %s does not exist", abs, rootfs)
+		return nil, "", nil, fmt.Errorf("bundle %s: rootfs %s does not exist", abs, rootfs)
 	}
 	if !st.IsDir() {
-		return nil, "", fmt.Errorf("bundle %s: rootfs %s is not a directory", abs, rootfs)
+		return nil, "", nil, fmt.Errorf("bundle %s: rootfs %s is not a directory", abs, rootfs)
 	}
 	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	return &s, rootfs, nil
+	return &s, rootfs, data, nil
 }
 
 // jsonErr adds the line number to a syntax error so the user can find it.

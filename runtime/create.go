@@ -221,7 +221,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err := checkID(id); err != nil {
 		return nil, nil, err
 	}
-	spec, rootfs, err := loadBundle(o.Bundle)
+	spec, raw, rootfs, err := loadBundle(o.Bundle)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -394,7 +394,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		return nil, nil, errors.New("container init died during create")
 	}
 	st.Status = specs.StateCreated
-	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: spec, dir: dir, tty: tty}
+	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: raw, cfg: spec, dir: dir, tty: tty}
 	if err = c.save(); err != nil {
 		return nil, nil, err
 	}
@@ -465,6 +465,12 @@ func (r *Runtime) Start(id string) error {
 		return err
 	}
 	defer c.unlock()
+	return r.start(c)
+}
+
+// start is Start on a loaded (locked) container.
+func (r *Runtime) start(c *container) error {
+	id := c.ID
 	if st := c.status(); st != specs.StateCreated {
 		return fmt.Errorf("cannot start container %q: it is %s", id, st)
 	}
@@ -495,7 +501,7 @@ func (r *Runtime) Start(id string) error {
 	}
 	os.Remove(fifo)
 	r.mark("started")
-	if h := c.Config.Hooks; h != nil && len(h.Poststart) > 0 {
+	if h := c.spec().Hooks; h != nil && len(h.Poststart) > 0 {
 		if err := runHooks(h.Poststart, c.ociState()); err != nil {
 			fmt.Fprintf(os.Stderr, "berth: poststart hook: %v\n", err)
 		}

@@ -33,7 +33,13 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 	if !o.Detach && o.ForwardSignals {
 		defer forwardSignals(proc)()
 	}
-	if err := r.Start(id); err != nil {
+	// Start what we hold rather than reload it.
+	if err := c.relock(); err != nil {
+		return 0, err
+	}
+	err = r.start(c)
+	c.unlock()
+	if err != nil {
 		_ = r.Delete(id, true)
 		return 0, err
 	}
@@ -47,6 +53,7 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 	}
 	code := exitCode(ps)
 	r.mark("exited")
+	// Reload: while it ran, others may have paused it, for one.
 	if err := r.Delete(id, true); err != nil {
 		return code, err
 	}
@@ -84,7 +91,7 @@ func (c *container) pids() ([]int, error) {
 	if !c.alive() {
 		return nil, nil
 	}
-	if !newNS(c.Config, specs.PIDNamespace) {
+	if !newNS(c.spec(), specs.PIDNamespace) {
 		return []int{c.Pid}, nil
 	}
 	want, err := nsInode(c.Pid, "pid")
@@ -171,6 +178,12 @@ func (r *Runtime) Delete(id string, force bool) error {
 		return err
 	}
 	defer c.unlock()
+	return r.remove(c, force)
+}
+
+// remove is Delete on a loaded (locked) container.
+func (r *Runtime) remove(c *container, force bool) error {
+	id := c.ID
 	switch st := c.status(); st {
 	case specs.StateStopped:
 	case specs.StateCreated:
@@ -186,7 +199,7 @@ func (r *Runtime) Delete(id string, force bool) error {
 			return err
 		}
 	}
-	if h := c.Config.Hooks; h != nil && len(h.Poststop) > 0 {
+	if h := c.spec().Hooks; h != nil && len(h.Poststop) > 0 {
 		s := c.ociState()
 		s.Status = specs.StateStopped
 		if err := runHooks(h.Poststop, s); err != nil {

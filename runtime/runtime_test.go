@@ -509,7 +509,7 @@ func TestBadBundles(t *testing.T) {
 }
 
 func (e *testEnv) rewrite(dir string, edit func(*specs.Spec)) {
-	s, _, err := loadBundle(dir)
+	s, _, _, err := loadBundle(dir)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -534,7 +534,7 @@ func TestDevicePolicyWithoutCgroup(t *testing.T) {
 	b := e.bundle(rootfs, sh("echo x > /dev/null && echo devnull-ok; echo x > /imagenull && echo imagenode-open; mknod /n c 1 3 && echo mknod-ok; true"), func(s *specs.Spec) {
 		s.Root.Readonly = false
 	})
-	s, _, _ := loadBundle(b)
+	s, _, _, _ := loadBundle(b)
 	if needCgroup(s) {
 		t.Fatal("default spec without limits should not need a cgroup")
 	}

@@ -24,14 +24,15 @@ const (
 // commands need (how to tell pid reuse, the cgroup, hooks, namespaces).
 type container struct {
 	specs.State
-	Created    time.Time   `json:"created"`
-	InitStart  uint64      `json:"initStart"` // field 22 of /proc/<pid>/stat
-	Rootfs     string      `json:"rootfs"`
-	CgroupPath string      `json:"cgroupPath,omitempty"` // empty: no cgroup was made
-	Paused     bool        `json:"paused,omitempty"`
-	Config     *specs.Spec `json:"config"`
+	Created    time.Time       `json:"created"`
+	InitStart  uint64          `json:"initStart"` // field 22 of /proc/<pid>/stat
+	Rootfs     string          `json:"rootfs"`
+	CgroupPath string          `json:"cgroupPath,omitempty"` // empty: no cgroup was made
+	Paused     bool            `json:"paused,omitempty"`
+	Config     json.RawMessage `json:"config"` // config.json as given, decoded when needed
 
 	dir  string
+	cfg  *specs.Spec
 	lock *os.File
 	tty  *ttyProxy // Run's own terminal relay, if any
 }
@@ -85,6 +86,36 @@ func readState(dir string) (*container, error) {
 		return nil, fmt.Errorf("corrupt state.json: %v", err)
 	}
 	return c, nil
+}
+
+// spec is the container's config.json, decoded on first use (start and
+// delete of a plain run never need it).
+func (c *container) spec() *specs.Spec {
+	if c.cfg == nil {
+		c.cfg = &specs.Spec{}
+		_ = json.Unmarshal(c.Config, c.cfg)
+		if c.cfg.Linux == nil {
+			c.cfg.Linux = &specs.Linux{}
+		}
+		if c.cfg.Process == nil {
+			c.cfg.Process = &specs.Process{}
+		}
+	}
+	return c.cfg
+}
+
+// relock takes the container's lock again (Run keeps its container).
+func (c *container) relock() error {
+	f, err := os.Open(c.dir)
+	if err != nil {
+		return err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return err
+	}
+	c.lock = f
+	return nil
 }
 
 func (c *container) unlock() {
@@ -224,7 +255,7 @@ func (r *Runtime) Process(id string) (*specs.Process, error) {
 		}
 		return nil, err
 	}
-	data, err := json.Marshal(c.Config.Process)
+	data, err := json.Marshal(c.spec().Process)
 	if err != nil {
 		return nil, err
 	}
