@@ -4,6 +4,22 @@
 //
 // The CLI (`berth runtime ...`, or the binary linked as berth-runtime) is a
 // thin layer over this package; berth's engine calls it in-process.
+//
+// How a container starts: the caller (Create) parses the bundle, then
+// re-executes berth from a read-only detached mount of its own binary
+// (InitArg, see sealedExe) with clone flags for the new namespaces; joined
+// ones are entered on the forking thread first. While that init starts and
+// mounts its rootfs, the caller makes the cgroup and moves the init into
+// it; the init waits for that ("go" on the sync socket) only before it
+// pivots. It then applies the process settings, reports "ready", and
+// blocks opening exec.fifo until Start opens the other end. Programs that
+// import this package and call Create must dispatch InitArg to Init first
+// thing in main (cmd/berth does through its reexecs map; tests through
+// TestMain).
+//
+// Not supported (each a clear error): joining a user or time namespace by
+// path, exec into a container with its own user or time namespace (Go
+// cannot setns(CLONE_NEWUSER) once multi-threaded), time namespace offsets.
 package runtime
 
 import (

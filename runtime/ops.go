@@ -169,9 +169,19 @@ func (r *Runtime) Delete(id string, force bool) error {
 		if force && errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		// State is unreadable (a create killed half way): with force, drop it.
+		// State is unreadable (a create killed half way): with force, drop
+		// it, and the default cgroup that create may have made.
 		if force && checkID(id) == nil {
 			if _, serr := os.Stat(r.dir(id)); serr == nil {
+				if cg, cerr := cgroup.Load("/berth/" + id); cerr == nil {
+					if pids, _ := cg.Pids(); len(pids) > 0 {
+						for _, p := range pids {
+							_ = unix.Kill(p, unix.SIGKILL)
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+					_ = cg.Destroy()
+				}
 				return os.RemoveAll(r.dir(id))
 			}
 		}
