@@ -646,7 +646,7 @@ func TestKilledMonitorShowsExited(t *testing.T) {
 
 func TestNetworkNoneAndHost(t *testing.T) {
 	bb := busyboxImage(t)
-	out, errs, code := run(t, bb, "sh", "-c", "ls /sys/class/net; ip -o link show lo; cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
+	out, errs, code := run(t, "--network", "none", bb, "sh", "-c", "ls /sys/class/net; ip -o link show lo; cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
 	if code != 0 || !strings.HasPrefix(out, "lo\n") || !strings.Contains(out, "UP") || !strings.HasSuffix(out, "\n0\n") {
 		t.Errorf("--network none: want lo only, up: exit %d %q %q", code, out, errs)
 	}
@@ -779,7 +779,7 @@ func TestNetworkContainerMode(t *testing.T) {
 	if code != 0 || out != own {
 		t.Errorf("--network container: netns %q, the other's %q (exit %d %q)", out, own, code, errs)
 	}
-	if _, errs, code := run(t, "-p", "80", bb, "true"); code != 125 || !strings.Contains(errs, "bridge") {
+	if _, errs, code := run(t, "--network", "none", "-p", "80", bb, "true"); code != 125 || !strings.Contains(errs, "bridge") {
 		t.Errorf("-p without a bridge network: exit %d %q", code, errs)
 	}
 }

@@ -60,21 +60,23 @@ func main() {
 			fatal(err.Error())
 		}
 	}
-	berthArgs := []string{"--root", root, "run", "--rm"}
+	berthArgs := []string{"--root", root, "run", "--rm", "--network", "none"}
 	if err := sh(bin, append(berthArgs, "bench-busybox", "true")...); err != nil && strings.Contains(err.Error(), "seccomp") {
 		// Until berth's runtime loads seccomp filters, say so in the table.
 		berthArgs = append(berthArgs, "--security-opt", "seccomp=unconfined")
 		fmt.Println("note: berth's runtime has no seccomp yet: berth rows run with seccomp=unconfined")
 	}
+	bridgeArgs := append([]string{"--root", root, "run", "--rm"}, berthArgs[6:]...)
 	cs := []*contender{
-		{name: "berth run --rm", step: func() error { return sh(bin, append(berthArgs, "bench-busybox", "true")...) }},
-		{name: "berth run -d + rm -f", step: func() error {
+		{name: "berth run --rm (none)", step: func() error { return sh(bin, append(berthArgs, "bench-busybox", "true")...) }},
+		{name: "berth run -d + rm -f (none)", step: func() error {
 			out, err := exec.Command(bin, append(append([]string{"--root", root, "run", "-d"}, berthArgs[4:]...), "bench-busybox", "sleep", "30")...).Output()
 			if err != nil {
 				return fmt.Errorf("berth run -d: %v", err)
 			}
 			return sh(bin, "--root", root, "rm", "-f", strings.TrimSpace(string(out)))
 		}},
+		{name: "berth run --rm (bridge, the default)", step: func() error { return sh(bin, append(bridgeArgs, "bench-busybox", "true")...) }},
 	}
 	if _, err := exec.LookPath("podman"); err == nil {
 		// podman runs with runc (Debian's crun refuses cgroups on this
@@ -85,8 +87,11 @@ func main() {
 		if err := sh("podman", append(pod, "import", "-q", tarPath, "localhost/bench-busybox")...); err != nil {
 			fmt.Println("podman skipped:", err)
 		} else {
-			cs = append(cs, &contender{name: "podman run --rm", step: func() error {
-				return sh("podman", append(pod, "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/bench-busybox", "true")...)
+			lim := []string{"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+			cs = append(cs, &contender{name: "podman run --rm (none)", step: func() error {
+				return sh("podman", append(append(append(pod, "run", "--rm", "--network", "none"), lim...), "localhost/bench-busybox", "true")...)
+			}}, &contender{name: "podman run --rm (bridge, the default)", step: func() error {
+				return sh("podman", append(append(append(pod, "run", "--rm"), lim...), "localhost/bench-busybox", "true")...)
 			}})
 			defer exec.Command("podman", append(pod, "system", "reset", "-f")...).Run()
 		}
@@ -115,13 +120,17 @@ func main() {
 		}
 	}
 	fmt.Printf("`berth run --rm busybox true` vs peers, %d interleaved runs each (ms, wall):\n\n", *n)
-	fmt.Println("| command | median | p90 | berth run --rm / this |")
+	fmt.Println("| command | median | p90 | berth run --rm / this, same network |")
 	fmt.Println("|---|---:|---:|---:|")
-	base := median(cs[0].ms)
 	for _, c := range cs {
 		if c.err != nil {
 			fmt.Printf("| %s | failed: %v | | |\n", c.name, c.err)
 			continue
+		}
+		// Each row against berth's run --rm on the same kind of network.
+		base := median(cs[0].ms)
+		if strings.Contains(c.name, "bridge") {
+			base = median(cs[2].ms)
 		}
 		fmt.Printf("| %s | %.1f | %.1f | %.2f |\n", c.name, median(c.ms), pct(c.ms, 0.9), base/median(c.ms))
 	}

@@ -78,8 +78,10 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.BoolVar(&o.Init, "init", false, "run an init as PID 1 that forwards signals and reaps zombies")
 	f.StringVar(&o.StopSignal, "stop-signal", "", "signal to stop the container (default SIGTERM or the image's)")
 	f.IntVar(&o.StopTimeout, "stop-timeout", 0, "seconds to wait for stop before SIGKILL (default 10)")
-	f.StringVar(&o.Network, "network", "none", "network: none, host, bridge, a network's name, or container:NAME")
-	f.StringVar(&o.Network, "net", "none", "alias of --network")
+	// bridge is the default, as docker's (the network issue); the engine's
+	// own default for API callers that leave it empty stays none.
+	f.StringVar(&o.Network, "network", "bridge", "network: bridge, none, host, a network's name, or container:NAME")
+	f.StringVar(&o.Network, "net", "bridge", "alias of --network")
 	f.MarkHidden("net")
 	f.StringArrayVarP(&o.Publish, "publish", "p", nil, "publish a port [[IP:]HOST:]CTR[/tcp|udp] (bridge networks)")
 	f.BoolVarP(&o.PublishAll, "publish-all", "P", false, "publish every EXPOSEd port on a random host port")
