@@ -97,7 +97,10 @@ func MonitorMain(args []string) int {
 		report(err)
 		return 125
 	}
-	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGPIPE)
+	// Caught, not ignored: an ignored signal stays ignored across exec and
+	// the container would inherit it.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGHUP, unix.SIGINT, unix.SIGPIPE)
 	code, _ := e.supervise(c, nil, report)
 	return code
 }
