@@ -331,8 +331,9 @@ func Slim(img v1.Image, includes []string) (*SlimResult, error) {
 		return nil, err
 	}
 	res := &SlimResult{Image: out, Plan: pl, Missing: pl.Entry.Problems}
+	// Counted as doctor counts: everything but directories and symlinks.
 	fs.Walk(func(n *Node) {
-		if n.Type == tar.TypeReg {
+		if n.Type != tar.TypeDir && n.Type != tar.TypeSymlink {
 			res.BeforeFiles++
 			res.BeforeBytes += n.Size
 		}
