@@ -332,7 +332,8 @@ func (r *Report) verdict() {
 	if e.Lang != "" && e.Program != nil && len(e.Problems) == 0 {
 		v("%s app %s: slim keeps the interpreter, its libraries and runtime files and the app", e.Lang, e.Script)
 	}
-	if r.Slim != nil && len(e.Problems) == 0 && r.Size > 0 {
+	// Worth saying only when slim would cut something real (a fifth or more).
+	if r.Slim != nil && len(e.Problems) == 0 && r.Size > 0 && r.Slim.Bytes*5 < r.Size*4 {
 		v("berth slim would keep %d of %d files: %s instead of %s (%.0fx smaller)", r.Slim.Files, r.Files, MB(r.Slim.Bytes), MB(r.Size), float64(r.Size)/float64(max(r.Slim.Bytes, 1)))
 	}
 	if r.Shell != "" || len(r.PackageManagers) > 0 {
