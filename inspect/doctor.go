@@ -322,8 +322,10 @@ func (r *Report) verdict() {
 		if p.Closure != nil && len(p.Closure.Missing) > 0 {
 			v("it is dynamically linked (%s): build it static (CGO_ENABLED=0, gcc -static) for FROM scratch, or use a base that has %s (distroless/base, debian:bookworm-slim)", p.Libc, p.Libc)
 		}
-	case p.Kind == "elf" && p.Linkage == "static":
+	case p.Kind == "elf" && p.Linkage == "static" && r.Slim.Bytes*5 < r.Size*4:
 		v("entrypoint is statically linked: FROM scratch would be %s instead of %s", MB(r.Slim.Bytes), MB(r.Size))
+	case p.Kind == "elf" && p.Linkage == "static":
+		v("entrypoint is statically linked and the image holds little else (%s): as small as it gets", MB(r.Size))
 	case p.Kind == "elf" && r.Slim != nil:
 		v("dynamic %s binary: a distroless-style base needs these %d files (%s): %s", p.Libc, len(r.Slim.Runtime), MB(r.Slim.RuntimeBytes), pathList(r.Slim.Runtime))
 	case p.Kind == "script" && p.Interpreter != nil:

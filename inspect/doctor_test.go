@@ -3,6 +3,7 @@ package inspect
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,8 +42,19 @@ func TestDoctorStaticGoInScratch(t *testing.T) {
 	if r.Files != 1 || !r.RunsAsRoot {
 		t.Errorf("files=%d root=%v", r.Files, r.RunsAsRoot)
 	}
-	if !strings.HasPrefix(r.Verdict[0], "entrypoint is statically linked: FROM scratch would be") {
+	if !strings.HasPrefix(r.Verdict[0], "entrypoint is statically linked and the image holds little else") {
 		t.Errorf("verdict %q", r.Verdict[0])
+	}
+}
+
+func TestDoctorStaticGoOnDebian(t *testing.T) {
+	bin := staticGo(t)
+	img := imageOf(t, v1.Config{Entrypoint: []string{"/app"}}, debianLayer(t), layerOf(t, map[string]file{"app": {mode: 0o755, data: readFile(t, bin)}}))
+	r := mustDoctor(t, "go-debian", img)
+	// scratch needs the binary, passwd/group and (kept by slim) tzdata.
+	want := fmt.Sprintf("entrypoint is statically linked: FROM scratch would be %s instead of %s", MB(r.Slim.Bytes), MB(r.Size))
+	if r.Verdict[0] != want || r.Slim.Bytes > int64(len(readFile(t, bin)))+2<<20 {
+		t.Errorf("verdict %q (slim %d bytes), want %q", r.Verdict[0], r.Slim.Bytes, want)
 	}
 }
 
