@@ -170,13 +170,15 @@ const nodeApp = "const os = require('os');\nconst path = require('path');\nconso
 func nodeTar(t testing.TB) string {
 	t.Helper()
 	fixture.RequireRoot(t)
-	cache := filepath.Join(fixture.CacheDir, "debian-bookworm-nodejs.tar")
-	if _, err := os.Stat(cache); err == nil {
-		return cache
-	}
 	deb, err := fixture.DebianTar()
 	if err != nil {
 		t.Skipf("debian fixture: %v", err)
+	}
+	// Named after the Debian tarball it grows from, so a new one of those
+	// makes a new one of these.
+	cache := filepath.Join(fixture.CacheDir, strings.TrimSuffix(filepath.Base(deb), ".tar")+"-nodejs.tar")
+	if _, err := os.Stat(cache); err == nil {
+		return cache
 	}
 	lock, err := os.OpenFile(filepath.Join(fixture.CacheDir, ".lock-nodejs"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
