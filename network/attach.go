@@ -17,6 +17,7 @@ type AttachOpts struct {
 	Aliases       []string // extra names on user-defined networks
 	Pid           int      // the container's init: its netns is joined
 	HostsFile     string   // the container's /etc/hosts on the host, kept current
+	Hostname      string   // the container's hostname, given its address there
 	Ports         []PortBinding
 }
 
@@ -78,7 +79,7 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	}
 	ep := &Endpoint{ContainerID: o.ContainerID, ContainerName: o.ContainerName, IP: ip.String(),
 		HostVeth: vethName(o.ContainerID, n), Pid: o.Pid, PidStart: procStart(o.Pid),
-		HostsFile: o.HostsFile, Ports: ports}
+		HostsFile: o.HostsFile, Hostname: o.Hostname, Ports: ports}
 	if n.Name != DefaultName {
 		ep.Aliases = o.Aliases // the default bridge has no names, as docker's
 	}
@@ -94,6 +95,9 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 		}
 		m.apply(st)
 		return fail(err)
+	}
+	if n.Name == DefaultName && ep.HostsFile != "" {
+		writeHosts(st, o.ContainerID, ep.HostsFile)
 	}
 	refreshHosts(st, n)
 	cp := *ep
@@ -131,6 +135,9 @@ func (m *Manager) Detach(containerID, network string) error {
 	st, err := m.load()
 	if err != nil {
 		return err
+	}
+	if containerID != "" && network == "" && !m.holds(st, containerID) {
+		return nil // nothing to undo: no nft transaction for none/host containers
 	}
 	var only *Network
 	if network != "" {
@@ -182,6 +189,19 @@ func (m *Manager) Detach(containerID, network string) error {
 	return nil
 }
 
+// holds reports whether any network has an endpoint of the container or
+// of a dead container (which gc would drop).
+func (m *Manager) holds(st *state, id string) bool {
+	for _, n := range st.Networks {
+		for eid, ep := range n.Endpoints {
+			if eid == id || procStart(ep.Pid) != ep.PidStart {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Endpoints returns the container's attachments, by network name.
 func (m *Manager) Endpoints(containerID string) (map[string]*Endpoint, error) {
 	st, err := m.load()
@@ -220,7 +240,8 @@ func (m *Manager) Ports(containerID string) ([]PortBinding, error) {
 const hostsMarker = "# berth: containers on the same networks\n"
 
 // refreshHosts rewrites the hosts file of every container on a
-// user-defined network n (the default bridge has no names).
+// user-defined network n (the default bridge has no names but each
+// container's own).
 func refreshHosts(st *state, n *Network) {
 	if n.Name == DefaultName {
 		return
@@ -250,6 +271,12 @@ func writeHosts(st *state, id, path string) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// Its own name on each of its networks first, then its neighbours'.
+	for _, name := range names {
+		if ep, in := st.Networks[name].Endpoints[id]; in && ep.Hostname != "" {
+			lines = append(lines, ep.IP+"\t"+ep.Hostname)
+		}
+	}
 	for _, name := range names {
 		n := st.Networks[name]
 		if _, in := n.Endpoints[id]; !in || name == DefaultName {
@@ -262,6 +289,9 @@ func writeHosts(st *state, id, path string) {
 		sort.Strings(ids)
 		for _, other := range ids {
 			ep := n.Endpoints[other]
+			if other == id {
+				continue
+			}
 			hn := append([]string{ep.ContainerName}, ep.Aliases...)
 			if len(other) >= 12 {
 				hn = append(hn, other[:12])

@@ -60,6 +60,7 @@ type Endpoint struct {
 	Pid           int           // the container's init when attached
 	PidStart      uint64        // its start time, against pid reuse
 	HostsFile     string        `json:",omitempty"`
+	Hostname      string        `json:",omitempty"`
 	Ports         []PortBinding `json:",omitempty"`
 }
 

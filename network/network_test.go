@@ -85,7 +85,7 @@ func (b *box) kill() {
 
 func (b *box) opts(network string, ports ...PortBinding) AttachOpts {
 	return AttachOpts{Network: network, ContainerID: b.id, ContainerName: b.name, Pid: b.cmd.Process.Pid,
-		HostsFile: b.hosts, Ports: ports}
+		HostsFile: b.hosts, Hostname: "h-" + b.name, Ports: ports}
 }
 
 // inNetns runs fn on a thread inside pid's network namespace; the thread
@@ -378,8 +378,13 @@ func TestDefaultBridgeHasNoNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, _ := os.ReadFile(a.hosts)
-	if strings.Contains(string(h), "two") {
+	if strings.Contains(string(h), "h-two") {
 		t.Errorf("default bridge wrote names:\n%s", h)
+	}
+	// Its own hostname maps to its address, after the engine's lines.
+	ep, _ := m.Endpoints(a.id)
+	if !strings.HasPrefix(string(h), "127.0.0.1\tlocalhost\n") || !strings.Contains(string(h), ep[DefaultName].IP+"\th-one\n") {
+		t.Errorf("own hostname entry missing:\n%s", h)
 	}
 }
 
