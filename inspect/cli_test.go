@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,8 +105,8 @@ func TestCLISlimProbe(t *testing.T) {
 	b := newCLI(t)
 	b.write(scratchImage(t, staticGo(t), nil), "go:scratch")
 	b.requireRun("go:scratch")
-	b.write(cOnDebian(t), "c:debian")
-	out := b.must("slim", "c:debian", "-t", "c:slim", "--probe", "")
+	b.write(cOnDebian(t), "c-dynamic:debian")
+	out := b.must("slim", "c-dynamic:debian", "-t", "c:slim", "--probe", "")
 	t.Log("\n" + out)
 	if !strings.Contains(out, "probe: same output") {
 		t.Errorf("slim output:\n%s", out)
@@ -119,20 +120,50 @@ func TestCLISlimProbe(t *testing.T) {
 	}
 	// `ls /` runs in the original but not in the slim image (no ls): the
 	// probe fails and the slim tag is not kept.
-	out, code := b.run("slim", "c:debian", "-t", "c:bad", "--probe", "ls /")
-	if code != 125 || !strings.Contains(out, "probe \"ls /\": exit status 0 from c:debian, 127 from c:bad") {
+	out, code := b.run("slim", "c-dynamic:debian", "-t", "c:bad", "--probe", "ls /")
+	if code != 125 || !strings.Contains(out, "probe \"ls /\": exit status 0 from c-dynamic:debian, 127 from c:bad") {
 		t.Errorf("differing probe: exit %d\n%s", code, out)
 	}
 	if imgs := b.must("images"); strings.Contains(imgs, "bad") {
 		t.Errorf("failed probe left its tag:\n%s", imgs)
 	}
 
-	b.write(nodeOnDebian(t), "node:debian")
-	out = b.must("slim", "node:debian", "-t", "node:slim", "--probe", "")
+	b.write(nodeOnDebian(t), "node-app:debian")
+	out = b.must("slim", "node-app:debian", "-t", "node:slim", "--probe", "")
 	t.Log("\n" + out)
 	if got := b.must("run", "--rm", "node:slim"); got != "hello from node a/b linux 42\n" {
 		t.Errorf("slim node image printed %q", got)
 	}
+
+	// The hand-written distroless images of testdata, built by berth build
+	// from the same originals: they run alike, and slim keeps little more.
+	for _, c := range []struct {
+		dockerfile, tag, slim string
+		slack                 int64
+	}{
+		{"distroless-c.Dockerfile", "c:hand", "c:slim", 1536 << 10},
+		{"distroless-node.Dockerfile", "node:hand", "node:slim", 8 << 20},
+	} {
+		df, _ := filepath.Abs(filepath.Join("testdata", c.dockerfile))
+		b.must("build", "-q", "-t", c.tag, "-f", df, t.TempDir())
+		if a, s := b.must("run", "--rm", c.tag), b.must("run", "--rm", c.slim); a != s {
+			t.Errorf("%s printed %q, %s %q", c.tag, a, c.slim, s)
+		}
+		hand, slim := b.report(c.tag), b.report(c.slim)
+		t.Logf("%s: %d files %s; %s: %d files %s", c.tag, hand.Files, MB(hand.Size), c.slim, slim.Files, MB(slim.Size))
+		if slim.Size > hand.Size+c.slack || slim.Shell != "" || hand.Shell != "" {
+			t.Errorf("slim %s vs hand-written %s", MB(slim.Size), MB(hand.Size))
+		}
+	}
+}
+
+func (b *berthCLI) report(ref string) *Report {
+	b.t.Helper()
+	var r Report
+	if err := json.Unmarshal([]byte(b.must("doctor", "--format", "json", ref)), &r); err != nil {
+		b.t.Fatalf("doctor --format json %s: %v", ref, err)
+	}
+	return &r
 }
 
 func TestCLIDebug(t *testing.T) {
