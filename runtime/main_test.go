@@ -69,6 +69,11 @@ func newEnv(t *testing.T) *testEnv {
 		for _, s := range states {
 			_ = e.r.Delete(s.ID, true)
 		}
+		// The parent of the tests' cgroupsPaths, once no test uses it.
+		hs, _ := filepath.Glob("/sys/fs/cgroup/*/berth-test")
+		for _, h := range hs {
+			_ = os.Remove(h)
+		}
 	})
 	return e
 }
