@@ -83,6 +83,7 @@ type ExecOpts struct {
 	PidFile       string
 	Detach        bool
 	Stdio         []*os.File
+	PreserveFDs   int // extra fds beyond stdio passed to the process
 	// ForwardSignals: Exec passes the signals it gets to the process.
 	ForwardSignals bool
 }

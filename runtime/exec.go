@@ -68,7 +68,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	}
 	pidS := strconv.Itoa(c.Pid)
 	cfg := &initConfig{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: trimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
-	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), sys: &syscall.SysProcAttr{}}
+	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs, sys: &syscall.SysProcAttr{}}
 	if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
 		return nil, err
 	}

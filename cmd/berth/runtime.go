@@ -347,7 +347,7 @@ func execCmd(g *rtFlags) *cobra.Command {
 					pc.Permitted = append(pc.Permitted, caps...)
 				}
 			}
-			_ = preserveFDs
+			o.PreserveFDs = preserveFDs
 			o.ForwardSignals = true
 			code, err := r.Exec(id, p, o)
 			if err != nil {
@@ -372,7 +372,7 @@ func execCmd(g *rtFlags) *cobra.Command {
 	f.BoolVarP(&o.Detach, "detach", "d", false, "do not wait for the process")
 	f.StringVar(&o.PidFile, "pid-file", "", "write the process's pid here")
 	f.StringVar(&o.ConsoleSocket, "console-socket", "", "unix socket to send the pty master to")
-	f.IntVar(&preserveFDs, "preserve-fds", 0, "accepted for runc compatibility")
+	f.IntVar(&preserveFDs, "preserve-fds", 0, "pass this many fds beyond stdio")
 	f.StringVar(&ignoredStr, "apparmor", "", "accepted for runc compatibility")
 	f.StringVar(&ignoredStr, "process-label", "", "accepted for runc compatibility")
 	f.StringVar(&ignoredStr, "cgroup", "", "accepted for runc compatibility")
