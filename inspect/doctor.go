@@ -331,6 +331,9 @@ func (r *Report) verdict() {
 	case p.Kind == "script" && p.Interpreter != nil:
 		v("script entrypoint run by %s (%s)", p.Interpreter.Real, p.Interpreter.Linkage)
 	}
+	if e.Command != nil {
+		v("entrypoint is in shell form (%s -c %q): it needs a shell; in exec form ([\"%s\", ...]) the shell can go", e.Args[0], e.Args[2], e.Command.Name)
+	}
 	if e.Lang != "" && e.Program != nil && len(e.Problems) == 0 {
 		v("%s app %s: slim keeps the interpreter, its libraries and runtime files and the app", e.Lang, e.Script)
 	}
@@ -467,6 +470,10 @@ func (e *Entry) writeText(w io.Writer) {
 		}
 	}
 	show(e.Program, "  ")
+	if e.Command != nil {
+		fmt.Fprintln(w, "  its -c command:")
+		show(e.Command, "    ")
+	}
 	if e.Script != "" {
 		fmt.Fprintf(w, "  %s app: %s (found: %s)\n", e.Lang, e.Script, yesNo(e.ScriptOK))
 	}

@@ -38,8 +38,10 @@ type Program struct {
 
 // Entry is the image's entrypoint+cmd and how it would start.
 type Entry struct {
-	Args     []string `json:"args"`
-	Program  *Program `json:"program,omitempty"`
+	Args    []string `json:"args"`
+	Program *Program `json:"program,omitempty"`
+	// Command is what a shell-form entrypoint's `sh -c` runs.
+	Command  *Program `json:"command,omitempty"`
 	Script   string   `json:"script,omitempty"` // the app file of `node app.js`, `python3 app.py`
 	ScriptOK bool     `json:"script_found,omitempty"`
 	Lang     string   `json:"lang,omitempty"` // node, python, perl, ruby, php
@@ -87,32 +89,73 @@ func (fs *FS) ResolveEntry(cfg *v1.ConfigFile) *Entry {
 	}
 	e.Program = fs.program(e.Args[0], e, cfg.Architecture, 0)
 	e.collect(e.Program)
-	prog := e.Program
-	if prog.Interpreter != nil {
-		prog = prog.Interpreter
+	prog, args := e.Program, e.Args[1:]
+	// Shell form (`CMD node app.js` is ["/bin/sh", "-c", "node app.js"]):
+	// the shell starts, then the command its script names.
+	if words := shellForm(e.Program, e.Args); len(words) > 0 {
+		e.Command = fs.program(words[0], e, cfg.Architecture, 0)
+		e.collect(e.Command)
+		prog, args = e.Command, words[1:]
 	}
-	if prog.Found {
-		base := path.Base(prog.Real)
-		if m := langOf.FindString(path.Base(prog.Name)); m != "" || langOf.MatchString(base) {
-			e.Lang = langName(base)
-			if e.Program.Interpreter == nil {
-				// `node app.js`: the first argument that is not an option names the app.
-				for _, a := range e.Args[1:] {
-					if !strings.HasPrefix(a, "-") {
-						e.Script = fs.abs(a, e.workdir)
-						e.ScriptOK = fs.Exists(e.Script)
-						if !e.ScriptOK {
-							e.Problems = append(e.Problems, e.Lang+" script "+e.Script+" not found")
-						}
-						break
-					}
-				}
-			} else {
-				e.Script, e.ScriptOK = e.Program.Real, true
-			}
-		}
+	if prog.Interpreter != nil {
+		e.lang(fs, prog.Interpreter, nil, prog.Real)
+	} else {
+		e.lang(fs, prog, args, "")
 	}
 	return e
+}
+
+// shellForm returns the words of `sh -c SCRIPT`'s command (after exec
+// and variable assignments), nil when args are not that form or the
+// script is more than a simple command.
+func shellForm(p *Program, args []string) []string {
+	if !p.Found || len(args) < 3 || args[1] != "-c" {
+		return nil
+	}
+	switch path.Base(p.Real) {
+	case "sh", "bash", "dash", "ash", "busybox":
+	default:
+		return nil
+	}
+	if strings.ContainsAny(args[2], ";|&<>`$(){}\n") {
+		return nil
+	}
+	words, err := SplitArgs(args[2])
+	if err != nil {
+		return nil
+	}
+	for len(words) > 0 && (words[0] == "exec" || strings.Contains(words[0], "=")) {
+		words = words[1:]
+	}
+	return words
+}
+
+// lang notes an interpreted app: p is the interpreter, run with args
+// (`node app.js`) or on script (a #! file).
+func (e *Entry) lang(fs *FS, p *Program, args []string, script string) {
+	if !p.Found {
+		return
+	}
+	base := path.Base(p.Real)
+	if !langOf.MatchString(path.Base(p.Name)) && !langOf.MatchString(base) {
+		return
+	}
+	e.Lang = langName(base)
+	if script != "" {
+		e.Script, e.ScriptOK = script, true
+		return
+	}
+	// The first argument that is not an option names the app.
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			e.Script = fs.abs(a, e.workdir)
+			e.ScriptOK = fs.Exists(e.Script)
+			if !e.ScriptOK {
+				e.Problems = append(e.Problems, e.Lang+" script "+e.Script+" not found")
+			}
+			return
+		}
+	}
 }
 
 func langName(base string) string {

@@ -130,8 +130,12 @@ func (fs *FS) MakePlan(cfg *v1.ConfigFile, includes []string) (*Plan, error) {
 		addProgram(pr.Interpreter, "interpreter")
 	}
 	addProgram(e.Program, "entrypoint")
+	addProgram(e.Command, "command")
 	if e.Lang != "" && e.Script != "" {
 		interp := e.Program
+		if e.Command != nil {
+			interp = e.Command
+		}
 		if interp.Interpreter != nil {
 			interp = interp.Interpreter
 		}

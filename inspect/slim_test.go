@@ -242,3 +242,28 @@ func TestSlimPerlScript(t *testing.T) {
 		t.Errorf("slim perl ran: %q", out)
 	}
 }
+
+func TestSlimShellFormNode(t *testing.T) {
+	img := imageOf(t, v1.Config{Cmd: []string{"/bin/sh", "-c", "exec node app.js"}, WorkingDir: "/app", Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}},
+		tarLayer(t, nodeTar(t)), layerOf(t, map[string]file{"app/": {}, "app/app.js": {data: nodeApp}}))
+	r := mustDoctor(t, "node-shell-form", img)
+	t.Log(dump(r))
+	if r.Entry.Command == nil || r.Entry.Command.Real != "/usr/bin/node" || r.Entry.Lang != "node" || r.Entry.Script != "/app/app.js" {
+		t.Fatalf("shell-form entry %+v", r.Entry)
+	}
+	if !contains(r.Verdict, `entrypoint is in shell form (/bin/sh -c "exec node app.js"): it needs a shell; in exec form (["node", ...]) the shell can go`) {
+		t.Errorf("verdict %q", r.Verdict)
+	}
+	res, err := Slim(img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"/usr/bin/dash", "/usr/bin/node", "/app/app.js", "/usr/share/nodejs/cjs-module-lexer/lexer.js"} {
+		if _, ok := res.Plan.Keep[k]; !ok {
+			t.Errorf("slim dropped %s", k)
+		}
+	}
+	if out := chrootRun(t, res.Image, "/bin/sh", "-c", "cd /app && exec node app.js"); out != "hello from node a/b linux 42\n" {
+		t.Errorf("slim shell-form node ran: %q", out)
+	}
+}
