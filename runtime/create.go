@@ -154,8 +154,11 @@ func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
 	files = append(files, child, l.stateDir, l.console, l.mntNS, exe)
 	exeFd := 3 + l.preserve + fdExe
 	attr := &os.ProcAttr{
-		Dir:   "/",
-		Env:   []string{"GOGC=off", "GOMAXPROCS=2"},
+		Dir: "/",
+		// Our environment (hooks run by the init inherit it, as under
+		// runc; the container's process gets only its spec's env), and no
+		// GC for the short-lived init.
+		Env:   append([]string{"GOGC=off"}, os.Environ()...), // first wins
 		Files: files,
 		Sys:   l.sys,
 	}
