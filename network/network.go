@@ -354,6 +354,9 @@ func (m *Manager) PruneExcept(keep map[string]bool) ([]string, error) {
 			}
 		}
 	}
+	// prune is also the repair path when the table was flushed behind
+	// berth's back: apply it whatever the cache says.
+	os.Remove(m.rulesCache())
 	if err := m.apply(st); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package network
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -71,11 +72,22 @@ func (m *Manager) rules(st *state) string {
 
 func quote(s string) string { return `"` + s + `"` }
 
+// rulesCache holds the text last applied to the table: a container
+// without ports joining or leaving a network that stays changes nothing,
+// and skipping nft saves ~20 ms a start. It lives under /run, so that
+// after a reboot (which empties the kernel's tables) it is gone too.
+func (m *Manager) rulesCache() string { return "/run/berth/nft-" + m.Table() + ".rules" }
+
 // syncRules replaces the table with the one the state describes, in one
 // nft transaction: either all of it applies or nothing changes.
 func (m *Manager) syncRules(st *state) error {
+	text := m.rules(st)
+	if b, err := os.ReadFile(m.rulesCache()); err == nil && string(b) == text {
+		return nil
+	}
+	os.Remove(m.rulesCache()) // unknown until nft succeeds
 	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(m.rules(st))
+	cmd.Stdin = strings.NewReader(text)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -83,6 +95,9 @@ func (m *Manager) syncRules(st *state) error {
 			return fmt.Errorf("nft not found: berth's bridge networking needs nftables (apt-get install nftables)")
 		}
 		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(out.String()))
+	}
+	if err := os.MkdirAll("/run/berth", 0o755); err == nil {
+		os.WriteFile(m.rulesCache(), []byte(text), 0o600)
 	}
 	return nil
 }
