@@ -132,6 +132,9 @@ type DebugOptions struct {
 	Stdio   []*os.File
 	Tty     bool   // give the toolbox a terminal, wired to Stdio (a terminal)
 	WorkDir string // where bundles and the toolbox rootfs are staged
+	// Forget drops the runtime state of a toolbox container id whose
+	// berth died mid-session (found when the next debug starts).
+	Forget func(id string)
 }
 
 // toolboxCaps are docker's default capabilities plus ptrace, so that
@@ -224,9 +227,26 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 	if o.WorkDir == "" {
 		o.WorkDir = "/run/berth/debug"
 	}
+	reapStale(o.WorkDir, o.Forget)
 	id := "berth-debug-" + randomID()
 	dir := filepath.Join(o.WorkDir, id)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(o.WorkDir, 0o700); err != nil {
+		return 125, err
+	}
+	// The lock marks the session alive (taken before its directory exists);
+	// a berth killed mid-session leaves it free for the next debug to reap.
+	lock, err := os.OpenFile(filepath.Join(o.WorkDir, id+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return 125, err
+	}
+	defer func() {
+		os.Remove(lock.Name())
+		lock.Close()
+	}()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return 125, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return 125, err
 	}
 	defer os.RemoveAll(dir)
@@ -343,4 +363,42 @@ func attachTerminal(l *net.UnixListener, stdio []*os.File) <-chan struct{} {
 		io.Copy(stdio[1], master)
 	}()
 	return done
+}
+
+// reapStale removes the sessions under dir whose berth is gone: their
+// lock is free. Their toolbox died with the target's namespaces or is
+// killed by forget; the overlay is detached before anything is removed,
+// so a removal never reaches into a mounted tree.
+func reapStale(dir string, forget func(string)) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, ent := range ents {
+		id := ent.Name()
+		if !ent.IsDir() || !strings.HasPrefix(id, "berth-debug-") {
+			continue
+		}
+		lock, err := os.OpenFile(filepath.Join(dir, id+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			lock.Close()
+			continue // alive
+		}
+		if forget != nil {
+			forget(id)
+		}
+		rootfs := filepath.Join(dir, id, "rootfs")
+		unix.Unmount(rootfs, unix.MNT_DETACH)
+		var st, parent unix.Stat_t
+		if unix.Lstat(rootfs, &st) == nil && unix.Lstat(filepath.Join(dir, id), &parent) == nil && st.Dev != parent.Dev {
+			lock.Close() // still a mount point: leave it
+			continue
+		}
+		os.RemoveAll(filepath.Join(dir, id))
+		os.Remove(lock.Name())
+		lock.Close()
+	}
 }

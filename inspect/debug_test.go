@@ -109,12 +109,21 @@ func TestDebugShellLessContainer(t *testing.T) {
 	pid := startTarget(t)
 	work := t.TempDir()
 	before := mountsUnder(t, work)
+	// A session whose berth was killed: its rootfs still mounted, no lock held.
+	stale := filepath.Join(work, "berth-debug-stale", "rootfs")
+	os.MkdirAll(stale, 0o755)
+	if err := syscall.Mount("tmpfs", stale, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(stale, syscall.MNT_DETACH) })
+	var forgot []string
 
 	outf, _ := os.CreateTemp(t.TempDir(), "out")
 	null, _ := os.Open(os.DevNull)
 	defer null.Close()
 	code, err := Debug(s, run, tb, DebugOptions{Pid: pid, WorkDir: work, Stdio: []*os.File{null, outf, outf},
-		Cmd: []string{"sh", "-c", "ps -o pid,comm; echo ---; cat /target/etc/passwd; echo ---; hostname; ls /"}})
+		Cmd:    []string{"sh", "-c", "ps -o pid,comm; echo ---; cat /target/etc/passwd; echo ---; hostname; ls /"},
+		Forget: func(id string) { forgot = append(forgot, id) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +151,9 @@ func TestDebugShellLessContainer(t *testing.T) {
 	}
 	if after := mountsUnder(t, work); after != before {
 		t.Errorf("mounts left under %s: %q", work, after)
+	}
+	if strings.Join(forgot, " ") != "berth-debug-stale" {
+		t.Errorf("stale sessions forgotten: %v", forgot)
 	}
 	if ents, _ := os.ReadDir(work); len(ents) != 0 {
 		t.Errorf("staging left in %s: %v", work, ents)

@@ -206,6 +206,7 @@ for the session and removed with the toolbox.`,
 			code, err := inspect.Debug(e.Store, run, tb, inspect.DebugOptions{
 				Pid: ctr.State.Pid, Cmd: cmd, Stdio: []*os.File{os.Stdin, os.Stdout, os.Stderr}, Tty: tty,
 				WorkDir: filepath.Join(runtime.DefaultRoot, "..", "debug"),
+				Forget:  func(id string) { e.Runtime.Delete(id, true) },
 			})
 			if err != nil {
 				return err
