@@ -52,6 +52,11 @@ func (e *Engine) validateNetwork(mode string, publish []string, publishAll bool,
 	if kind != netBridge && (len(publish) > 0 || publishAll) {
 		return fmt.Errorf("published ports need a bridge network, not --network %s", mode)
 	}
+	for _, a := range aliases {
+		if !nameRe.MatchString(a) { // a name in a hosts file: no blanks or newlines
+			return fmt.Errorf("invalid --network-alias %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", a)
+		}
+	}
 	if kind != netBridge && len(aliases) > 0 {
 		return fmt.Errorf("--network-alias needs a user-defined network, not --network %s", mode)
 	}

@@ -163,6 +163,11 @@ func TestNetworkPublishTCPAndUDP(t *testing.T) {
 			t.Errorf("GET %s: %q %v", u, body, err)
 		}
 	}
+	// Another container reaches the published port through the host's
+	// bridge address (DNAT in prerouting, replies back through the host).
+	if out, errs, code := run(t, "--network", "bridge", echo, "get", "http://"+net.JoinHostPort(gw, allPort)+"/"); code != 0 || out != "hello-web\n" {
+		t.Errorf("container -> published port via %s: exit %d %q %q", gw, code, out, errs)
+	}
 	// The 127.0.0.1-only binding is not on the bridge address.
 	_, loopPort, _ := net.SplitHostPort(loop)
 	if c, err := net.DialTimeout("tcp4", net.JoinHostPort(gw, loopPort), time.Second); err == nil {

@@ -28,6 +28,16 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	if o.Network == "" {
 		o.Network = DefaultName
 	}
+	// Names go into hosts files: one line per entry, so no blanks, no
+	// newlines, nothing a resolver would not take.
+	for _, a := range append([]string{o.ContainerName}, o.Aliases...) {
+		if !nameRe.MatchString(a) {
+			return nil, fmt.Errorf("invalid network alias %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", a)
+		}
+	}
+	if !nameRe.MatchString(o.Hostname) {
+		o.Hostname = ""
+	}
 	if procStart(o.Pid) == 0 {
 		return nil, fmt.Errorf("container %s: its process %d is not running", o.ContainerName, o.Pid)
 	}

@@ -145,6 +145,9 @@ func plumb(n *Network, ep *Endpoint, nsPath string) (err error) {
 	if err != nil {
 		return err
 	}
+	// Hairpin: a container reaching its own published port through the
+	// host comes back out of the port it went in by.
+	netlink.LinkSetHairpin(host, true)
 	if err := netlink.LinkSetUp(host); err != nil {
 		return fmt.Errorf("veth %s up: %w", ep.HostVeth, err)
 	}

@@ -505,6 +505,11 @@ func TestBadInput(t *testing.T) {
 	if _, err := m.Attach(b.opts("berthtest-nope")); err == nil || !strings.Contains(err.Error(), "network berthtest-nope not found") {
 		t.Errorf("attach to a missing network: %v", err)
 	}
+	bad := b.opts("berthtest-a")
+	bad.Aliases = []string{"evil\n1.2.3.4 victim"}
+	if _, err := m.Attach(bad); err == nil || !strings.Contains(err.Error(), "invalid network alias") {
+		t.Errorf("alias with a newline: %v", err)
+	}
 	// A host port some other program holds.
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
