@@ -101,6 +101,16 @@ func goBin(t testing.TB) string {
 
 var buildOnce sync.Map
 
+// TestMain removes the programs build compiled once the tests are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	buildOnce.Range(func(_, p any) bool {
+		os.RemoveAll(filepath.Dir(p.(string)))
+		return true
+	})
+	os.Exit(code)
+}
+
 // build compiles a fixture program once per test binary.
 func build(t testing.TB, name string, args func(dir string) *exec.Cmd) string {
 	t.Helper()
