@@ -132,6 +132,7 @@ type launch struct {
 	mntNS    *os.File
 	joins    []nsJoin
 	sys      *syscall.SysProcAttr
+	wrapper  []string // a program that enters the namespaces and runs the init (nsenter)
 }
 
 func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
@@ -164,6 +165,10 @@ func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
 	}
 	argv := []string{"berth", InitArg, strconv.Itoa(l.preserve)}
 	exePath := "/proc/self/fd/" + strconv.Itoa(exeFd)
+	if l.wrapper != nil {
+		argv = append(append(append([]string{}, l.wrapper...), exePath), argv[1:]...)
+		exePath = l.wrapper[0]
+	}
 	var p *os.Process
 	if len(l.joins) == 0 {
 		p, err = os.StartProcess(exePath, argv, attr)

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/berthproject/berth/runtime/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -59,25 +61,42 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	if p.Terminal && o.ConsoleSocket == "" {
 		return nil, errors.New("exec: a terminal needs --console-socket")
 	}
-	for _, ns := range []string{"user", "time"} {
-		mine, err1 := nsInode(os.Getpid(), ns)
-		theirs, err2 := nsInode(c.Pid, ns)
-		if err1 == nil && err2 == nil && mine != theirs {
-			return nil, fmt.Errorf("exec into container %q: joining its %s namespace is not supported", c.ID, ns)
+	if mine, err1 := nsInode(os.Getpid(), "time"); err1 == nil {
+		if theirs, err2 := nsInode(c.Pid, "time"); err2 == nil && mine != theirs {
+			return nil, fmt.Errorf("exec into container %q: joining its time namespace is not supported", c.ID)
 		}
 	}
 	pidS := strconv.Itoa(c.Pid)
 	cfg := &initConfig{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: trimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
 	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs, sys: &syscall.SysProcAttr{}}
-	if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
-		return nil, err
+	mineU, _ := nsInode(os.Getpid(), "user")
+	theirsU, err := nsInode(c.Pid, "user")
+	if err != nil {
+		return nil, fmt.Errorf("container %q: user namespace: %w", c.ID, err)
 	}
-	defer l.mntNS.Close()
+	if mineU != theirsU {
+		// A multi-threaded Go process cannot setns into a user namespace:
+		// let util-linux's nsenter (single-threaded) enter all of them and
+		// run the init, which then finds itself inside already.
+		ns, err := exec.LookPath("nsenter")
+		if err != nil {
+			return nil, fmt.Errorf("exec into container %q with its own user namespace needs nsenter (util-linux): %w", c.ID, err)
+		}
+		l.wrapper = []string{ns, "--target", pidS, "--user", "--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup", "--"}
+		cfg.JoinMnt = false
+	} else if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
+		return nil, err
+	} else {
+		defer l.mntNS.Close()
+	}
 	// Re-check that the pid is still our init now that we hold its ns.
 	if !c.alive() {
 		return nil, fmt.Errorf("container %q is not running", c.ID)
 	}
 	for _, t := range execJoin {
+		if l.wrapper != nil {
+			break
+		}
 		n := nsProcName[t]
 		mine, err1 := nsInode(os.Getpid(), n)
 		theirs, err2 := nsInode(c.Pid, n)
@@ -109,34 +128,58 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		}
 	}()
 	proc = child
+	pid := proc.Pid // the process that becomes the user's
+	if l.wrapper != nil {
+		// nsenter forks it (to enter the pid namespace) and waits for it.
+		if pid, err = childOf(proc.Pid); err != nil {
+			return nil, err
+		}
+	}
 	if c.CgroupPath != "" {
 		cg, err := cgroup.Load(c.CgroupPath)
 		if err != nil {
 			return nil, err
 		}
-		if err := cg.Apply(proc.Pid); err != nil {
+		if err := cg.Apply(pid); err != nil {
 			return nil, err
 		}
-	} else if err := joinCgroupsOf(c.Pid, proc.Pid); err != nil {
+	} else if err := joinCgroupsOf(c.Pid, pid); err != nil {
 		return nil, err
 	}
 	if p.OOMScoreAdj != nil {
-		if err := os.WriteFile("/proc/"+strconv.Itoa(proc.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
 			return nil, fmt.Errorf("oomScoreAdj: %w", err)
 		}
 	}
-	if err := sc.send(msg{T: msgGo, Pid: proc.Pid}); err != nil {
+	if err := sc.send(msg{T: msgGo, Pid: pid}); err != nil {
 		return nil, r.initFailed(proc, sc, err)
 	}
 	if _, err := sc.expect(msgReady); err != nil {
 		return nil, err
 	}
 	if o.PidFile != "" {
-		if err := writePidFile(o.PidFile, proc.Pid); err != nil {
+		if err := writePidFile(o.PidFile, pid); err != nil {
 			return nil, err
 		}
 	}
 	return proc, nil
+}
+
+// childOf waits (briefly) for the one child nsenter forks and returns it.
+func childOf(pid int) (int, error) {
+	p := "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children"
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return 0, fmt.Errorf("nsenter: %w", err)
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			return strconv.Atoi(f[0])
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0, errors.New("nsenter did not start the process")
 }
 
 // joinCgroupsOf moves pid into every v1 cgroup (and the v2 one) that

@@ -679,3 +679,45 @@ func TestTerminal(t *testing.T) {
 		t.Fatalf("terminal output: %q", out)
 	}
 }
+
+// exec into a container with its own user namespace goes through nsenter
+// and lands as the namespace's root, in all the container's namespaces.
+func TestExecUserNamespace(t *testing.T) {
+	fixture.RequireBinary(t, "nsenter", "util-linux")
+	// The init is this test binary, run inside the container's rootfs:
+	// it must not need the host's dynamic loader.
+	if exe, _ := os.ReadFile("/proc/self/exe"); strings.Contains(string(exe[:min(len(exe), 4096)]), "/lib64/ld-linux") {
+		t.Skip("test binary is dynamically linked: build with CGO_ENABLED=0 (make test does)")
+	}
+	e := newEnv(t)
+	id := e.start("execuserns", []string{"sleep", "60"}, func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		s.Linux.CgroupsPath = "/berth-test/execuserns-" + strconv.Itoa(os.Getpid())
+	})
+	st, _ := e.r.State(id)
+	want := nsLinks(t, strconv.Itoa(st.Pid))
+	base, err := e.r.Process(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := *base
+	p.Args = []string{"sh", "-c", "id -u; cat /proc/self/uid_map; cat /proc/1/cmdline; echo; for n in user mnt pid net; do readlink /proc/self/ns/$n; done; echo procs=$(wc -l < /sys/fs/cgroup/pids/cgroup.procs)"}
+	out, code, err := e.execOut(id, &p)
+	if err != nil || code != 0 {
+		t.Fatalf("exec: %v, exit %d: %s", err, code, out)
+	}
+	if !strings.HasPrefix(out, "0\n") || !strings.Contains(out, "100000") || !strings.Contains(out, "sleep\x0060") {
+		t.Fatalf("exec in user namespace: %s", out)
+	}
+	for _, n := range []string{"user", "mnt", "pid", "net"} {
+		if !strings.Contains(out, want[n]) {
+			t.Errorf("%s namespace not the container's (%s): %s", n, want[n], out)
+		}
+	}
+	// init, sh and wc share the container's cgroup.
+	if !strings.HasSuffix(out, "procs=3") {
+		t.Errorf("exec'd process not in the container's cgroup: %s", out)
+	}
+}
