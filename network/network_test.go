@@ -131,6 +131,9 @@ func assertNoTable(t *testing.T, m *Manager) {
 	if out, err := exec.Command("nft", "list", "table", "ip", m.Table()).CombinedOutput(); err == nil {
 		t.Errorf("table ip %s still exists:\n%s", m.Table(), out)
 	}
+	if _, err := os.Stat(m.rulesCache()); err == nil {
+		t.Errorf("rules cache %s left", m.rulesCache())
+	}
 }
 
 func httpGet(url string) (string, error) {

@@ -96,6 +96,9 @@ func (m *Manager) syncRules(st *state) error {
 		}
 		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(out.String()))
 	}
+	if len(st.Networks) == 0 {
+		return nil // no table, no cache: temporary roots leave nothing in /run
+	}
 	if err := os.MkdirAll("/run/berth", 0o755); err == nil {
 		os.WriteFile(m.rulesCache(), []byte(text), 0o600)
 	}
