@@ -17,9 +17,11 @@
 // thing in main (cmd/berth does through its reexecs map; tests through
 // TestMain).
 //
-// Not supported (each a clear error): joining a user or time namespace by
-// path, exec into a container with its own user or time namespace (Go
-// cannot setns(CLONE_NEWUSER) once multi-threaded), time namespace offsets.
+// Go cannot setns(CLONE_NEWUSER) once multi-threaded: exec into a container
+// with its own user namespace goes through util-linux's nsenter. Not
+// supported (each a clear error): joining a user or time namespace by path
+// in config.json, exec into a container with its own time namespace, time
+// namespace offsets.
 package runtime
 
 import (
