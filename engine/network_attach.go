@@ -57,7 +57,7 @@ func (e *Engine) validateNetwork(mode string, publish []string, publishAll bool,
 			return fmt.Errorf("invalid --network-alias %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", a)
 		}
 	}
-	if kind != netBridge && len(aliases) > 0 {
+	if len(aliases) > 0 && (kind != netBridge || name == network.DefaultName) {
 		return fmt.Errorf("--network-alias needs a user-defined network, not --network %s", mode)
 	}
 	switch kind {

@@ -348,6 +348,9 @@ func TestNetworkBadPortAndCrashCleanup(t *testing.T) {
 	if code != 125 || !strings.Contains(errs, "host port "+busy+"/tcp is already in use") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 		t.Errorf("busy port: exit %d %q", code, errs)
 	}
+	if _, errs, code := run(t, "--network", "bridge", "--network-alias", "x", bb, "true"); code != 125 || !strings.Contains(errs, "--network-alias needs a user-defined network") {
+		t.Errorf("alias on the default bridge: exit %d %q", code, errs)
+	}
 	for _, bad := range []string{"99999:80", "80/sctp"} {
 		if _, errs, code := run(t, "--network", "bridge", "-p", bad, bb, "true"); code != 125 || !strings.Contains(errs, "invalid port") {
 			t.Errorf("-p %s: exit %d %q", bad, code, errs)
