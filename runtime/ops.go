@@ -299,3 +299,23 @@ func (r *Runtime) freeze(id string, freeze bool) error {
 	c.Paused = freeze
 	return c.save()
 }
+
+// Update changes the resource limits of a running container (runc update).
+func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
+	c, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	defer c.unlock()
+	if st := c.status(); st == specs.StateStopped {
+		return fmt.Errorf("cannot update container %q: it is stopped", id)
+	}
+	if c.CgroupPath == "" {
+		return fmt.Errorf("container %q has no cgroup (no resources or cgroupsPath in its config): cannot update its limits", id)
+	}
+	cg, err := cgroup.Load(c.CgroupPath)
+	if err != nil {
+		return err
+	}
+	return cg.Set(res)
+}

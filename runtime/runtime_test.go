@@ -383,6 +383,13 @@ func TestPauseResumeAndKillAll(t *testing.T) {
 	if err := e.r.Resume(id); err != nil {
 		t.Fatal(err)
 	}
+	limit := int64(50)
+	if err := e.r.Update(id, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile("/sys/fs/cgroup/pids/berth-test/pause-" + strconv.Itoa(os.Getpid()) + "/pids.max"); strings.TrimSpace(string(data)) != "50" {
+		t.Fatalf("pids.max after update: %q", data)
+	}
 	if st := e.status(id); st != specs.StateRunning {
 		t.Fatalf("after resume: %s", st)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,7 @@ func newRuntimeCmd(use string) *cobra.Command {
 	add(psCmd(g))
 	add(pauseCmd(g, true))
 	add(pauseCmd(g, false))
+	add(updateCmd(g))
 	add(featuresCmd())
 	return cmd
 }
@@ -520,6 +522,88 @@ func pauseCmd(g *rtFlags, pause bool) *cobra.Command {
 			return g.runtime().Resume(args[0])
 		},
 	}
+}
+
+func updateCmd(g *rtFlags) *cobra.Command {
+	var (
+		file                string
+		memory, memSwap     int64
+		cpuShares, cpuQuota int64
+		cpuPeriod           uint64
+		pids                int64
+		cpusetCpus, mems    string
+	)
+	c := &cobra.Command{
+		Use:   "update [flags] <id>",
+		Short: "change a running container's resource limits",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			res := &specs.LinuxResources{}
+			if file != "" {
+				var data []byte
+				var err error
+				if file == "-" {
+					data, err = io.ReadAll(os.Stdin)
+				} else {
+					data, err = os.ReadFile(file)
+				}
+				if err != nil {
+					return err
+				}
+				if err := json.Unmarshal(data, res); err != nil {
+					return fmt.Errorf("resources %s: %v", file, err)
+				}
+			}
+			f := c.Flags()
+			if f.Changed("memory") || f.Changed("memory-swap") {
+				if res.Memory == nil {
+					res.Memory = &specs.LinuxMemory{}
+				}
+				if f.Changed("memory") {
+					res.Memory.Limit = &memory
+				}
+				if f.Changed("memory-swap") {
+					res.Memory.Swap = &memSwap
+				}
+			}
+			if f.Changed("cpu-shares") || f.Changed("cpu-quota") || f.Changed("cpu-period") || f.Changed("cpuset-cpus") || f.Changed("cpuset-mems") {
+				if res.CPU == nil {
+					res.CPU = &specs.LinuxCPU{}
+				}
+				if f.Changed("cpu-shares") {
+					v := uint64(cpuShares)
+					res.CPU.Shares = &v
+				}
+				if f.Changed("cpu-quota") {
+					res.CPU.Quota = &cpuQuota
+				}
+				if f.Changed("cpu-period") {
+					res.CPU.Period = &cpuPeriod
+				}
+				if f.Changed("cpuset-cpus") {
+					res.CPU.Cpus = cpusetCpus
+				}
+				if f.Changed("cpuset-mems") {
+					res.CPU.Mems = mems
+				}
+			}
+			if f.Changed("pids-limit") {
+				res.Pids = &specs.LinuxPids{Limit: &pids}
+			}
+			return g.runtime().Update(args[0], res)
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&file, "resources", "r", "", "LinuxResources JSON file (- for stdin)")
+	f.Int64Var(&memory, "memory", 0, "memory limit in bytes")
+	f.Int64Var(&memSwap, "memory-swap", 0, "memory+swap limit in bytes")
+	f.Int64Var(&cpuShares, "cpu-shares", 0, "CPU shares")
+	f.Int64Var(&cpuQuota, "cpu-quota", 0, "CFS quota in µs")
+	f.Uint64Var(&cpuPeriod, "cpu-period", 0, "CFS period in µs")
+	f.StringVar(&cpusetCpus, "cpuset-cpus", "", "CPUs to run on")
+	f.StringVar(&mems, "cpuset-mems", "", "memory nodes")
+	f.Int64Var(&pids, "pids-limit", 0, "maximum number of processes")
+	return c
 }
 
 func featuresCmd() *cobra.Command {
