@@ -21,7 +21,11 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == InitArg {
 		os.Exit(Init(os.Args[2:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if sharedRootfs != "" {
+		os.RemoveAll(filepath.Dir(sharedRootfs))
+	}
+	os.Exit(code)
 }
 
 var (
