@@ -76,7 +76,10 @@ func newRuntimeCmd(use string) *cobra.Command {
 		Short:         "berth's OCI runtime (runc-compatible command line)",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       "0.1.0",
 	}
+	// As runc prints it; some tools read the spec line.
+	cmd.SetVersionTemplate("{{.Name}} version {{.Version}}\nspec: " + specs.Version + "\n")
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&g.root, "root", runtime.DefaultRoot, "directory for container state")
 	pf.StringVar(&g.log, "log", "", "write errors to this file")
