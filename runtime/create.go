@@ -342,21 +342,43 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	l.sys = sys
+	// The cgroup is made while the init is forked, and joined while it
+	// starts up and sets up its rootfs (on v1 the migration waits for an
+	// RCU grace period: overlapping it with the init's work hides most of
+	// it). The init waits for it before it pivots.
+	type made struct {
+		cg  *cgroup.Cgroup
+		err error
+	}
+	var madec chan made
+	if cgPath != "" {
+		madec = make(chan made, 1)
+		res := withDefaultDevices(spec)
+		go func() {
+			c, err := cgroup.New(cgPath, res)
+			madec <- made{c, err}
+		}()
+	}
 	p, sc, err := l.start(r)
+	if madec != nil {
+		m := <-madec
+		cg = m.cg // for the cleanup, whatever happens next
+		if err == nil && m.err != nil {
+			err = m.err
+			if p != nil {
+				p.Kill()
+				p.Wait()
+				sc.f.Close()
+			}
+		}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	r.mark("init started")
+	r.mark("init started, cgroup made")
 	child = p
 	defer sc.f.Close()
-	// The init now starts up and sets up its rootfs; meanwhile make its
-	// cgroup and put it there (on v1 the migration waits for an RCU grace
-	// period: overlapping it with the init's work hides most of it).
-	if cgPath != "" {
-		if cg, err = cgroup.New(cgPath, withDefaultDevices(spec)); err != nil {
-			return nil, nil, err
-		}
-		r.mark("cgroup made")
+	if cg != nil {
 		if err = cg.Apply(p.Pid); err != nil {
 			return nil, nil, err
 		}

@@ -490,6 +490,9 @@ func TestBadBundles(t *testing.T) {
 			e.rewrite(dir, func(s *specs.Spec) { s.Version = "2.0.0" })
 		}},
 		{"no-config", "config.json not found", func(dir string) { os.Remove(filepath.Join(dir, "config.json")) }},
+		{"bad-resources", "cpuset", func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) { s.Linux.Resources.CPU = &specs.LinuxCPU{Cpus: "999"} })
+		}},
 		{"bad-mount", "mount", func(dir string) {
 			e.rewrite(dir, func(s *specs.Spec) {
 				s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/no/such/source"})
