@@ -16,7 +16,7 @@ import (
 // the foreground command (not berth), ^D ends the shell and berth with it.
 func TestTTYResizeInterruptEOF(t *testing.T) {
 	bb := busyboxImage(t)
-	args := append(append([]string{"--root", testRoot, "run", "--rm", "-it"}, sec(t)...), bb, "sh")
+	args := append(append([]string{"--root", testRoot, "run", "--rm", "-it", "--network", "none"}, sec(t)...), bb, "sh")
 	cmd := exec.Command(berthBin, args...)
 	term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
 	if err != nil {
@@ -76,9 +76,12 @@ func TestTTYResizeInterruptEOF(t *testing.T) {
 		if err != nil {
 			t.Errorf("berth run -it after ^D: %v", err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(20 * time.Second):
+		ps, _, _ := berth(t, "", "ps", "-a")
 		cmd.Process.Kill()
-		t.Errorf("^D did not end the container: %q", out.String())
+		mu.Lock()
+		t.Errorf("^D did not end berth run -it: %q\nps -a:\n%s", out.String(), ps)
+		mu.Unlock()
 	}
 }
 
