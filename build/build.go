@@ -53,7 +53,7 @@ type Options struct {
 	BuildArgs  map[string]string // --build-arg
 	NoCache    bool              // --no-cache: run every step, still record results
 	Labels     map[string]string // --label, set on the final image
-	Network    string            // default RUN network: "host" (default) or "none"
+	Network    string            // default RUN network: "host" (default), "none", "bridge" or a network name
 	Platforms  []string          // --platform list; empty = the host's
 	Output     string            // --output type=oci|docker|local,dest=...
 	Progress   string            // plain (default), tty or quiet
@@ -97,11 +97,11 @@ func Build(o Options) (*Result, error) {
 	if o.Network == "" {
 		o.Network = "host"
 	}
-	if o.Network != "host" && o.Network != "none" && o.Network != "default" {
-		return nil, fmt.Errorf("--network %q: only none and host are supported for builds", o.Network)
-	}
 	if o.Network == "default" {
 		o.Network = "host"
+	}
+	if err := checkNetwork(o.StoreRoot, o.Network); err != nil {
+		return nil, err
 	}
 	out, err := parseOutput(o.Output)
 	if err != nil {
@@ -286,6 +286,9 @@ type dockerfile struct {
 	stages   []instructions.Stage
 	metaArgs []instructions.ArgCommand
 	escape   rune
+	// runNets: RUN --network values beyond BuildKit's (bridge, a network
+	// name), by line.
+	runNets map[int]string
 }
 
 func parseDockerfile(name string, src []byte) (*dockerfile, error) {
@@ -293,6 +296,7 @@ func parseDockerfile(name string, src []byte) (*dockerfile, error) {
 	if err != nil {
 		return nil, locErr(name, err)
 	}
+	runNets := runNetworkFlags(res.AST.Children)
 	stages, metaArgs, err := instructions.Parse(res.AST, nil)
 	if err != nil {
 		return nil, locErr(name, err)
@@ -300,7 +304,7 @@ func parseDockerfile(name string, src []byte) (*dockerfile, error) {
 	if len(stages) == 0 {
 		return nil, &StepError{File: name, Err: errors.New("no FROM instruction")}
 	}
-	df := &dockerfile{name: name, stages: stages, metaArgs: metaArgs, escape: res.EscapeToken}
+	df := &dockerfile{name: name, stages: stages, metaArgs: metaArgs, escape: res.EscapeToken, runNets: runNets}
 	for _, w := range res.Warnings {
 		line := 0
 		if w.Location != nil {

@@ -219,6 +219,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == brt.InitArg {
 		os.Exit(brt.Init(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == NetHookArg {
+		os.Exit(NetHook(os.Args[2:]))
+	}
 	os.Exit(m.Run())
 }
 

@@ -68,8 +68,14 @@ func (st *state) run(line int, text string, c *instructions.RunCommand) error {
 		return fail(errors.New("--security=insecure is not supported"))
 	}
 	network := instructions.GetNetwork(c)
+	if n, ok := b.df.runNets[line]; ok {
+		network = n
+	}
 	if network == "" || network == instructions.NetworkDefault {
 		network = b.o.Network
+	}
+	if err := checkNetwork(b.o.StoreRoot, network); err != nil {
+		return fail(err)
 	}
 	args, script, err := st.runArgs(c)
 	if err != nil {
@@ -179,8 +185,26 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 	if spec.Linux.Seccomp, err = seccomp.GetDefaultProfile(spec); err != nil {
 		return nil, fmt.Errorf("seccomp profile: %w", err)
 	}
+	var hostsFile string
+	if bridged(network) {
+		// A hosts file of the step's own, which the attachment fills
+		// with its address (and, on a user-defined network, the names
+		// of the containers there).
+		hostsFile = filepath.Join(tmp, "hosts")
+		if err := os.WriteFile(hostsFile, []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), 0o644); err != nil {
+			return nil, err
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: hostsFile, Options: []string{"rbind", "ro", "nosuid", "nodev"}})
+	}
+	id := "berth-build-" + randHex(6)
+	if bridged(network) {
+		spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{netHook(b.o.StoreRoot, network, id, hostsFile)}}
+	}
 	if network != "none" {
 		for _, f := range []string{"/etc/resolv.conf", "/etc/hosts"} {
+			if f == "/etc/hosts" && hostsFile != "" {
+				continue
+			}
 			if _, err := os.Stat(f); err == nil {
 				spec.Mounts = append(spec.Mounts, specs.Mount{Destination: f, Type: "bind", Source: f, Options: []string{"rbind", "ro", "nosuid", "nodev"}})
 			}
@@ -306,13 +330,19 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 		wr.Close()
 		return nil, err
 	}
-	id := "berth-build-" + randHex(6)
 	if b.o.Runtime == nil {
 		wr.Close()
 		null.Close()
 		return nil, errors.New("no container runtime to execute RUN with")
 	}
 	status, err := b.o.Runtime.RunBundle(id, tmp, []*os.File{null, wr, wr})
+	if bridged(network) {
+		// Also when the step failed or its hook did: detaching what is
+		// not attached is no error.
+		if derr := detachRun(b.o.StoreRoot, id); derr != nil && err == nil {
+			err = derr
+		}
+	}
 	wr.Close()
 	null.Close()
 	<-copied
@@ -441,12 +471,13 @@ var defaultCaps = []string{
 }
 
 // buildSpec is the OCI config of a RUN step: its own mount, pid, ipc and
-// uts namespaces (and network unless host), Docker's default mounts,
+// uts namespaces (and network unless host: a bridge network's veth is
+// put in by a createRuntime hook), Docker's default mounts,
 // capabilities and masked paths.
 func buildSpec(args, env []string, wd string, uid, gid uint32, extra []uint32, network string) *specs.Spec {
 	caps := append([]string(nil), defaultCaps...)
 	ns := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}}
-	if network == "none" {
+	if network != "host" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 	return &specs.Spec{
@@ -457,7 +488,7 @@ func buildSpec(args, env []string, wd string, uid, gid uint32, extra []uint32, n
 			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 		},
 		Root:     &specs.Root{Path: "rootfs"},
-		Hostname: "berth-build",
+		Hostname: runHostname,
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},

@@ -23,6 +23,8 @@ func (r bundleRunner) RunBundle(id, bundle string, stdio []*os.File) (int, error
 }
 
 func init() {
+	// The createRuntime hook that puts a RUN step on a bridge network.
+	reexecs[build.NetHookArg] = build.NetHook
 	root.AddCommand(buildCommand())
 	builder := &cobra.Command{Use: "builder", Short: "Manage the build cache"}
 	builder.AddCommand(builderPruneCommand())
@@ -124,7 +126,7 @@ func buildCommand() *cobra.Command {
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "ARG value, NAME=VALUE")
 	f.BoolVar(&noCache, "no-cache", false, "run every step, ignoring the build cache")
 	f.StringArrayVar(&labels, "label", nil, "label for the image, KEY=VALUE")
-	f.StringVar(&network, "network", "host", "network for RUN steps: host or none")
+	f.StringVar(&network, "network", "host", "network for RUN steps: host (default), none, bridge or a network name")
 	f.StringVar(&iidfile, "iidfile", "", "write the image ID to this file")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image ID")
 	f.StringSliceVar(&platforms, "platform", nil, "target platform(s), e.g. linux/amd64,linux/arm64")
