@@ -45,6 +45,7 @@ func (p *execProc) exec() error {
 // program.
 func (in *initProc) prepareProcess() (*execProc, error) {
 	p := in.cfg.Spec.Process
+	resetIgnoredSignals()
 	// Rlimits are set right before execve (a small RLIMIT_AS would starve
 	// the Go runtime before); here only check what cannot work.
 	for _, rl := range p.Rlimits {
@@ -231,4 +232,34 @@ func executable(p string) error {
 		return unix.EACCES
 	}
 	return nil
+}
+
+// kernelSigaction is the kernel's struct sigaction on amd64 and arm64
+// (handler first); only the handler is read or set.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// resetIgnoredSignals gives the container's process default dispositions:
+// an ignored signal survives execve, so whatever ignored it in berth's own
+// ancestry (nohup, a CI harness, a shell's background job) would leak into
+// the container. Signals Go handles are reset by execve itself.
+func resetIgnoredSignals() {
+	const sigIgn = 1
+	for sig := 1; sig <= 64; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		var old kernelSigaction
+		if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+			continue
+		}
+		if old.handler == sigIgn {
+			var def kernelSigaction
+			unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&def)), 0, 8, 0, 0)
+		}
+	}
 }
