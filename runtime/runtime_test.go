@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -729,5 +731,18 @@ func TestExecUserNamespace(t *testing.T) {
 	// init, sh and wc share the container's cgroup.
 	if !strings.HasSuffix(out, "procs=3") {
 		t.Errorf("exec'd process not in the container's cgroup: %s", out)
+	}
+}
+
+// An ignored signal survives execve: a berth started under nohup (or by a
+// harness that ignores signals) must still give the container default
+// dispositions, as runc does.
+func TestIgnoredSignalsReset(t *testing.T) {
+	e := newEnv(t)
+	signal.Ignore(syscall.SIGHUP)
+	defer signal.Reset(syscall.SIGHUP)
+	out, code := e.mustRun("sigign", sh("grep SigIgn /proc/self/status | cat"), nil)
+	if code != 0 || out != "SigIgn:\t0000000000000000\n" {
+		t.Fatalf("exit %d, %q: the container inherited ignored signals", code, out)
 	}
 }
