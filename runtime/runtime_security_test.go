@@ -439,6 +439,24 @@ func TestSecurity(t *testing.T) {
 		}
 	})
 
+	t.Run("DefaultSpecSeccomp", func(t *testing.T) {
+		// Only a seccomp filter in the default spec (Docker's profile)
+		// stops these: keyrings are not namespaced, and creating a user
+		// namespace needs no capability.
+		r := e.run(t, nil, sh(`unshare -U true 2>/dev/null && echo UNSHARE-OK; /probe keyctl`)...)
+		if strings.Contains(r.out, "UNSHARE-OK") {
+			t.Errorf("default spec allowed unshare -U")
+		}
+		for _, name := range []string{"add_key", "keyctl"} {
+			l := probeLine(r.out, name)
+			if l == "" {
+				t.Errorf("probe %s printed nothing: stdout %q stderr %q", name, r.out, r.err)
+			} else if !permErr(l) {
+				t.Errorf("default spec allowed it: %s", l)
+			}
+		}
+	})
+
 	t.Run("DefaultSpecDenies", func(t *testing.T) {
 		hostPid := os.Getpid()
 		r := e.run(t, nil, sh(strings.Join([]string{

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mobyseccomp "github.com/moby/profiles/seccomp"
 	"io"
 	"os"
 	"os/exec"
@@ -122,7 +123,16 @@ func specCmd() *cobra.Command {
 			if _, err := os.Stat(p); err == nil {
 				return fmt.Errorf("%s already exists: remove it first", p)
 			}
-			data, err := json.MarshalIndent(runtime.DefaultSpec(rootless), "", "\t")
+			spec := runtime.DefaultSpec(rootless)
+			// Unlike runc's, berth's default spec carries Docker's seccomp
+			// profile: keyrings are not namespaced and a user namespace
+			// needs no capability, so only a filter stops keyctl or unshare -U.
+			prof, err := mobyseccomp.GetDefaultProfile(spec)
+			if err != nil {
+				return fmt.Errorf("default seccomp profile: %w", err)
+			}
+			spec.Linux.Seccomp = prof
+			data, err := json.MarshalIndent(spec, "", "\t")
 			if err != nil {
 				return err
 			}
