@@ -529,6 +529,24 @@ func (r *Runtime) start(c *container) error {
 			return fmt.Errorf("container %q: init exited before start", id)
 		}
 	}
+	// The init closes its end at execve (or by dying): wait for that, so
+	// that startContainer hooks ran and the process is the user's before
+	// poststart hooks run or a signal is sent.
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && err != unix.EINTR {
+			return err
+		}
+		if n > 0 {
+			if k, _ := unix.Read(fd, buf); k == 0 || pfd[0].Revents&unix.POLLHUP != 0 {
+				break
+			}
+		}
+		if !c.alive() {
+			break
+		}
+	}
 	os.Remove(fifo)
 	r.mark("started")
 	if h := c.spec().Hooks; h != nil && len(h.Poststart) > 0 {

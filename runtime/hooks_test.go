@@ -218,3 +218,43 @@ func TestHooksFailingCreateRuntime(t *testing.T) {
 		t.Errorf("failed create left a container behind: %s", st)
 	}
 }
+
+// TestHooksThroughCLI runs a container with a hook of every kind through
+// the built berth binary and checks that each ran once, in the order the
+// runtime spec gives, with the container's state on stdin.
+func TestHooksThroughCLI(t *testing.T) {
+	e := newCLIEnv(t)
+	dir := e.bundle("hooked", &specs.Hooks{
+		CreateRuntime:   []specs.Hook{e.hook("createRuntime")},
+		CreateContainer: []specs.Hook{e.hook("createContainer")},
+		StartContainer:  []specs.Hook{e.hook("startContainer")},
+		Poststart:       []specs.Hook{e.hook("poststart")},
+		Poststop:        []specs.Hook{e.hook("poststop")},
+	})
+	if out, err := e.berth("run", "--bundle", dir, "hooked").CombinedOutput(); err != nil {
+		t.Fatalf("run: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		phase, js, _ := strings.Cut(line, " ")
+		var st specs.State
+		if err := json.Unmarshal([]byte(js), &st); err != nil {
+			t.Fatalf("%s hook got no JSON state on stdin: %q", phase, js)
+		}
+		if st.ID != "hooked" || st.Bundle != dir {
+			t.Errorf("%s hook state: id %q bundle %q", phase, st.ID, st.Bundle)
+		}
+		if phase != "poststop" && st.Pid <= 0 {
+			t.Errorf("%s hook state has no pid: %s", phase, js)
+		}
+		phases = append(phases, phase)
+	}
+	want := "createRuntime createContainer startContainer poststart poststop"
+	if got := strings.Join(phases, " "); got != want {
+		t.Fatalf("hooks ran as %q, want %q", got, want)
+	}
+}

@@ -162,7 +162,8 @@ func (in *initProc) run() error {
 		if _, err := unix.Write(fd, []byte{0}); err != nil {
 			return fmt.Errorf("write exec fifo: %w", err)
 		}
-		unix.Close(fd)
+		// fd stays open (close-on-exec): `start` waits for its EOF, so it
+		// returns, and runs poststart, only once the process has exec'd.
 		if len(s.Hooks.StartContainer) > 0 {
 			if err := runHooks(s.Hooks.StartContainer, in.state(specs.StateRunning)); err != nil {
 				return fmt.Errorf("startContainer hook: %w", err)
