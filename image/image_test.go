@@ -6,11 +6,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,31 +28,7 @@ func openStore(t *testing.T) *store.Store {
 	return s
 }
 
-func treeDigest(t *testing.T, root string) string {
-	t.Helper()
-	h := sha256.New()
-	var paths []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	sort.Strings(paths)
-	for _, p := range paths {
-		rel, _ := filepath.Rel(root, p)
-		if strings.HasSuffix(rel, "lock") {
-			continue
-		}
-		fi, _ := os.Lstat(p)
-		fmt.Fprintf(h, "%s %v\n", rel, fi.Mode())
-		if fi.Mode().IsRegular() {
-			data, _ := os.ReadFile(p)
-			h.Write(data)
-		}
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}
+func treeDigest(t *testing.T, root string) string { return fixture.TreeDigest(t, root) }
 
 func fileSHA(t *testing.T, p string) string {
 	t.Helper()

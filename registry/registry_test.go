@@ -5,13 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -78,31 +76,7 @@ func openStore(t *testing.T) *store.Store {
 	return s
 }
 
-func treeDigest(t *testing.T, root string) string {
-	t.Helper()
-	h := sha256.New()
-	var paths []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	sort.Strings(paths)
-	for _, p := range paths {
-		rel, _ := filepath.Rel(root, p)
-		if strings.HasSuffix(rel, "lock") {
-			continue
-		}
-		fi, _ := os.Lstat(p)
-		fmt.Fprintf(h, "%s %v\n", rel, fi.Mode())
-		if fi.Mode().IsRegular() {
-			data, _ := os.ReadFile(p)
-			h.Write(data)
-		}
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}
+func treeDigest(t *testing.T, root string) string { return fixture.TreeDigest(t, root) }
 
 func importBusybox(t *testing.T, s *store.Store, tag string) v1.Image {
 	t.Helper()

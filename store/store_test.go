@@ -7,11 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berthproject/berth/internal/fixture"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -39,33 +38,7 @@ func randomImage(t *testing.T, layers int64) v1.Image {
 	return img
 }
 
-// treeDigest hashes every path, mode and content under root: equal
-// digests mean the store did not change.
-func treeDigest(t *testing.T, root string) string {
-	t.Helper()
-	h := sha256.New()
-	var paths []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	sort.Strings(paths)
-	for _, p := range paths {
-		rel, _ := filepath.Rel(root, p)
-		if rel == "lock" || rel == "gc.lock" || rel == "snapshots.lock" {
-			continue
-		}
-		fi, _ := os.Lstat(p)
-		fmt.Fprintf(h, "%s %v\n", rel, fi.Mode())
-		if fi.Mode().IsRegular() {
-			data, _ := os.ReadFile(p)
-			h.Write(data)
-		}
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}
+func treeDigest(t *testing.T, root string) string { return fixture.TreeDigest(t, root) }
 
 func TestWriteResolveList(t *testing.T) {
 	s := openTemp(t)

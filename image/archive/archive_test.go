@@ -8,11 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -31,31 +29,7 @@ func openStore(t *testing.T) *store.Store {
 	return s
 }
 
-func treeDigest(t *testing.T, root string) string {
-	t.Helper()
-	h := sha256.New()
-	var paths []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	sort.Strings(paths)
-	for _, p := range paths {
-		rel, _ := filepath.Rel(root, p)
-		if strings.HasSuffix(rel, "lock") {
-			continue
-		}
-		fi, _ := os.Lstat(p)
-		fmt.Fprintf(h, "%s %v\n", rel, fi.Mode())
-		if fi.Mode().IsRegular() {
-			data, _ := os.ReadFile(p)
-			h.Write(data)
-		}
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}
+func treeDigest(t *testing.T, root string) string { return fixture.TreeDigest(t, root) }
 
 // withImages returns a store holding busybox as bb:1 and bb:2 and a
 // second image sharing nothing, with their config digests.
