@@ -530,21 +530,27 @@ func logsCommand() *cobra.Command {
 }
 
 func containerPruneCommand() *cobra.Command {
+	return pruneCommand("Remove every stopped container (and what a killed berth left)", "Deleted Containers:", (*engine.Engine).Prune)
+}
+
+// pruneCommand is a docker-style `prune [-f]`: berth never prompts, so -f
+// is accepted and changes nothing.
+func pruneCommand(short, heading string, prune func(*engine.Engine) ([]string, error)) *cobra.Command {
 	var force bool
 	c := &cobra.Command{
 		Use:   "prune [-f]",
-		Short: "Remove every stopped container (and what a killed berth left)",
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			e, err := openEngine()
 			if err != nil {
 				return err
 			}
-			ids, err := e.Prune()
-			if len(ids) > 0 {
-				fmt.Println("Deleted Containers:")
-				for _, id := range ids {
-					fmt.Println(id)
+			gone, err := prune(e)
+			if len(gone) > 0 {
+				fmt.Println(heading)
+				for _, x := range gone {
+					fmt.Println(x)
 				}
 			}
 			return err

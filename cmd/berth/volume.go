@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berthproject/berth/engine"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -148,26 +149,5 @@ func volumeRmCommand() *cobra.Command {
 }
 
 func volumePruneCommand() *cobra.Command {
-	var force bool
-	c := &cobra.Command{
-		Use:   "prune [-f]",
-		Short: "Remove every volume no container uses",
-		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			e, err := openEngine()
-			if err != nil {
-				return err
-			}
-			names, err := e.VolumePrune()
-			if len(names) > 0 {
-				fmt.Println("Deleted Volumes:")
-				for _, n := range names {
-					fmt.Println(n)
-				}
-			}
-			return err
-		},
-	}
-	c.Flags().BoolVarP(&force, "force", "f", false, "do not prompt (berth never prompts)")
-	return c
+	return pruneCommand("Remove every volume no container uses", "Deleted Volumes:", (*engine.Engine).VolumePrune)
 }
