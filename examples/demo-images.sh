@@ -23,6 +23,12 @@ mkdir -p "$work/seed002" && cp examples/build/seed002-rootfs/Dockerfile "$work/s
 berth build -q -t mybase:1 "$work/seed002"
 berth run --rm mybase:1 sh -c 'echo "hello from a base image made of a tarball: $(ls /bin | wc -l) files in /bin"'
 
+step "4b. berth build: ten steps with RUN in berth's runtime, then again from the cache"
+berth build --progress plain -t ten:1 examples/build/ten-steps
+echo "--- rebuild, nothing changed:"
+berth build --progress plain -t ten:1 examples/build/ten-steps
+berth run --rm ten:1
+
 step "5. scratch runs static binaries only (seed 001)"
 mkdir -p "$work/scratch"
 printf '#include <stdio.h>\nint main(void){puts("hello from a C program");return 0;}\n' > "$work/scratch/hello.c"
