@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	goruntime "runtime"
@@ -266,11 +265,15 @@ func (e *Engine) initBinary() (string, error) {
 }
 
 // launch creates and starts the container in the runtime with the given
-// stdio (or console socket) and returns its init's host pid. The caller
-// must be a child subreaper so that it can reap the init.
+// stdio (or console socket) and returns its init's host pid. The init is
+// the caller's child (runtime.CreateChild): the caller reaps it.
 func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (int, error) {
 	e.Runtime.Delete(c.ID, true) // leftovers of a crashed run
-	err := e.createInHelper(c, stdio, consoleSocket)
+	o := runtime.CreateOpts{Bundle: e.dir(c.ID), ConsoleSocket: consoleSocket}
+	if len(stdio) == 3 {
+		o.Stdio = stdio
+	}
+	_, err := e.Runtime.CreateChild(c.ID, o)
 	if err != nil {
 		e.Runtime.Delete(c.ID, true)
 		// The runtime finds the program only inside the container (one in
@@ -302,59 +305,6 @@ func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (i
 		return 0, fmt.Errorf("starting container: %w", err)
 	}
 	return st.Pid, nil
-}
-
-// createInHelper runs the runtime's Create in a short-lived re-executed
-// berth ("container-create"), as a shim runs `runc create`: the runtime
-// reaps the inits it forks, so the init must not be our child but be
-// reparented to us (a subreaper) when the helper exits; only then can we
-// wait for it and have its exit status.
-func (e *Engine) createInHelper(c *Container, stdio []*os.File, consoleSocket string) error {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer pr.Close()
-	cmd := exec.Command("/proc/self/exe", "container-create", e.Runtime.Root, c.ID, e.dir(c.ID), consoleSocket)
-	if len(stdio) == 3 {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
-	}
-	cmd.ExtraFiles = []*os.File{pw}
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		return err
-	}
-	pw.Close()
-	msg, _ := io.ReadAll(pr)
-	werr := cmd.Wait()
-	switch s := string(msg); {
-	case s == "ok":
-		return nil
-	case strings.HasPrefix(s, "err "):
-		return errors.New(strings.TrimPrefix(s, "err "))
-	default:
-		return fmt.Errorf("runtime create helper died: %v", werr)
-	}
-}
-
-// CreateMain is the body of "container-create ROOT ID BUNDLE [CONSOLE]":
-// runtime.Create with this process's stdio, the result on fd 3.
-func CreateMain(args []string) int {
-	res := os.NewFile(3, "result")
-	if len(args) < 3 {
-		fmt.Fprint(res, "err container-create: want ROOT ID BUNDLE [CONSOLE]")
-		return 2
-	}
-	o := runtime.CreateOpts{Bundle: args[2]}
-	if len(args) > 3 {
-		o.ConsoleSocket = args[3]
-	}
-	if err := runtime.New(args[0]).Create(args[1], o); err != nil {
-		fmt.Fprintf(res, "err %s", strings.ReplaceAll(err.Error(), "\n", " "))
-		return 1
-	}
-	fmt.Fprint(res, "ok")
-	return 0
 }
 
 // loopbackUp brings lo up in the network namespace of pid, as docker's

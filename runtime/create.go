@@ -31,6 +31,14 @@ func (r *Runtime) Create(id string, o CreateOpts) error {
 	return err
 }
 
+// CreateChild is Create for a caller that reaps the init itself, as the
+// engine's monitor does: the init stays this process's child, so its exit
+// status is the caller's to wait for (no helper process in between).
+func (r *Runtime) CreateChild(id string, o CreateOpts) (*os.Process, error) {
+	_, p, err := r.create(id, o)
+	return p, err
+}
+
 // needCgroup: runc always makes a cgroup; berth skips it when the spec
 // asks for no resources and names no cgroupsPath, because on cgroup v1
 // joining one costs an RCU grace period per migration (~9 ms here), more

@@ -18,7 +18,6 @@ var containerCmd = &cobra.Command{Use: "container", Short: "Manage containers"}
 func init() {
 	reexecs["container-monitor"] = engine.MonitorMain
 	reexecs["container-init"] = engine.InitMain
-	reexecs["container-create"] = engine.CreateMain
 	root.AddCommand(containerCmd)
 	makers := []func() *cobra.Command{
 		runCommand, createCommand, startCommand, stopCommand, killCommand, restartCommand,
