@@ -96,7 +96,7 @@ func TestCLIImagesLifecycle(t *testing.T) {
 	c := newCLI(t)
 	tarPath := filepath.Join(t.TempDir(), "bb.tar")
 	if err := fixture.BusyboxTar(tarPath); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	id := strings.TrimSpace(c.ok("import", "-q", "--change", `CMD ["/bin/sh"]`, tarPath, "bb:1"))
 	if !strings.HasPrefix(id, "sha256:") || len(id) != 71 {
