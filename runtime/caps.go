@@ -89,3 +89,8 @@ func applyCaps(c capSets) error {
 	}
 	return nil
 }
+
+// CapabilityNames lists every capability berth knows, by number: the
+// engine's --cap-add ALL and --privileged use the same list the runtime
+// applies.
+func CapabilityNames() []string { return append([]string(nil), capNames...) }
