@@ -28,33 +28,18 @@ func (s *Store) normalizeTags(tags []string) ([]string, error) {
 }
 
 func (s *Store) write(img v1.Image, tags []string) (v1.Hash, error) {
-	full, err := s.normalizeTags(tags)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	unlock, err := s.Lock(false)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	defer unlock()
-	var added []v1.Hash
-	d, err := s.writeImageBlobs(img, &added)
-	if err == nil {
-		err = s.updateIndex(func(im *v1.IndexManifest) error {
-			s.point(im, d, full)
-			return nil
-		})
-	}
-	if err != nil {
-		s.dropNew(added)
-		return v1.Hash{}, err
-	}
-	return d.Digest, nil
+	return s.store(tags, func(added *[]v1.Hash) (v1.Descriptor, error) { return s.writeImageBlobs(img, added) })
 }
 
 // WriteIndex stores a multi-platform index with every child image and
 // points each tag at the index.
 func (s *Store) WriteIndex(idx v1.ImageIndex, tags ...string) (v1.Hash, error) {
+	return s.store(tags, func(added *[]v1.Hash) (v1.Descriptor, error) { return s.writeIndexBlobs(idx, added) })
+}
+
+// store writes blobs with put under the shared GC lock, then points tags
+// at the result; on failure the blobs it added are dropped again.
+func (s *Store) store(tags []string, put func(added *[]v1.Hash) (v1.Descriptor, error)) (v1.Hash, error) {
 	full, err := s.normalizeTags(tags)
 	if err != nil {
 		return v1.Hash{}, err
@@ -65,7 +50,7 @@ func (s *Store) WriteIndex(idx v1.ImageIndex, tags ...string) (v1.Hash, error) {
 	}
 	defer unlock()
 	var added []v1.Hash
-	d, err := s.writeIndexBlobs(idx, &added)
+	d, err := put(&added)
 	if err == nil {
 		err = s.updateIndex(func(im *v1.IndexManifest) error {
 			s.point(im, d, full)
