@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	if _, lerr := exec.LookPath("dockerd"); lerr == nil {
-		if dockerd, err = fixture.StartDockerd(filepath.Join(scratch, "dockerd")); err != nil {
+		if dockerd, err = fixture.StartDockerd(filepath.Join(scratch, "dockerd"), "vfs"); err != nil {
 			os.Stderr.WriteString("starting dockerd: " + err.Error() + "\n")
 			os.RemoveAll(scratch)
 			os.Exit(1)
