@@ -583,3 +583,61 @@ func TestAllocateSkipsUsedAndWraps(t *testing.T) {
 		t.Errorf("freed address not found after wrap: %v", ip)
 	}
 }
+
+// The table berth builds over netlink is, rule for rule, the one its text
+// form describes: nft reads it back as that text.
+func TestTableReadsBackAsText(t *testing.T) {
+	m := newManager(t)
+	st := &state{Networks: map[string]*Network{
+		"a": {Name: "a", Bridge: "brt-a", Subnet: "172.29.96.0/20", Endpoints: map[string]*Endpoint{
+			"c1": {ContainerName: "c1", IP: "172.29.96.2", Ports: []PortBinding{
+				{Proto: "tcp", HostPort: 8080, ContainerPort: 80},
+				{Proto: "udp", HostIP: "127.0.0.1", HostPort: 5353, ContainerPort: 53}}},
+			"c2": {ContainerName: "c2", IP: "172.29.96.3"},
+		}},
+		"b": {Name: "b", Bridge: "brt-b", Subnet: "10.249.0.0/16", Endpoints: map[string]*Endpoint{
+			"c3": {ContainerName: "c3", IP: "10.249.0.2", Ports: []PortBinding{
+				{Proto: "tcp", HostIP: "10.249.0.1", HostPort: 2222, ContainerPort: 22}}},
+		}},
+	}}
+	tab, err := m.natTable(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.syncRules(st); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.syncRules(&state{Networks: map[string]*Network{}}); err != nil {
+			t.Error(err)
+		}
+	})
+	out, err := exec.Command("nft", "list", "table", "ip", m.Table()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if got, want := strings.Join(lines, "\n")+"\n", tab.String(); got != want {
+		t.Errorf("kernel's table:\n%s\nwant:\n%s", got, want)
+	}
+	for _, s := range []string{"ip saddr 172.29.96.0/20 oifname != \"brt-a\" masquerade",
+		"ip daddr 127.0.0.1 udp dport 5353 dnat to 172.29.96.2:53", "tcp dport 8080 dnat to 172.29.96.2:80"} {
+		if !strings.Contains(tab.String(), s) {
+			t.Errorf("text lacks %q", s)
+		}
+	}
+	// Applied again unchanged, the cache skips the kernel: a table
+	// flushed behind berth's back stays flushed until prune.
+	exec.Command("nft", "flush", "table", "ip", m.Table()).Run()
+	if err := m.syncRules(st); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("nft", "list", "table", "ip", m.Table()).Output(); strings.Contains(string(out), "dnat") {
+		t.Error("unchanged state reapplied the table: cache unused")
+	}
+}
