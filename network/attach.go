@@ -159,6 +159,7 @@ func (m *Manager) Detach(containerID, network string) error {
 		}
 	}
 	var touched []*Network
+	var gone []string // the container's veths, a test root's default bridge
 	hostsFile := ""
 	var errs []string
 	for _, n := range st.Networks {
@@ -166,26 +167,27 @@ func (m *Manager) Detach(containerID, network string) error {
 		if !ok || (only != nil && n != only) {
 			continue
 		}
-		if err := deleteLink(ep.HostVeth); err != nil {
-			errs = append(errs, err.Error())
-		}
+		gone = append(gone, ep.HostVeth)
 		delete(n.Endpoints, containerID)
 		touched = append(touched, n)
 		hostsFile = ep.HostsFile
 	}
 	m.gc(st)
-	var bridges []string
 	if d, ok := st.Networks[DefaultName]; ok && !m.isDefaultRoot() && len(d.Endpoints) == 0 {
 		// A test root's default bridge goes with its last container, so
 		// that temporary roots leave nothing on the host.
 		delete(st.Networks, DefaultName)
-		bridges = append(bridges, d.Bridge)
+		gone = append(gone, d.Bridge)
 	}
-	if err := m.apply(st); err != nil {
+	// The devices go while the state and rules are rewritten, and whether
+	// or not that succeeds: the state no longer has them.
+	wait := startDeleteLinks(gone...)
+	err = m.apply(st)
+	if derr := wait(); derr != nil {
+		errs = append(errs, derr.Error())
+	}
+	if err != nil {
 		return err
-	}
-	for _, b := range bridges {
-		deleteLink(b)
 	}
 	for _, n := range touched {
 		refreshHosts(st, n)

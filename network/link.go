@@ -1,12 +1,17 @@
 package network
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -83,6 +88,114 @@ func deleteLink(name string) error {
 		return fmt.Errorf("deleting %s: %w", name, err)
 	}
 	return nil
+}
+
+// deleteLinks removes the host devices named (those that exist) and
+// returns once the host no longer lists them.
+func deleteLinks(names ...string) error { return startDeleteLinks(names...)() }
+
+// startDeleteLinks starts removing the host devices named; the function
+// it returns waits until the host no longer lists them. Unregistering a
+// device ends with the kernel waiting out RCU grace periods, tens of
+// milliseconds a device here, so several devices go in one batch (as a
+// fresh device group, `ip link delete group`), sharing the waits; and the
+// caller does not sit through the last of them: once unlisted, a device is
+// unusable and its name free, and the process cannot exit before the
+// kernel is done.
+func startDeleteLinks(names ...string) (wait func() error) {
+	var links []netlink.Link
+	for _, name := range names {
+		if name == "" {
+			continue
+		}
+		if l, err := netlink.LinkByName(name); err == nil {
+			links = append(links, l)
+		}
+	}
+	if len(links) == 0 {
+		return func() error { return nil }
+	}
+	del := func() error {
+		var errs []error
+		for _, l := range links {
+			if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+				errs = append(errs, fmt.Errorf("deleting %s: %w", l.Attrs().Name, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	if len(links) > 1 {
+		if g, ok := groupLinks(links); ok {
+			del = func() error {
+				req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+				req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+				req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
+				if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil && !errors.Is(err, unix.ENODEV) {
+					return fmt.Errorf("deleting %s: %w", linkNames(links), err)
+				}
+				return nil
+			}
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- del() }()
+	return func() error {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case err := <-done:
+				return err
+			case <-tick.C:
+			}
+			gone := true
+			for _, l := range links {
+				if _, err := netlink.LinkByIndex(l.Attrs().Index); err == nil {
+					gone = false
+					break
+				}
+			}
+			if gone {
+				return nil
+			}
+		}
+	}
+}
+
+// groupLinks puts links into a device group no other device is in, for
+// one RTM_DELLINK to take them all.
+func groupLinks(links []netlink.Link) (uint32, bool) {
+	all, err := netlink.LinkList()
+	if err != nil {
+		return 0, false
+	}
+	used := map[uint32]bool{}
+	for _, l := range all {
+		used[l.Attrs().Group] = true
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	g := binary.NativeEndian.Uint32(b[:]) | 1<<31 // far from the small numbers people use
+	if used[g] {
+		return 0, false
+	}
+	for _, l := range links {
+		if err := netlink.LinkSetGroup(l, int(g)); err != nil {
+			for _, l := range links {
+				netlink.LinkSetGroup(l, int(l.Attrs().Group))
+			}
+			return 0, false
+		}
+	}
+	return g, true
+}
+
+func linkNames(links []netlink.Link) string {
+	var s []string
+	for _, l := range links {
+		s = append(s, l.Attrs().Name)
+	}
+	return strings.Join(s, ", ")
 }
 
 // linkNames are the host veth's name and the container's interface name

@@ -641,3 +641,32 @@ func TestTableReadsBackAsText(t *testing.T) {
 		t.Error("unchanged state reapplied the table: cache unused")
 	}
 }
+
+// Devices deleted together go in one kernel batch, as a device group:
+// the batch takes exactly the devices named, no other.
+func TestDeleteLinksTakesOnlyThoseNamed(t *testing.T) {
+	fixture.RequireRoot(t)
+	names := []string{"bnt-a", "bnt-b", "bnt-keep"}
+	for _, n := range names {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { deleteLink(n) })
+	}
+	keep, _ := netlink.LinkByName("bnt-keep")
+	if err := netlink.LinkSetGroup(keep, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := deleteLinks("bnt-a", "", "bnt-b", "bnt-missing"); err != nil {
+		t.Fatal(err)
+	}
+	if linkExists("bnt-a") || linkExists("bnt-b") {
+		t.Error("named devices left")
+	}
+	if l, err := netlink.LinkByName("bnt-keep"); err != nil || l.Attrs().Group != 7 {
+		t.Errorf("a device not named was touched: %v %v", l, err)
+	}
+	if err := deleteLinks("bnt-missing"); err != nil {
+		t.Errorf("deleting what is not there: %v", err)
+	}
+}

@@ -222,10 +222,13 @@ func (m *Manager) syncRules(st *state) error {
 		return nil
 	}
 	os.Remove(m.rulesCache()) // unknown until the batch succeeds
-	c, err := nftables.New()
+	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return nftError(err)
 	}
+	// Closing the socket waits for the kernel to free the replaced table
+	// (an RCU grace period, ~10 ms here): let that happen off the path.
+	defer func() { go c.CloseLasting() }()
 	tab := &nftables.Table{Name: t.name, Family: nftables.TableFamilyIPv4}
 	c.AddTable(tab)
 	c.DelTable(tab)
