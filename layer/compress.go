@@ -30,18 +30,22 @@ var (
 const readBufSize = 1 << 20
 
 // Decompress detects gzip, zstd or an uncompressed stream from r's first
-// bytes and returns a reader of the uncompressed data. Close releases the
-// decompressor (zstd runs goroutines); it does not close r.
+// bytes and returns a reader of the uncompressed data (blocked gzip, see
+// NewGzipWriter, is inflated on all cores). Close releases the
+// decompressor's goroutines; it does not close r.
 func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 	br := bufio.NewReaderSize(r, readBufSize)
-	head, err := br.Peek(10)
+	head, err := br.Peek(memberHeader)
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		return nil, "", err
 	}
 	switch {
 	case bytes.HasPrefix(head, magicGzip):
-		// Blocks of 1 MiB, 4 read ahead: parallel inflate pays on big layers
-		// and costs little memory.
+		if _, ok := memberSize(head); ok {
+			return newMemberReader(br), Gzip, nil
+		}
+		// Not berth's blocked gzip: inflated by one goroutine, which pgzip
+		// at least runs ahead of the reader (1 MiB blocks, 4 ahead).
 		zr, err := pgzip.NewReaderN(br, 1<<20, 4)
 		if err != nil {
 			return nil, "", fmt.Errorf("gzip: %w", err)
@@ -54,7 +58,7 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 			return nil, "", fmt.Errorf("zstd: %w", err)
 		}
 		return zr.IOReadCloser(), Zstd, nil
-	case len(head) == 10 && bytes.HasPrefix(head, []byte("BZh")) && string(head[4:]) == "1AY&SY":
+	case len(head) >= 10 && bytes.HasPrefix(head, []byte("BZh")) && string(head[4:10]) == "1AY&SY":
 		return nil, "", fmt.Errorf("unsupported layer compression bzip2 (OCI layers are gzip, zstd or plain tar)")
 	case bytes.HasPrefix(head, magicXz):
 		return nil, "", fmt.Errorf("unsupported layer compression xz (OCI layers are gzip, zstd or plain tar)")

@@ -8,12 +8,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 
+	"github.com/berthproject/berth/layer"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
@@ -123,6 +125,9 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 	}
 	b.Size = size
 	b.Digest = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(blobHash.Sum(nil))}
+	if b.Layer && b.DiffID.Hex == "" {
+		b.DiffID = b.Digest // an uncompressed layer: the same bytes
+	}
 	if o.Digest != nil && b.Digest != *o.Digest {
 		return Blob{}, fmt.Errorf("blob %s: content has digest %s: refused", o.Digest, b.Digest)
 	}
@@ -149,8 +154,10 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 	return b, syncDir(filepath.Dir(s.blobPath(b.Digest)))
 }
 
-// copyBlob stores r as is; a layer is also decompressed on the side to
-// compute its diffID and check its entries.
+// copyBlob stores r as is; a layer is also decompressed on the side (in
+// another goroutine, so that copying, hashing and inflating overlap) to
+// compute its diffID and check its entries. For an uncompressed layer the
+// diffID is the blob's digest: DiffID is left for the caller to fill.
 func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	head, _ := br.Peek(512)
@@ -162,13 +169,14 @@ func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, err
 	pr, pw := io.Pipe()
 	type result struct {
 		diff v1.Hash
+		comp string
 		err  error
 	}
 	done := make(chan result, 1)
 	go func() {
-		d, _, err := s.scanLayer(pr, io.Discard)
+		d, _, c, err := s.scanLayer(pr, io.Discard, false)
 		pr.CloseWithError(err)
-		done <- result{d, err}
+		done <- result{d, c, err}
 	}()
 	n, err := io.Copy(io.MultiWriter(w, pw), br)
 	pw.CloseWithError(err)
@@ -179,19 +187,15 @@ func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, err
 	if err != nil {
 		return 0, Blob{}, err
 	}
-	return n, Blob{Layer: true, DiffID: res.diff, Compression: comp}, nil
+	return n, Blob{Layer: true, DiffID: res.diff, Compression: res.comp}, nil
 }
 
 // compressLayer decompresses r, checks it as a layer, and writes it to w
-// gzip-compressed (pgzip: all cores).
+// as blocked gzip (compressed, and later inflated, on all cores).
 func (s *Store) compressLayer(r io.Reader, w io.Writer) (int64, Blob, error) {
 	cw := &countWriter{w: w}
-	zw, err := pgzip.NewWriterLevel(cw, pgzip.BestSpeed)
-	if err != nil {
-		return 0, Blob{}, err
-	}
-	zw.SetConcurrency(1<<20, 4)
-	diff, _, err := s.scanLayer(r, zw)
+	zw := layer.NewGzipWriter(cw)
+	diff, _, _, err := s.scanLayer(r, zw, true)
 	if err != nil {
 		zw.Close()
 		return 0, Blob{}, err
@@ -202,21 +206,33 @@ func (s *Store) compressLayer(r io.Reader, w io.Writer) (int64, Blob, error) {
 	return cw.n, Blob{Layer: true, DiffID: diff, Compression: "gzip"}, nil
 }
 
-// scanLayer decompresses r (detected), copies the tar to sink and returns
-// its digest, refusing hostile entry names and more than MaxLayerBytes.
-func (s *Store) scanLayer(r io.Reader, sink io.Writer) (v1.Hash, int64, error) {
-	rc, _, err := Decompress(r)
+// scanLayer decompresses r (detected as layer.Decompress does, so that
+// what is checked here is what a snapshot unpacks), copies the tar to
+// sink and returns its digest and compression, refusing hostile entry
+// names and more than MaxLayerBytes. An uncompressed tar is only hashed
+// when hashPlain is set (otherwise its digest is the blob's, known to the
+// caller, and the returned one is zero).
+func (s *Store) scanLayer(r io.Reader, sink io.Writer, hashPlain bool) (v1.Hash, int64, string, error) {
+	rc, lc, err := layer.Decompress(r)
 	if err != nil {
-		return v1.Hash{}, 0, err
+		return v1.Hash{}, 0, "", fmt.Errorf("layer: %w", err)
 	}
 	defer rc.Close()
+	comp := string(lc)
+	if lc == layer.None {
+		comp = ""
+	}
 	max := s.MaxLayerBytes
 	if max <= 0 {
 		max = 64 << 30
 	}
-	h := sha256.New()
+	var h hash.Hash
+	if comp != "" || hashPlain {
+		h = sha256.New()
+		sink = io.MultiWriter(h, sink)
+	}
 	lim := &io.LimitedReader{R: rc, N: max + 1}
-	tee := io.TeeReader(lim, io.MultiWriter(h, sink))
+	tee := io.TeeReader(lim, sink)
 	tr := tar.NewReader(tee)
 	for {
 		hdr, err := tr.Next()
@@ -225,22 +241,26 @@ func (s *Store) scanLayer(r io.Reader, sink io.Writer) (v1.Hash, int64, error) {
 		}
 		if err != nil {
 			if lim.N <= 0 {
-				return v1.Hash{}, 0, fmt.Errorf("%w: more than %d bytes uncompressed", ErrHostileLayer, max)
+				return v1.Hash{}, 0, "", fmt.Errorf("%w: more than %d bytes uncompressed", ErrHostileLayer, max)
 			}
-			return v1.Hash{}, 0, fmt.Errorf("layer is not a valid tar: %v", err)
+			return v1.Hash{}, 0, "", fmt.Errorf("layer is not a valid tar: %v", err)
 		}
 		if err := CheckEntry(hdr); err != nil {
-			return v1.Hash{}, 0, err
+			return v1.Hash{}, 0, "", err
 		}
 	}
 	// The trailer (zero blocks, padding) belongs to the diffID too.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return v1.Hash{}, 0, err
+		return v1.Hash{}, 0, "", err
 	}
 	if lim.N <= 0 {
-		return v1.Hash{}, 0, fmt.Errorf("%w: more than %d bytes uncompressed", ErrHostileLayer, max)
+		return v1.Hash{}, 0, "", fmt.Errorf("%w: more than %d bytes uncompressed", ErrHostileLayer, max)
 	}
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}, max + 1 - lim.N, nil
+	var diff v1.Hash
+	if h != nil {
+		diff = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+	}
+	return diff, max + 1 - lim.N, comp, nil
 }
 
 // CheckEntry refuses a tar entry whose name or hardlink target is absolute

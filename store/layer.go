@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/berthproject/berth/layer"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -41,7 +43,7 @@ func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, _, err := Decompress(f)
+	rc, _, err := layer.Decompress(f)
 	if err != nil {
 		f.Close()
 		return nil, err
