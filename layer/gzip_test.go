@@ -143,8 +143,8 @@ func TestBlockedGzipTampered(t *testing.T) {
 		"truncated header": func(b []byte) []byte {
 			return append(b, z[:10]...)
 		},
-		"trailing garbage": func(b []byte) []byte { return append(b, "garbage"...) },
-		"foreign member": func(b []byte) []byte { return append(b, foreign.Bytes()...) },
+		"trailing garbage":     func(b []byte) []byte { return append(b, "garbage"...) },
+		"foreign member":       func(b []byte) []byte { return append(b, foreign.Bytes()...) },
 		"foreign member first": func(b []byte) []byte { return append(append([]byte{}, foreign.Bytes()...), b...) },
 		"second header not berth's": func(b []byte) []byte {
 			b[first+12] = 'X'
