@@ -7,15 +7,15 @@
 //
 // How a container starts: the caller (Create) parses the bundle, then
 // re-executes berth from a read-only detached mount of its own binary
-// (InitArg, see sealedExe) with clone flags for the new namespaces; joined
+// (initproc.Arg, see sealedExe) with clone flags for the new namespaces; joined
 // ones are entered on the forking thread first. While that init starts and
 // mounts its rootfs, the caller makes the cgroup and moves the init into
 // it; the init waits for that ("go" on the sync socket) only before it
 // pivots. It then applies the process settings, reports "ready", and
-// blocks opening exec.fifo until Start opens the other end. Programs that
-// import this package and call Create must dispatch InitArg to Init first
-// thing in main (cmd/berth does through its reexecs map; tests through
-// TestMain).
+// blocks opening exec.fifo until Start opens the other end. The init's
+// side is package initproc, whose init function takes over a re-executed
+// program before main (and before most package inits), so any program
+// that imports this package can call Create.
 //
 // Go cannot setns(CLONE_NEWUSER) once multi-threaded: exec into a container
 // with its own user namespace goes through util-linux's nsenter. Not
@@ -28,6 +28,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/berthproject/berth/runtime/initproc"
 )
 
 // DefaultRoot is where container state lives unless --root says otherwise.
@@ -89,6 +91,11 @@ type ExecOpts struct {
 	// ForwardSignals: Exec passes the signals it gets to the process.
 	ForwardSignals bool
 }
+
+// CapabilityNames lists every capability berth knows, by number: the
+// engine's --cap-add ALL and --privileged use the same list the runtime
+// applies.
+func CapabilityNames() []string { return initproc.CapabilityNames() }
 
 // The lifecycle methods live beside their parts: Create and Start in
 // create.go, Run, Kill, Delete, Ps, Pause and Resume in ops.go, State and

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/berthproject/berth/runtime/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -173,14 +174,14 @@ func validateSpec(s *specs.Spec) error {
 		c := s.Process.Capabilities
 		for _, set := range [][]string{c.Bounding, c.Effective, c.Inheritable, c.Permitted, c.Ambient} {
 			for _, n := range set {
-				if _, err := capNumber(n); err != nil {
+				if _, err := initproc.CapNumber(n); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	for _, rl := range s.Process.Rlimits {
-		if _, ok := rlimitNames[rl.Type]; !ok {
+		if _, ok := initproc.RlimitResource(rl.Type); !ok {
 			return fmt.Errorf("unknown rlimit %q", rl.Type)
 		}
 	}
@@ -203,23 +204,4 @@ func hasNS(s *specs.Spec, t specs.LinuxNamespaceType) (specs.LinuxNamespace, boo
 func newNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
 	ns, ok := hasNS(s, t)
 	return ok && ns.Path == ""
-}
-
-var rlimitNames = map[string]int{
-	"RLIMIT_AS":         unix.RLIMIT_AS,
-	"RLIMIT_CORE":       unix.RLIMIT_CORE,
-	"RLIMIT_CPU":        unix.RLIMIT_CPU,
-	"RLIMIT_DATA":       unix.RLIMIT_DATA,
-	"RLIMIT_FSIZE":      unix.RLIMIT_FSIZE,
-	"RLIMIT_LOCKS":      unix.RLIMIT_LOCKS,
-	"RLIMIT_MEMLOCK":    unix.RLIMIT_MEMLOCK,
-	"RLIMIT_MSGQUEUE":   unix.RLIMIT_MSGQUEUE,
-	"RLIMIT_NICE":       unix.RLIMIT_NICE,
-	"RLIMIT_NOFILE":     unix.RLIMIT_NOFILE,
-	"RLIMIT_NPROC":      unix.RLIMIT_NPROC,
-	"RLIMIT_RSS":        unix.RLIMIT_RSS,
-	"RLIMIT_RTPRIO":     unix.RLIMIT_RTPRIO,
-	"RLIMIT_RTTIME":     unix.RLIMIT_RTTIME,
-	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
-	"RLIMIT_STACK":      unix.RLIMIT_STACK,
 }

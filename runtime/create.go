@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/runtime/cgroup"
+	"github.com/berthproject/berth/runtime/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -76,7 +77,7 @@ func nodevInstead(s *specs.Spec) bool {
 	if d.Allow || (d.Type != "" && d.Type != "a") || d.Major != nil || d.Minor != nil || (d.Access != "rwm" && d.Access != "") {
 		return false
 	}
-	if p := s.Process.Capabilities; p == nil || capMask(p.Bounding)&(1<<capMknod) != 0 {
+	if p := s.Process.Capabilities; p == nil || initproc.CapMask(p.Bounding)&(1<<capMknod) != 0 {
 		return false
 	}
 	for _, m := range s.Mounts {
@@ -110,7 +111,7 @@ func withDefaultDevices(s *specs.Spec) *specs.LinuxResources {
 		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(5), Minor: i64(1), Access: "rwm"},    // console
 		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(10), Minor: i64(200), Access: "rwm"}, // tun
 	)
-	for _, d := range append(append([]specs.LinuxDevice{}, defaultDevices...), s.Linux.Devices...) {
+	for _, d := range append(initproc.DefaultDevices(), s.Linux.Devices...) {
 		t := d.Type
 		if t == "u" {
 			t = "c"
@@ -132,7 +133,7 @@ type nsJoin struct {
 // launch is what create and exec share: start the init with its fds and
 // namespaces and hand it its config.
 type launch struct {
-	cfg      *initConfig
+	cfg      *initproc.Config
 	stdio    []*os.File
 	preserve int
 	stateDir *os.File
@@ -143,25 +144,25 @@ type launch struct {
 	wrapper  []string // a program that enters the namespaces and runs the init (nsenter)
 }
 
-func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
+func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 	exe, err := sealedExe()
 	r.mark("sealed exe")
 	if err != nil {
 		return nil, nil, err
 	}
 	defer exe.Close()
-	parent, child, err := socketPair()
+	parent, child, err := initproc.SocketPair()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer child.Close()
-	files := make([]*os.File, 0, 3+l.preserve+fdCount)
+	files := make([]*os.File, 0, 3+l.preserve+initproc.FdCount)
 	files = append(files, l.stdio...)
 	for i := 0; i < l.preserve; i++ {
 		files = append(files, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	files = append(files, child, l.stateDir, l.console, l.mntNS, exe)
-	exeFd := 3 + l.preserve + fdExe
+	exeFd := 3 + l.preserve + initproc.FdExe
 	attr := &os.ProcAttr{
 		Dir: "/",
 		// Our environment (hooks run by the init inherit it, as under
@@ -171,7 +172,7 @@ func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
 		Files: files,
 		Sys:   l.sys,
 	}
-	argv := []string{"berth", InitArg, strconv.Itoa(l.preserve)}
+	argv := []string{"berth", initproc.Arg, strconv.Itoa(l.preserve)}
 	exePath := "/proc/self/fd/" + strconv.Itoa(exeFd)
 	if l.wrapper != nil {
 		argv = append(append(append([]string{}, l.wrapper...), exePath), argv[1:]...)
@@ -191,8 +192,8 @@ func (l *launch) start(r *Runtime) (*os.Process, *syncConn, error) {
 	if r.Debug {
 		l.cfg.Debug = time.Now().UnixMicro()
 	}
-	sc := newSync(parent)
-	if err := sc.sendAny(l.cfg); err != nil {
+	sc := initproc.NewSync(parent)
+	if err := sc.SendConfig(l.cfg); err != nil {
 		p.Kill()
 		p.Wait()
 		parent.Close()
@@ -294,7 +295,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			cgPath = "/berth/" + id
 		}
 	}
-	cfg := &initConfig{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: trimSpec(spec, spec.Process), NoPivot: o.NoPivot,
+	cfg := &initproc.Config{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
 		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec)}
 	cfg.Hooks = spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateContainer) > 0) //nolint:staticcheck // prestart is deprecated but honoured
 	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs}
@@ -376,7 +377,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			if p != nil {
 				p.Kill()
 				p.Wait()
-				sc.f.Close()
+				sc.Close()
 			}
 		}
 	}
@@ -385,7 +386,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	r.mark("init started, cgroup made")
 	child = p
-	defer sc.f.Close()
+	defer sc.Close()
 	if cg != nil {
 		if err = cg.Apply(p.Pid); err != nil {
 			return nil, nil, err
@@ -397,31 +398,31 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			return nil, nil, fmt.Errorf("oomScoreAdj: %w", err)
 		}
 	}
-	if err = sc.send(msg{T: msgGo, Pid: p.Pid}); err != nil {
+	if err = sc.Send(initproc.Msg{T: initproc.MsgGo, Pid: p.Pid}); err != nil {
 		return nil, nil, r.initFailed(p, sc, err)
 	}
 	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreating, Pid: p.Pid, Bundle: bundle, Annotations: spec.Annotations}
 	for {
-		var m msg
-		if derr := sc.dec.Decode(&m); derr != nil {
+		m, derr := sc.Recv()
+		if derr != nil {
 			return nil, nil, r.initFailed(p, sc, derr)
 		}
-		if m.T == msgError {
+		if m.T == initproc.MsgError {
 			return nil, nil, errors.New(m.Msg)
 		}
-		if m.T == msgReady {
+		if m.T == initproc.MsgReady {
 			break
 		}
-		if m.T == msgHooks {
-			herr := runHooks(spec.Hooks.CreateRuntime, &st)
+		if m.T == initproc.MsgHooks {
+			herr := initproc.RunHooks(spec.Hooks.CreateRuntime, &st)
 			if herr == nil {
-				herr = runHooks(spec.Hooks.Prestart, &st) //nolint:staticcheck // deprecated, still honoured
+				herr = initproc.RunHooks(spec.Hooks.Prestart, &st) //nolint:staticcheck // deprecated, still honoured
 			}
 			if herr != nil {
-				_ = sc.send(msg{T: msgError, Msg: herr.Error()})
+				_ = sc.Send(initproc.Msg{T: initproc.MsgError, Msg: herr.Error()})
 				return nil, nil, fmt.Errorf("createRuntime hook: %w", herr)
 			}
-			if err = sc.send(msg{T: msgHooked}); err != nil {
+			if err = sc.Send(initproc.Msg{T: initproc.MsgHooked}); err != nil {
 				return nil, nil, r.initFailed(p, sc, err)
 			}
 		}
@@ -446,9 +447,8 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 
 // initFailed turns a broken sync stream into the init's own error or its
 // exit status.
-func (r *Runtime) initFailed(p *os.Process, sc *syncConn, err error) error {
-	var m msg
-	if derr := sc.dec.Decode(&m); derr == nil && m.T == msgError {
+func (r *Runtime) initFailed(p *os.Process, sc *initproc.Sync, err error) error {
+	if m, derr := sc.Recv(); derr == nil && m.T == initproc.MsgError {
 		return errors.New(m.Msg)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
@@ -558,7 +558,7 @@ func (r *Runtime) start(c *container) error {
 	os.Remove(fifo)
 	r.mark("started")
 	if h := c.spec().Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := runHooks(h.Poststart, c.ociState()); err != nil {
+		if err := initproc.RunHooks(h.Poststart, c.ociState()); err != nil {
 			fmt.Fprintf(os.Stderr, "berth: poststart hook: %v\n", err)
 		}
 	}

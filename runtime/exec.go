@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/runtime/cgroup"
+	"github.com/berthproject/berth/runtime/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -67,7 +68,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		}
 	}
 	pidS := strconv.Itoa(c.Pid)
-	cfg := &initConfig{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: trimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
+	cfg := &initproc.Config{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: initproc.TrimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
 	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs, sys: &syscall.SysProcAttr{}}
 	mineU, _ := nsInode(os.Getpid(), "user")
 	theirsU, err := nsInode(c.Pid, "user")
@@ -119,7 +120,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	if err != nil {
 		return nil, err
 	}
-	defer sc.f.Close()
+	defer sc.Close()
 	defer func() {
 		// (every error return sets proc to nil: use child)
 		if err != nil {
@@ -151,10 +152,10 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 			return nil, fmt.Errorf("oomScoreAdj: %w", err)
 		}
 	}
-	if err := sc.send(msg{T: msgGo, Pid: pid}); err != nil {
+	if err := sc.Send(initproc.Msg{T: initproc.MsgGo, Pid: pid}); err != nil {
 		return nil, r.initFailed(proc, sc, err)
 	}
-	if _, err := sc.expect(msgReady); err != nil {
+	if _, err := sc.Expect(initproc.MsgReady); err != nil {
 		return nil, err
 	}
 	if o.PidFile != "" {

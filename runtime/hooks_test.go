@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/internal/fixture"
+	"github.com/berthproject/berth/runtime/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -29,7 +30,7 @@ func testState() *specs.State {
 func TestRunHooksStateArgsEnv(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	hook := writeScript(t, `cat > "$OUT.state"; echo "$1 $2 $FOO" > "$OUT"`)
-	err := runHooks([]specs.Hook{{
+	err := initproc.RunHooks([]specs.Hook{{
 		Path: hook,
 		Args: []string{"argv-zero", "a1", "a2"},
 		Env:  []string{"OUT=" + out, "FOO=bar"},
@@ -58,10 +59,10 @@ func TestRunHooksArgv0(t *testing.T) {
 	if _, err := os.Stat(bb); err != nil {
 		t.Skip("busybox not found: install Debian package busybox-static")
 	}
-	if err := runHooks([]specs.Hook{{Path: bb, Args: []string{"true"}}}, testState()); err != nil {
+	if err := initproc.RunHooks([]specs.Hook{{Path: bb, Args: []string{"true"}}}, testState()); err != nil {
 		t.Fatalf("busybox as true: %v", err)
 	}
-	if err := runHooks([]specs.Hook{{Path: bb, Args: []string{"false"}}}, testState()); err == nil {
+	if err := initproc.RunHooks([]specs.Hook{{Path: bb, Args: []string{"false"}}}, testState()); err == nil {
 		t.Fatal("busybox run as argv0 \"false\" succeeded: argv0 not passed")
 	}
 }
@@ -73,7 +74,7 @@ func TestRunHooksInOrderStopsAtFailure(t *testing.T) {
 	a := writeScript(t, `echo a >> "$LOG"`)
 	bad := writeScript(t, `echo b >> "$LOG"; echo "something broke" >&2; exit 3`)
 	c := writeScript(t, `echo c >> "$LOG"`)
-	err := runHooks([]specs.Hook{{Path: a, Env: env}, {Path: bad, Env: env}, {Path: c, Env: env}}, testState())
+	err := initproc.RunHooks([]specs.Hook{{Path: a, Env: env}, {Path: bad, Env: env}, {Path: c, Env: env}}, testState())
 	if err == nil {
 		t.Fatal("failing hook did not fail runHooks")
 	}
@@ -94,7 +95,7 @@ func TestRunHooksTimeoutKills(t *testing.T) {
 	hook := writeScript(t, `sleep 30 & echo $! > "$PIDF"; wait`)
 	one := 1
 	start := time.Now()
-	err := runHooks([]specs.Hook{{Path: hook, Env: []string{"PIDF=" + pidFile}, Timeout: &one}}, testState())
+	err := initproc.RunHooks([]specs.Hook{{Path: hook, Env: []string{"PIDF=" + pidFile}, Timeout: &one}}, testState())
 	if err == nil || !strings.Contains(err.Error(), hook) || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("err = %v, want a timeout naming %s", err, hook)
 	}
@@ -125,12 +126,12 @@ func TestRunHooksBadHooks(t *testing.T) {
 		{Path: "/nonexistent/hook"},
 		{Path: ok, Timeout: &zero},
 	} {
-		err := runHooks([]specs.Hook{h}, testState())
+		err := initproc.RunHooks([]specs.Hook{h}, testState())
 		if err == nil || !strings.Contains(err.Error(), h.Path) {
 			t.Errorf("hook %+v: err = %v, want an error naming it", h, err)
 		}
 	}
-	if err := runHooks(nil, testState()); err != nil {
+	if err := initproc.RunHooks(nil, testState()); err != nil {
 		t.Fatal(err)
 	}
 }

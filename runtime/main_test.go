@@ -15,12 +15,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// TestMain doubles as the container init: the runtime re-executes
-// /proc/self/exe (this test binary) with InitArg, as it does berth.
+// The runtime re-executes /proc/self/exe (this test binary) as the
+// container init, as it does berth; initproc's init function runs it.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == InitArg {
-		os.Exit(Init(os.Args[2:]))
-	}
 	code := m.Run()
 	if sharedRootfs != "" {
 		os.RemoveAll(filepath.Dir(sharedRootfs))

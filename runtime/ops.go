@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/runtime/cgroup"
+	"github.com/berthproject/berth/runtime/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -212,7 +213,7 @@ func (r *Runtime) remove(c *container, force bool) error {
 	if h := c.spec().Hooks; h != nil && len(h.Poststop) > 0 {
 		s := c.ociState()
 		s.Status = specs.StateStopped
-		if err := runHooks(h.Poststop, s); err != nil {
+		if err := initproc.RunHooks(h.Poststop, s); err != nil {
 			fmt.Fprintf(os.Stderr, "berth: poststop hook: %v\n", err)
 		}
 	}

@@ -395,8 +395,9 @@ func TestPauseResumeAndKillAll(t *testing.T) {
 	if st := e.status(id); st != specs.StateRunning {
 		t.Fatalf("after resume: %s", st)
 	}
+	// The shell forks its sleeps in its own time: wait for them.
 	var pids []int
-	for i := 0; i < 100 && len(pids) < 3; i++ {
+	for deadline := time.Now().Add(10 * time.Second); len(pids) < 3 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		pids, _ = e.r.Ps(id)
 	}
 	if len(pids) != 3 {

@@ -42,6 +42,7 @@ func main() {
 	berth := flag.String("berth", "bin/berth-runtime", "berth's runtime: a link named berth-runtime, or berth itself (then `berth runtime` is used); empty: skip")
 	runc := flag.String("runc", "runc", "runc binary (empty: skip)")
 	crun := flag.String("crun", "crun", "crun binary (empty: skip)")
+	other := flag.String("berth-before", "", "a second berth (link or binary), e.g. a build of an older commit, timed in the same run as \"berth (before)\"")
 	work := flag.String("work", "", "scratch directory (default: a new one under /var/tmp)")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
 	flag.Parse()
@@ -82,6 +83,13 @@ func main() {
 			fatal(err.Error())
 		}
 	}
+	var otherArgv []string
+	if *other != "" {
+		var err error
+		if otherArgv, err = berthCommand(*other); err != nil {
+			fatal(err.Error())
+		}
+	}
 	runcPath, _ := exec.LookPath(*runc)
 	crunPath, _ := exec.LookPath(*crun)
 
@@ -94,6 +102,9 @@ func main() {
 		var cs []*contender
 		if berthArgv != nil {
 			cs = append(cs, &contender{name: "berth", argv: ociRun(berthArgv)})
+		}
+		if otherArgv != nil {
+			cs = append(cs, &contender{name: "berth", note: "before", argv: ociRun(otherArgv)})
 		}
 		if runcPath != "" && *runc != "" {
 			cs = append(cs, &contender{name: "runc", argv: ociRun([]string{runcPath})})
@@ -368,7 +379,7 @@ func runOnce(argv []string) (ms float64, err error) {
 func table(cs []*contender) {
 	var berth *contender
 	for _, c := range cs {
-		if c.name == "berth" && c.err == nil {
+		if c.name == "berth" && c.note == "" && c.err == nil {
 			berth = c
 		}
 	}

@@ -25,7 +25,6 @@ import (
 )
 
 func init() {
-	reexecs[runtime.InitArg] = runtime.Init
 	root.AddCommand(newRuntimeCmd("runtime"))
 	// A second tree without a parent: cobra always executes from the root
 	// of a tree, so berth-runtime needs one of its own.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -71,17 +70,22 @@ func SendListener(listenerPath string, fd *os.File, st specs.ContainerProcessSta
 	if err != nil {
 		return err
 	}
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: listenerPath, Net: "unix"})
+	// x/sys/unix rather than package net: this runs in the container init,
+	// which keeps its imports few to start early (see runtime/initproc).
+	sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("seccomp agent at %s: %w", listenerPath, err)
 	}
-	defer conn.Close()
-	n, oobn, err := conn.WriteMsgUnix(payload, unix.UnixRights(int(fd.Fd())), nil)
+	defer unix.Close(sock)
+	if err := unix.Connect(sock, &unix.SockaddrUnix{Name: listenerPath}); err != nil {
+		return fmt.Errorf("seccomp agent at %s: %w", listenerPath, err)
+	}
+	n, err := unix.SendmsgN(sock, payload, unix.UnixRights(int(fd.Fd())), nil, 0)
 	runtime.KeepAlive(fd)
 	if err != nil {
 		return fmt.Errorf("seccomp agent at %s: %w", listenerPath, err)
 	}
-	if n != len(payload) || oobn == 0 {
+	if n != len(payload) {
 		return fmt.Errorf("seccomp agent at %s: short write", listenerPath)
 	}
 	return nil

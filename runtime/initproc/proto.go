@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"encoding/json"
@@ -10,26 +10,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InitArg is the hidden first argument under which berth re-executes
-// itself as a container's init (or as an exec'd process before it becomes
-// the user's program). cmd/berth registers it in its reexecs map.
-const InitArg = "runtime-init"
-
 // initConfig is what the parent sends the init over the sync socket.
-type initConfig struct {
-	ID       string    `json:"id"`
-	Bundle   string    `json:"bundle"`
-	Rootfs   string    `json:"rootfs"`
-	Spec     *initSpec `json:"spec"`
-	Exec     bool      `json:"exec,omitempty"`     // join a running container instead of making one
-	NoPivot  bool      `json:"noPivot,omitempty"`  // MS_MOVE + chroot
-	Console  bool      `json:"console,omitempty"`  // fdConsole holds a connected --console-socket
-	JoinMnt  bool      `json:"joinMnt,omitempty"`  // fdMntNS holds a mount namespace to enter
-	CgroupNS bool      `json:"cgroupns,omitempty"` // unshare the cgroup ns once in the cgroup
-	Hooks    bool      `json:"hooks,omitempty"`    // ask the parent to run createRuntime/prestart
-	LastCap  int       `json:"lastCap"`
-	NoDev    bool      `json:"nodev,omitempty"` // rootfs and binds nodev: the device policy without a cgroup
-	Debug    int64     `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
+type Config struct {
+	ID       string `json:"id"`
+	Bundle   string `json:"bundle"`
+	Rootfs   string `json:"rootfs"`
+	Spec     *Spec  `json:"spec"`
+	Exec     bool   `json:"exec,omitempty"`     // join a running container instead of making one
+	NoPivot  bool   `json:"noPivot,omitempty"`  // MS_MOVE + chroot
+	Console  bool   `json:"console,omitempty"`  // fdConsole holds a connected --console-socket
+	JoinMnt  bool   `json:"joinMnt,omitempty"`  // fdMntNS holds a mount namespace to enter
+	CgroupNS bool   `json:"cgroupns,omitempty"` // unshare the cgroup ns once in the cgroup
+	Hooks    bool   `json:"hooks,omitempty"`    // ask the parent to run createRuntime/prestart
+	LastCap  int    `json:"lastCap"`
+	NoDev    bool   `json:"nodev,omitempty"` // rootfs and binds nodev: the device policy without a cgroup
+	Debug    int64  `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
 }
 
 // cgMount is one host cgroup hierarchy, for mounting cgroup filesystems.
@@ -42,7 +37,7 @@ type cgMount struct {
 }
 
 // msg is one message on the sync socket, either way.
-type msg struct {
+type Msg struct {
 	T   string `json:"t"`
 	Msg string `json:"msg,omitempty"`
 	Pid int    `json:"pid,omitempty"`
@@ -50,45 +45,59 @@ type msg struct {
 
 // Message types.
 const (
-	msgGo     = "go"     // parent: the init is in its cgroup; carries its host pid
-	msgHooks  = "hooks"  // init: mounts are done, run createRuntime/prestart now
-	msgHooked = "hooked" // parent: those hooks ran
-	msgReady  = "ready"  // init: set up; about to wait for start (or exec)
-	msgError  = "error"  // either side: failed, with the reason
+	MsgGo     = "go"     // parent: the init is in its cgroup; carries its host pid
+	MsgHooks  = "hooks"  // init: mounts are done, run createRuntime/prestart now
+	MsgHooked = "hooked" // parent: those hooks ran
+	MsgReady  = "ready"  // init: set up; about to wait for start (or exec)
+	MsgError  = "error"  // either side: failed, with the reason
 )
 
 // Fds of the init, after stdio and the preserved fds (3+N...).
 const (
-	fdSync    = iota // socketpair to the parent
-	fdState          // the state directory (O_PATH), to open the exec fifo after pivot
-	fdConsole        // connected console socket, or closed
-	fdMntNS          // mount namespace to join, or closed
-	fdExe            // the sealed berth binary we were run from; closed first thing
-	fdCount
+	FdSync    = iota // socketpair to the parent
+	FdState          // the state directory (O_PATH), to open the exec fifo after pivot
+	FdConsole        // connected console socket, or closed
+	FdMntNS          // mount namespace to join, or closed
+	FdExe            // the sealed berth binary we were run from; closed first thing
+	FdCount
 )
 
-type syncConn struct {
+// Sync is the sync socket between the parent and the init: one JSON value
+// after another, the config first, then messages either way.
+type Sync struct {
 	f   *os.File
 	enc *json.Encoder
 	dec *json.Decoder
 }
 
-func newSync(f *os.File) *syncConn {
-	return &syncConn{f: f, enc: json.NewEncoder(f), dec: json.NewDecoder(f)}
+// NewSync wraps one end of the socket pair.
+func NewSync(f *os.File) *Sync {
+	return &Sync{f: f, enc: json.NewEncoder(f), dec: json.NewDecoder(f)}
 }
 
-func (s *syncConn) send(m msg) error { return s.enc.Encode(m) }
+// Send sends one message.
+func (s *Sync) Send(m Msg) error { return s.enc.Encode(m) }
 
-// sendAny sends the config, the first value on the stream.
-func (s *syncConn) sendAny(v any) error { return s.enc.Encode(v) }
+// SendConfig sends the config, the first value on the stream.
+func (s *Sync) SendConfig(c *Config) error { return s.enc.Encode(c) }
 
-// expect reads the next message and fails unless it has type t.
-func (s *syncConn) expect(t string) (msg, error) {
-	var m msg
+// Recv reads the next message, whatever its type.
+func (s *Sync) Recv() (Msg, error) {
+	var m Msg
+	err := s.dec.Decode(&m)
+	return m, err
+}
+
+// Close closes this end of the socket.
+func (s *Sync) Close() error { return s.f.Close() }
+
+// Expect reads the next message and fails unless it has type t.
+func (s *Sync) Expect(t string) (Msg, error) {
+	var m Msg
 	if err := s.dec.Decode(&m); err != nil {
 		return m, fmt.Errorf("sync: waiting for %q: %w", t, err)
 	}
-	if m.T == msgError {
+	if m.T == MsgError {
 		return m, errors.New(m.Msg)
 	}
 	if m.T != t {
@@ -97,7 +106,8 @@ func (s *syncConn) expect(t string) (msg, error) {
 	return m, nil
 }
 
-func socketPair() (parent, child *os.File, err error) {
+// SocketPair makes the sync socket: the parent's end and the init's.
+func SocketPair() (parent, child *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -109,7 +119,7 @@ func socketPair() (parent, child *os.File, err error) {
 // specs.Spec because encoding/json's first decode of a type costs about
 // 50 µs per struct type it meets: the full Spec graph made ~1 ms of the
 // init's start, these few types a fraction of that.
-type initSpec struct {
+type Spec struct {
 	Process     *initProcess      `json:"process"`
 	Root        specs.Root        `json:"root"`
 	Hostname    string            `json:"hostname,omitempty"`
@@ -147,8 +157,8 @@ type initLinux struct {
 }
 
 // trimSpec takes from s (validated) what the init needs, with process p.
-func trimSpec(s *specs.Spec, p *specs.Process) *initSpec {
-	t := &initSpec{
+func TrimSpec(s *specs.Spec, p *specs.Process) *Spec {
+	t := &Spec{
 		Process: &initProcess{Terminal: p.Terminal, User: p.User, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
 			Capabilities: p.Capabilities, Rlimits: p.Rlimits, NoNewPrivileges: p.NoNewPrivileges},
 		Hostname: s.Hostname, Domainname: s.Domainname, Mounts: s.Mounts, Annotations: s.Annotations,
@@ -166,7 +176,7 @@ func trimSpec(s *specs.Spec, p *specs.Process) *initSpec {
 	return t
 }
 
-func (s *initSpec) hasNS(t specs.LinuxNamespaceType) bool {
+func (s *Spec) hasNS(t specs.LinuxNamespaceType) bool {
 	for _, ns := range s.Linux.Namespaces {
 		if ns.Type == t {
 			return true
@@ -175,7 +185,7 @@ func (s *initSpec) hasNS(t specs.LinuxNamespaceType) bool {
 	return false
 }
 
-func (s *initSpec) newNS(t specs.LinuxNamespaceType) bool {
+func (s *Spec) newNS(t specs.LinuxNamespaceType) bool {
 	for _, ns := range s.Linux.Namespaces {
 		if ns.Type == t {
 			return ns.Path == ""

@@ -1,7 +1,6 @@
-package runtime
+package initproc
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -10,15 +9,10 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/berthproject/berth/runtime/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
-
-// loadSeccomp installs a seccomp filter on the calling process; it is set
-// by seccomp.go to runtime/seccomp.Load.
-var loadSeccomp = func(*specs.LinuxSeccomp) error {
-	return errors.New("seccomp: not supported by this build")
-}
 
 type execProc struct {
 	path    string
@@ -31,7 +25,7 @@ func (p *execProc) exec() error {
 	for _, rl := range p.rlimits {
 		// syscall.Setrlimit (not prlimit) so that Go does not put back its
 		// saved RLIMIT_NOFILE at exec.
-		if err := syscall.Setrlimit(rlimitNames[rl.Type], &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+		if err := syscall.Setrlimit(rlimitResources[rl.Type], &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
 			return fmt.Errorf("rlimit %s: %w", rl.Type, err)
 		}
 	}
@@ -50,7 +44,7 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 	// the Go runtime before); here only check what cannot work.
 	for _, rl := range p.Rlimits {
 		var cur syscall.Rlimit
-		if err := syscall.Getrlimit(rlimitNames[rl.Type], &cur); err == nil && rl.Hard > cur.Max && !hasCap(unix.CAP_SYS_RESOURCE) {
+		if err := syscall.Getrlimit(rlimitResources[rl.Type], &cur); err == nil && rl.Hard > cur.Max && !hasCap(unix.CAP_SYS_RESOURCE) {
 			return nil, fmt.Errorf("rlimit %s: cannot raise the hard limit from %d to %d without CAP_SYS_RESOURCE", rl.Type, cur.Max, rl.Hard)
 		}
 		if rl.Soft > rl.Hard {
@@ -75,15 +69,15 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 	if err := cloexecFrom(3 + in.preserve); err != nil {
 		return nil, err
 	}
-	seccomp := in.cfg.Spec.Linux.Seccomp
+	sc := in.cfg.Spec.Linux.Seccomp
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("no_new_privs: %w", err)
 		}
-	} else if seccomp != nil {
+	} else if sc != nil {
 		// Without no_new_privs a filter needs CAP_SYS_ADMIN: load it while
 		// we still have it (the profile must allow what follows).
-		if err := loadSeccomp(seccomp); err != nil {
+		if err := seccomp.Load(sc); err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
 	}
@@ -102,8 +96,8 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 			return nil, err
 		}
 	}
-	if p.NoNewPrivileges && seccomp != nil {
-		if err := loadSeccomp(seccomp); err != nil {
+	if p.NoNewPrivileges && sc != nil {
+		if err := seccomp.Load(sc); err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ import (
 // namespaces. It sets up the rootfs and the process, reports to the parent
 // over the sync socket, waits for start, and execs the user's program.
 // It only returns (with an exit status) when something failed.
-func Init(args []string) int {
+func Main(args []string) int {
 	// Namespace changes (setns, unshare of the cgroup ns), capset and the
 	// final execve are per thread: keep all of them on this one.
 	goruntime.LockOSThread()
@@ -27,15 +27,15 @@ func Init(args []string) int {
 		preserve, _ = strconv.Atoi(args[0])
 	}
 	base := 3 + preserve
-	unix.Close(base + fdExe)
+	unix.Close(base + FdExe)
 	// Our comm is the fd number we were run from; name us for ps.
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&initName[0])), 0, 0, 0)
 	// Other processes of the container must not reach our host fds through
 	// /proc/<pid>/fd while we still hold them; execve makes us dumpable again.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 
-	sc := newSync(os.NewFile(uintptr(base+fdSync), "sync"))
-	var cfg initConfig
+	sc := NewSync(os.NewFile(uintptr(base+FdSync), "sync"))
+	var cfg Config
 	if err := sc.dec.Decode(&cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "berth init: reading config: %v\n", err)
 		return 1
@@ -52,15 +52,15 @@ func Init(args []string) int {
 		fmt.Fprintf(os.Stderr, "berth init: %v\n", err)
 		return 127
 	}
-	_ = sc.send(msg{T: msgError, Msg: err.Error()})
+	_ = sc.Send(Msg{T: MsgError, Msg: err.Error()})
 	return 1
 }
 
 var initName = []byte("berth-init\x00")
 
 type initProc struct {
-	cfg       *initConfig
-	sc        *syncConn
+	cfg       *Config
+	sc        *Sync
 	base      int
 	preserve  int
 	gotGo     bool
@@ -85,7 +85,7 @@ func (in *initProc) waitGo() error {
 	if in.gotGo {
 		return nil
 	}
-	m, err := in.sc.expect(msgGo)
+	m, err := in.sc.Expect(MsgGo)
 	if err != nil {
 		return err
 	}
@@ -111,11 +111,11 @@ func (in *initProc) run() error {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			return fmt.Errorf("unshare fs: %w", err)
 		}
-		if err := unix.Setns(in.fd(fdMntNS), unix.CLONE_NEWNS); err != nil {
+		if err := unix.Setns(in.fd(FdMntNS), unix.CLONE_NEWNS); err != nil {
 			return fmt.Errorf("join mount namespace: %w", err)
 		}
 	}
-	unix.Close(in.fd(fdMntNS))
+	unix.Close(in.fd(FdMntNS))
 	if !cfg.Exec {
 		// In a joined mount namespace too, as runc: the bundle's rootfs
 		// becomes the root there. Without a mount namespace nothing may be
@@ -149,13 +149,13 @@ func (in *initProc) run() error {
 		return err
 	}
 	in.mark("process prepared", time.Now())
-	if err := in.sc.send(msg{T: msgReady}); err != nil {
+	if err := in.sc.Send(Msg{T: MsgReady}); err != nil {
 		return err
 	}
 	in.readySent = true
 	if !cfg.Exec {
 		// Block until `start` opens the fifo for reading.
-		fd, err := unix.Openat(in.fd(fdState), fifoFile, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(in.fd(FdState), FifoFile, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("open exec fifo: %w", err)
 		}
@@ -165,7 +165,7 @@ func (in *initProc) run() error {
 		// fd stays open (close-on-exec): `start` waits for its EOF, so it
 		// returns, and runs poststart, only once the process has exec'd.
 		if len(s.Hooks.StartContainer) > 0 {
-			if err := runHooks(s.Hooks.StartContainer, in.state(specs.StateRunning)); err != nil {
+			if err := RunHooks(s.Hooks.StartContainer, in.state(specs.StateRunning)); err != nil {
 				return fmt.Errorf("startContainer hook: %w", err)
 			}
 		}
@@ -174,8 +174,8 @@ func (in *initProc) run() error {
 }
 
 func (in *initProc) setupTerminal() error {
-	sock := os.NewFile(uintptr(in.fd(fdConsole)), "console-socket")
-	slave, err := setupConsoleFd(sock)
+	sock := os.NewFile(uintptr(in.fd(FdConsole)), "console-socket")
+	slave, err := SetupConsole(sock)
 	sock.Close()
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"errors"
@@ -67,14 +67,14 @@ func (in *initProc) setupRootfs() error {
 		if err := in.waitGo(); err != nil {
 			return err
 		}
-		if err := in.sc.send(msg{T: msgHooks}); err != nil {
+		if err := in.sc.Send(Msg{T: MsgHooks}); err != nil {
 			return err
 		}
-		if _, err := in.sc.expect(msgHooked); err != nil {
+		if _, err := in.sc.Expect(MsgHooked); err != nil {
 			return err
 		}
 		if len(s.Hooks.CreateContainer) > 0 {
-			if err := runHooks(s.Hooks.CreateContainer, in.state(specs.StateCreating)); err != nil {
+			if err := RunHooks(s.Hooks.CreateContainer, in.state(specs.StateCreating)); err != nil {
 				return fmt.Errorf("createContainer hook: %w", err)
 			}
 		}

@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ var capNames = []string{
 	"CAP_CHECKPOINT_RESTORE",
 }
 
-func capNumber(name string) (int, error) {
+func CapNumber(name string) (int, error) {
 	n := strings.ToUpper(name)
 	if !strings.HasPrefix(n, "CAP_") {
 		n = "CAP_" + n
@@ -36,10 +36,10 @@ func capNumber(name string) (int, error) {
 }
 
 // capMask turns names (validated earlier) into a 64-bit set.
-func capMask(names []string) uint64 {
+func CapMask(names []string) uint64 {
 	var m uint64
 	for _, n := range names {
-		if i, err := capNumber(n); err == nil {
+		if i, err := CapNumber(n); err == nil {
 			m |= 1 << uint(i)
 		}
 	}
@@ -49,7 +49,7 @@ func capMask(names []string) uint64 {
 type capSets struct{ bounding, effective, inheritable, permitted, ambient uint64 }
 
 func capsOf(c *specs.LinuxCapabilities) capSets {
-	return capSets{capMask(c.Bounding), capMask(c.Effective), capMask(c.Inheritable), capMask(c.Permitted), capMask(c.Ambient)}
+	return capSets{CapMask(c.Bounding), CapMask(c.Effective), CapMask(c.Inheritable), CapMask(c.Permitted), CapMask(c.Ambient)}
 }
 
 // dropBounding removes from this thread's bounding set every capability

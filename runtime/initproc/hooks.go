@@ -1,4 +1,4 @@
-package runtime
+package initproc
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ const hookOutputMax = 4096
 // runHooks runs hooks in order, each with the container state as JSON on
 // its stdin, and stops at the first one that fails, times out or cannot
 // start. The error names the hook's path so a user knows which one broke.
-func runHooks(hooks []specs.Hook, state *specs.State) error {
+func RunHooks(hooks []specs.Hook, state *specs.State) error {
 	if len(hooks) == 0 {
 		return nil
 	}
