@@ -79,6 +79,10 @@ type CreateOpts struct {
 	ForwardSignals bool
 
 	proxyTTY bool // Run: relay a terminal itself when there is no ConsoleSocket
+	// startNow (Run): start follows create at once, so the fifo's read end
+	// is opened during create and the init goes on to exec without waiting
+	// for Start (which still returns only once it has).
+	startNow bool
 }
 
 // ExecOpts are the options of Exec, as runc's exec flags.

@@ -287,6 +287,17 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err := os.Chmod(filepath.Join(dir, fifoFile), 0o622); err != nil {
 		return nil, nil, err
 	}
+	fifo := -1
+	if o.startNow {
+		if fifo, err = unix.Open(filepath.Join(dir, fifoFile), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+			return nil, nil, fmt.Errorf("exec fifo: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				unix.Close(fifo)
+			}
+		}()
+	}
 	r.mark("bundle loaded, state dir made")
 	cgPath := ""
 	if needCgroup(spec) {
@@ -401,7 +412,20 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err = sc.Send(initproc.Msg{T: initproc.MsgGo, Pid: p.Pid}); err != nil {
 		return nil, nil, r.initFailed(p, sc, err)
 	}
-	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreating, Pid: p.Pid, Bundle: bundle, Annotations: spec.Annotations}
+	// The state is written while the init sets up, not after: nobody else
+	// sees it before we let go of the lock, and on failure the directory
+	// goes.
+	start, _, ok := procStart(p.Pid)
+	if !ok {
+		return nil, nil, r.initFailed(p, sc, errors.New("container init died during create"))
+	}
+	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: p.Pid, Bundle: bundle, Annotations: spec.Annotations}
+	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: raw, cfg: spec, dir: dir, tty: tty, fifo: fifo}
+	if err = c.save(); err != nil {
+		return nil, nil, err
+	}
+	r.mark("state saved")
+	st.Status = specs.StateCreating // for the hooks
 	for {
 		m, derr := sc.Recv()
 		if derr != nil {
@@ -428,15 +452,6 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		}
 	}
 	r.mark("init ready")
-	start, _, ok := procStart(p.Pid)
-	if !ok {
-		return nil, nil, errors.New("container init died during create")
-	}
-	st.Status = specs.StateCreated
-	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: raw, cfg: spec, dir: dir, tty: tty}
-	if err = c.save(); err != nil {
-		return nil, nil, err
-	}
 	if o.PidFile != "" {
 		if err = writePidFile(o.PidFile, p.Pid); err != nil {
 			return nil, nil, err
@@ -509,13 +524,18 @@ func (r *Runtime) Start(id string) error {
 // start is Start on a loaded (locked) container.
 func (r *Runtime) start(c *container) error {
 	id := c.ID
-	if st := c.status(); st != specs.StateCreated {
-		return fmt.Errorf("cannot start container %q: it is %s", id, st)
-	}
 	fifo := filepath.Join(c.dir, fifoFile)
-	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("exec fifo: %w", err)
+	// Run's container went on without waiting (see startNow): it may have
+	// exec'd, and even exited, by now.
+	fd := c.takeFifo()
+	if fd < 0 {
+		if st := c.status(); st != specs.StateCreated {
+			return fmt.Errorf("cannot start container %q: it is %s", id, st)
+		}
+		var err error
+		if fd, err = unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("exec fifo: %w", err)
+		}
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, 1)

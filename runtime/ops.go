@@ -19,15 +19,22 @@ import (
 // its exit status (128+N for a signal) after deleting it.
 func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 	o.proxyTTY = !o.Detach
+	o.startNow = true
 	c, proc, err := r.create(id, o)
 	if err != nil {
+		return 0, err
+	}
+	fail := func(err error) (int, error) {
+		if fd := c.takeFifo(); fd >= 0 {
+			unix.Close(fd)
+		}
+		_ = r.Delete(id, true)
 		return 0, err
 	}
 	if c.tty != nil {
 		stop, err := c.tty.serve()
 		if err != nil {
-			_ = r.Delete(id, true)
-			return 0, err
+			return fail(err)
 		}
 		defer func() { <-c.tty.done; stop() }()
 	}
@@ -36,7 +43,7 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 	}
 	// Start what we hold rather than reload it.
 	if err := c.relock(); err != nil {
-		return 0, err
+		return fail(err)
 	}
 	err = r.start(c)
 	c.unlock()

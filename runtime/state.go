@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/berthproject/berth/runtime/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +18,7 @@ import (
 // Files in a container's state directory.
 const (
 	stateFile = "state.json"
-	fifoFile  = "exec.fifo" // exists from create until start; init blocks opening it
+	fifoFile  = initproc.FifoFile
 )
 
 // container is what state.json holds: the OCI state plus what later
@@ -35,6 +36,7 @@ type container struct {
 	cfg  *specs.Spec
 	lock *os.File
 	tty  *ttyProxy // Run's own terminal relay, if any
+	fifo int       // Run: the exec fifo's read end, opened by create; -1 if not
 }
 
 func (r *Runtime) dir(id string) string { return filepath.Join(r.Root, id) }
@@ -81,7 +83,7 @@ func readState(dir string) (*container, error) {
 		}
 		return nil, err
 	}
-	c := &container{dir: dir}
+	c := &container{dir: dir, fifo: -1}
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("corrupt state.json: %v", err)
 	}
@@ -116,6 +118,13 @@ func (c *container) relock() error {
 	}
 	c.lock = f
 	return nil
+}
+
+// takeFifo hands over the exec fifo's read end create opened (-1 if none).
+func (c *container) takeFifo() int {
+	fd := c.fifo
+	c.fifo = -1
+	return fd
 }
 
 func (c *container) unlock() {
