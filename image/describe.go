@@ -14,7 +14,7 @@ type Summary struct {
 	Digest     string // manifest (or index) digest
 	ID         string // config digest, sha256:<hex>
 	Created    time.Time
-	Size       int64 // bytes of the image's blobs as stored
+	Size       int64 // unpacked size: the image's layers uncompressed
 	Name       string
 	Dangling   bool
 	Platform   string
@@ -45,7 +45,7 @@ func List(s *store.Store) ([]Summary, error) {
 				sum.Created = cf.Created.Time
 				sum.Platform = store.PlatformString(cf.Platform())
 			}
-			sum.Size = ImageSize(img)
+			sum.Size = ImageSize(s, img)
 		}
 		if e.Descriptor.MediaType.IsIndex() {
 			sum.Platform = "multi"
@@ -56,15 +56,21 @@ func List(s *store.Store) ([]Summary, error) {
 	return out, nil
 }
 
-// ImageSize is the stored size of an image: config and layer blobs.
-func ImageSize(img v1.Image) int64 {
+// ImageSize is an image's unpacked size as docker and podman show it: the
+// sum of its layers' uncompressed sizes (the compressed size for a layer
+// stored before the store recorded them).
+func ImageSize(s *store.Store, img v1.Image) int64 {
 	m, err := img.Manifest()
 	if err != nil {
 		return 0
 	}
-	n := m.Config.Size
+	var n int64
 	for _, l := range m.Layers {
-		n += l.Size
+		if u, ok := s.UnpackedSize(l.Digest); ok {
+			n += u
+		} else {
+			n += l.Size
+		}
 	}
 	return n
 }
@@ -81,7 +87,7 @@ func indexSize(s *store.Store, h v1.Hash) int64 {
 	var n int64
 	for _, c := range im.Manifests {
 		if img, err := idx.Image(c.Digest); err == nil {
-			n += ImageSize(img)
+			n += ImageSize(s, img)
 		}
 	}
 	return n
@@ -131,7 +137,7 @@ func InspectImage(s *store.Store, ref, platform string) (*Inspect, error) {
 	id, _ := img.ConfigName()
 	in := &Inspect{
 		Id: id.String(), Created: cf.Created.Time, Author: cf.Author, Config: cf.Config,
-		Architecture: cf.Architecture, Variant: cf.Variant, Os: cf.OS, Size: ImageSize(img),
+		Architecture: cf.Architecture, Variant: cf.Variant, Os: cf.OS, Size: ImageSize(s, img),
 		Digest: e.Descriptor.Digest.String(), MediaType: string(m.MediaType), Manifest: *m,
 		RepoTags: []string{}, RepoDigests: []string{},
 	}

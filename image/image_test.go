@@ -230,7 +230,8 @@ func evilTar() []byte {
 
 func TestListInspectHistory(t *testing.T) {
 	s := openStore(t)
-	img, d, err := Import(s, bytes.NewReader(busyboxTar(t)), "localhost/bb:1", ImportOptions{Message: "from test"})
+	bb := busyboxTar(t)
+	img, d, err := Import(s, bytes.NewReader(bb), "localhost/bb:1", ImportOptions{Message: "from test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,11 +246,15 @@ func TestListInspectHistory(t *testing.T) {
 	if len(rows) != 2 || rows[0].Repository != "bb" || rows[0].Tag != "latest" || rows[1].Repository != "localhost/bb" || rows[0].ID != id.String() || rows[0].Size == 0 {
 		t.Fatalf("rows %+v", rows)
 	}
+	// SIZE is unpacked, as docker and podman show it: the tar, not the gzip blob.
+	if rows[0].Size != int64(len(bb)) {
+		t.Fatalf("size %d, the imported tar has %d bytes", rows[0].Size, len(bb))
+	}
 	in, err := InspectImage(s, "bb", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Id != id.String() || strings.Join(in.RepoTags, ",") != "bb:latest,localhost/bb:1" || in.RepoDigests[0] != "bb@"+d.String() || in.Os != "linux" || len(in.RootFS.Layers) != 1 || in.Comment != "from test" {
+	if in.Id != id.String() || strings.Join(in.RepoTags, ",") != "bb:latest,localhost/bb:1" || in.RepoDigests[0] != "bb@"+d.String() || in.Os != "linux" || len(in.RootFS.Layers) != 1 || in.Comment != "from test" || in.Size != int64(len(bb)) {
 		t.Fatalf("inspect %+v", in)
 	}
 	hs, err := History(img)

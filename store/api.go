@@ -19,6 +19,7 @@ import (
 //	              index.json entries carry org.opencontainers.image.ref.name
 //	              with the full name (docker.io/library/busybox:latest); an
 //	              entry without it is a dangling (<none>) image.
+//	diffids/      <blob hex>: "<diffID> <uncompressed size>" of a checked layer blob
 //	snapshots/    <chainID hex>/fs: one unpacked layer, overlayfs lower-dir format
 //	              (<chainID hex>/diffid names the layer it holds)
 //	containers/   owned by package engine (see "Images in use" below)
@@ -58,7 +59,7 @@ type Store struct {
 // Open opens (creating if needed) the store at root.
 func Open(root string) (*Store, error) {
 	s := &Store{Root: root}
-	for _, d := range []string{"oci/blobs/sha256", "snapshots", "tmp"} {
+	for _, d := range []string{"oci/blobs/sha256", "diffids", "snapshots", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("store %s: %w", root, err)
 		}

@@ -30,6 +30,7 @@ type Blob struct {
 	Layer       bool
 	DiffID      v1.Hash
 	Compression string
+	Unpacked    int64 // a layer's uncompressed size
 	// New is false when the store had the blob already.
 	New bool
 }
@@ -135,6 +136,9 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 		return Blob{}, fmt.Errorf("blob %s: %d bytes, expected %d: refused", b.Digest, size, o.Size)
 	}
 	if s.HasBlob(b.Digest, size) {
+		if _, _, ok := s.readRecord(b.Digest); b.Layer && !ok {
+			s.writeRecord(b.Digest, b.DiffID, b.Unpacked)
+		}
 		return b, nil
 	}
 	if err := f.Sync(); err != nil {
@@ -151,6 +155,11 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 	}
 	committed = true
 	b.New = true
+	if b.Layer {
+		// Before the blob is referenced, so a blob in an image always has one
+		// (unless a crash came between: then it is recomputed).
+		s.writeRecord(b.Digest, b.DiffID, b.Unpacked)
+	}
 	return b, syncDir(filepath.Dir(s.blobPath(b.Digest)))
 }
 
@@ -169,14 +178,15 @@ func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, err
 	pr, pw := io.Pipe()
 	type result struct {
 		diff v1.Hash
+		n    int64
 		comp string
 		err  error
 	}
 	done := make(chan result, 1)
 	go func() {
-		d, _, c, err := s.scanLayer(pr, io.Discard, false)
+		d, n, c, err := s.scanLayer(pr, io.Discard, false)
 		pr.CloseWithError(err)
-		done <- result{d, c, err}
+		done <- result{d, n, c, err}
 	}()
 	n, err := io.Copy(io.MultiWriter(w, pw), br)
 	pw.CloseWithError(err)
@@ -187,7 +197,7 @@ func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, err
 	if err != nil {
 		return 0, Blob{}, err
 	}
-	return n, Blob{Layer: true, DiffID: res.diff, Compression: res.comp}, nil
+	return n, Blob{Layer: true, DiffID: res.diff, Compression: res.comp, Unpacked: res.n}, nil
 }
 
 // compressLayer decompresses r, checks it as a layer, and writes it to w
@@ -195,7 +205,7 @@ func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, err
 func (s *Store) compressLayer(r io.Reader, w io.Writer) (int64, Blob, error) {
 	cw := &countWriter{w: w}
 	zw := layer.NewGzipWriter(cw)
-	diff, _, _, err := s.scanLayer(r, zw, true)
+	diff, un, _, err := s.scanLayer(r, zw, true)
 	if err != nil {
 		zw.Close()
 		return 0, Blob{}, err
@@ -203,7 +213,7 @@ func (s *Store) compressLayer(r io.Reader, w io.Writer) (int64, Blob, error) {
 	if err := zw.Close(); err != nil {
 		return 0, Blob{}, err
 	}
-	return cw.n, Blob{Layer: true, DiffID: diff, Compression: "gzip"}, nil
+	return cw.n, Blob{Layer: true, DiffID: diff, Compression: "gzip", Unpacked: un}, nil
 }
 
 // scanLayer decompresses r (detected as layer.Decompress does, so that

@@ -338,9 +338,16 @@ func (s *Store) GC() (int64, error) {
 			if fi, err := os.Stat(s.blobPath(h)); err == nil {
 				freed += fi.Size()
 			}
-			if err := os.Remove(s.blobPath(h)); err != nil {
+			if err := s.removeBlob(h); err != nil {
 				return freed, err
 			}
+		}
+	}
+	// Records of blobs gone another way (by hand, by Check).
+	recs, _ := os.ReadDir(filepath.Join(s.Root, "diffids"))
+	for _, e := range recs {
+		if !s.HasBlob(v1.Hash{Algorithm: "sha256", Hex: e.Name()}, -1) {
+			os.Remove(filepath.Join(s.Root, "diffids", e.Name()))
 		}
 	}
 	chains, err := s.neededChains()
@@ -421,7 +428,7 @@ func (s *Store) Check(repair bool) (CheckResult, error) {
 		p := s.blobPath(h)
 		got, err := fileDigest(p)
 		if err != nil || got != h {
-			problem(func() error { return os.Remove(p) }, "blob %s: content does not match its digest", h)
+			problem(func() error { return s.removeBlob(h) }, "blob %s: content does not match its digest", h)
 		}
 	}
 	im, err := s.readIndex()

@@ -109,19 +109,40 @@ func (s *Store) unpack(dir string, l v1.Layer, diffID v1.Hash) error {
 		return err
 	}
 	defer rc.Close()
-	// The blob is hashed on the way in: a blob damaged on disk since it
-	// was stored must not become a snapshot.
-	h := sha256.New()
+	// The blob is hashed on the way in (a blob damaged on disk since it
+	// was stored must not become a snapshot), and so is the tar: the
+	// snapshot is keyed by the diffID, so it must hold that layer
+	// whatever image asked for it.
+	h, dh := sha256.New(), sha256.New()
 	tee := io.TeeReader(rc, h)
-	_, err = layer.Apply(fs, tee, layer.Options{Overlay: true, MaxBytes: s.MaxLayerBytes, NoDevices: os.Geteuid() != 0})
+	zr, _, err := layer.Decompress(tee)
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", short(diffID), err)
 	}
+	closed := false
+	defer func() {
+		if !closed {
+			zr.Close()
+		}
+	}()
+	tar := io.TeeReader(zr, dh)
+	_, err = layer.Apply(fs, tar, layer.Options{Overlay: true, MaxBytes: s.MaxLayerBytes, NoDevices: os.Geteuid() != 0})
+	if err != nil {
+		return fmt.Errorf("unpack layer %s: %w", short(diffID), err)
+	}
+	if _, err := io.Copy(io.Discard, tar); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", short(diffID), err)
+	}
+	closed = true
+	zr.Close() // stops read-ahead before the rest of the blob is hashed
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return err
 	}
 	if want, err := l.Digest(); err == nil && want.Hex != hex.EncodeToString(h.Sum(nil)) {
 		return fmt.Errorf("unpack layer %s: blob %s is damaged (run `berth system check`)", short(diffID), short(want))
+	}
+	if got := hex.EncodeToString(dh.Sum(nil)); got != diffID.Hex {
+		return fmt.Errorf("unpack layer %s: content has digest sha256:%s: refused", short(diffID), got)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "diffid"), []byte(diffID.String()+"\n"), 0o644); err != nil {
 		return err

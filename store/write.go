@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 
@@ -86,7 +85,7 @@ func (s *Store) dropNew(added []v1.Hash) {
 	}
 	for _, h := range added {
 		if !reach[h] {
-			os.Remove(s.blobPath(h))
+			s.removeBlob(h)
 		}
 	}
 }
@@ -154,6 +153,22 @@ func (s *Store) writeImageBlobs(img v1.Image, added *[]v1.Hash) (v1.Descriptor, 
 	for i, l := range layers {
 		desc := m.Layers[i]
 		if s.HasBlob(desc.Digest, desc.Size) {
+			if i >= len(cf.RootFS.DiffIDs) {
+				continue // refused below
+			}
+			// Checked when it came in, but maybe for another config: this
+			// one's diffID must be what the blob holds too (else a snapshot
+			// keyed by it would hold other content).
+			g.Go(func() error {
+				diff, _, err := s.LayerDiff(desc.Digest)
+				if err != nil {
+					return err
+				}
+				if diff != cf.RootFS.DiffIDs[i] {
+					return fmt.Errorf("layer %s: uncompressed digest %s, config says %s: refused", short(desc.Digest), diff, cf.RootFS.DiffIDs[i])
+				}
+				return nil
+			})
 			continue
 		}
 		if !desc.MediaType.IsLayer() {
