@@ -183,8 +183,9 @@ func startDeleteLinks(names ...string) (wait func() error) {
 			}
 			gone := true
 			for _, l := range links {
-				if _, err := netlink.LinkByIndex(l.Attrs().Index); err == nil {
-					gone = false
+				_, err := netlink.LinkByIndex(l.Attrs().Index)
+				if !errors.As(err, &netlink.LinkNotFoundError{}) {
+					gone = false // there, or no answer: ask again
 					break
 				}
 			}
