@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // AttachOpts say which container joins which network, and how.
@@ -95,12 +93,7 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	if n.Name != DefaultName {
 		ep.Aliases = o.Aliases // the default bridge has no names, as docker's
 	}
-	ns, err := netns.GetFromPath("/proc/" + strconv.Itoa(o.Pid) + "/ns/net")
-	if err != nil {
-		return fail(fmt.Errorf("opening the container's network namespace: %w", err))
-	}
-	if err := plumb(n, ep, ns); err != nil {
-		ns.Close()
+	if err := plumb(n, ep, "/proc/"+strconv.Itoa(o.Pid)+"/ns/net"); err != nil {
 		return fail(err)
 	}
 	n.Endpoints[o.ContainerID] = ep
@@ -111,10 +104,8 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 			delete(st.Networks, n.Name)
 		}
 		m.apply(st)
-		ns.Close()
 		return fail(err)
 	}
-	holdNetns(o.ContainerID, ns)
 	if n.Name == DefaultName && ep.HostsFile != "" {
 		writeHosts(st, o.ContainerID, ep.HostsFile)
 	}
@@ -195,9 +186,6 @@ func (m *Manager) Detach(containerID, network string) error {
 	if derr := wait(); derr != nil {
 		errs = append(errs, derr.Error())
 	}
-	if !attached(st, containerID) {
-		releaseNetns(containerID)
-	}
 	if err != nil {
 		return err
 	}
@@ -221,16 +209,6 @@ func (m *Manager) holds(st *state, id string) bool {
 			if eid == id || procStart(ep.Pid) != ep.PidStart {
 				return true
 			}
-		}
-	}
-	return false
-}
-
-// attached reports whether the container is on any network.
-func attached(st *state, id string) bool {
-	for _, n := range st.Networks {
-		if _, ok := n.Endpoints[id]; ok {
-			return true
 		}
 	}
 	return false

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -89,38 +88,6 @@ func deleteLink(name string) error {
 		return fmt.Errorf("deleting %s: %w", name, err)
 	}
 	return nil
-}
-
-// held are the network namespaces of containers this process attached,
-// kept open until it detaches them. When a container's init exits, the
-// kernel tears its namespace down in the background, deleting the veth
-// while holding the lock that deleting links takes; with the namespace
-// still held, Detach's own batch deletes the veth with the bridge, and the
-// namespace goes after, without the two teardowns queueing on each other.
-var held = struct {
-	sync.Mutex
-	ns map[string]netns.NsHandle
-}{ns: map[string]netns.NsHandle{}}
-
-// holdNetns keeps ns for container id (closing it if one is held).
-func holdNetns(id string, ns netns.NsHandle) {
-	held.Lock()
-	defer held.Unlock()
-	if _, ok := held.ns[id]; ok {
-		ns.Close()
-		return
-	}
-	held.ns[id] = ns
-}
-
-// releaseNetns closes the namespace held for container id, if any.
-func releaseNetns(id string) {
-	held.Lock()
-	defer held.Unlock()
-	if ns, ok := held.ns[id]; ok {
-		ns.Close()
-		delete(held.ns, id)
-	}
 }
 
 // deleteLinks removes the host devices named (those that exist) and
@@ -246,9 +213,14 @@ func macFor(ip net.IP) net.HardwareAddr {
 }
 
 // plumb makes the veth pair for ep: the host end in n's bridge, the other
-// end named ep.IfName inside the netns ns with ep's address, up,
+// end named ep.IfName inside the netns at nsPath with ep's address, up,
 // with lo up and (if it has none yet) a default route via the gateway.
-func plumb(n *Network, ep *Endpoint, ns netns.NsHandle) (err error) {
+func plumb(n *Network, ep *Endpoint, nsPath string) (err error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("opening the container's network namespace: %w", err)
+	}
+	defer ns.Close()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("entering the container's network namespace: %w", err)

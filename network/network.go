@@ -376,7 +376,6 @@ func (m *Manager) gc(st *state) {
 		for id, ep := range n.Endpoints {
 			if procStart(ep.Pid) != ep.PidStart {
 				delete(n.Endpoints, id)
-				releaseNetns(id)
 				deleteLink(ep.HostVeth)
 				touched = append(touched, n)
 			}
