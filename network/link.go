@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -90,18 +89,15 @@ func deleteLink(name string) error {
 	return nil
 }
 
-// deleteLinks removes the host devices named (those that exist) and
-// returns once the host no longer lists them.
+// deleteLinks removes the host devices named (those that exist).
 func deleteLinks(names ...string) error { return startDeleteLinks(names...)() }
 
-// startDeleteLinks starts removing the host devices named; the function
-// it returns waits until the host no longer lists them. Unregistering a
-// device ends with the kernel waiting out RCU grace periods, tens of
-// milliseconds a device here, so several devices go in one batch (as a
-// fresh device group, `ip link delete group`), sharing the waits; and the
-// caller does not sit through the last of them: once unlisted, a device is
-// unusable and its name free, and the process cannot exit before the
-// kernel is done.
+// startDeleteLinks starts removing the host devices named (those that
+// exist), for the caller to do other work meanwhile; the function it
+// returns waits for the end. Unregistering a device ends with the kernel
+// waiting out RCU grace periods, tens of milliseconds a device here, so
+// several devices go in one batch (as a fresh device group, `ip link
+// delete group`), sharing the waits.
 func startDeleteLinks(names ...string) (wait func() error) {
 	var links []netlink.Link
 	for _, name := range names {
@@ -139,28 +135,7 @@ func startDeleteLinks(names ...string) (wait func() error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- del() }()
-	return func() error {
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case err := <-done:
-				return err
-			case <-tick.C:
-			}
-			gone := true
-			for _, l := range links {
-				_, err := netlink.LinkByIndex(l.Attrs().Index)
-				if !errors.As(err, &netlink.LinkNotFoundError{}) {
-					gone = false // there, or no answer: ask again
-					break
-				}
-			}
-			if gone {
-				return nil
-			}
-		}
-	}
+	return func() error { return <-done }
 }
 
 // groupLinks puts links into a device group no other device is in, for
