@@ -13,7 +13,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/berthproject/berth/layer"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -66,6 +68,13 @@ func (s *Store) HasBlob(h v1.Hash, size int64) bool {
 // Callers hold Lock(false) so a concurrent GC does not drop the blob
 // before a manifest references it.
 func (s *Store) Ingest(r io.Reader, o IngestOptions) (Blob, error) {
+	label := s.progressStart(o)
+	b, err := s.ingest(r, o, label)
+	s.progressDone(label, err)
+	return b, err
+}
+
+func (s *Store) progressStart(o IngestOptions) string {
 	label := o.Label
 	if label == "" && o.Digest != nil {
 		label = short(*o.Digest)
@@ -80,11 +89,169 @@ func (s *Store) Ingest(r io.Reader, o IngestOptions) (Blob, error) {
 		}
 		s.Progress.Start(label, total)
 	}
-	b, err := s.ingest(r, o, label)
+	return label
+}
+
+func (s *Store) progressDone(label string, err error) {
 	if s.Progress != nil && label != "" {
 		s.Progress.Done(label, err)
 	}
-	return b, err
+}
+
+// checkSlots bounds the layer checks IngestAsync runs at once.
+var checkSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// IngestAsync is Ingest for a caller with more to read from the same
+// stream (an archive). The blob is copied to a temp file and its digest
+// and size checked before it returns; a layer is checked (inflated) by a
+// goroutine that reads the temp file as it grows, so the check overlaps
+// the copy and goes on after IngestAsync returns: the layers of an
+// archive are checked in parallel, a few at once. wait returns what
+// Ingest would have; call it before using the blob, and always.
+func (s *Store) IngestAsync(r io.Reader, o IngestOptions) (wait func() (Blob, error)) {
+	now := func(b Blob, err error) func() (Blob, error) { return func() (Blob, error) { return b, err } }
+	if o.Compress || o.Digest != nil && (o.Digest.Algorithm != "sha256" || s.HasBlob(*o.Digest, o.Size) && !o.Layer) {
+		return now(s.Ingest(r, o))
+	}
+	label := s.progressStart(o)
+	f, err := os.CreateTemp(filepath.Join(s.Root, "tmp"), "blob-")
+	if err != nil {
+		s.progressDone(label, err)
+		return now(Blob{}, err)
+	}
+	if s.Progress != nil && label != "" {
+		r = &countReader{r: r, fn: func(n int64) { s.Progress.Update(label, n) }}
+	}
+	br := bufio.NewReaderSize(r, 1<<20)
+	head, _ := br.Peek(512)
+	comp, isTar := sniff(head)
+	isLayer := o.Layer || comp != "" || isTar
+	sf := newSpill(f)
+	copied := make(chan error, 1)
+	checked := make(chan struct{})
+	var b Blob
+	var checkErr error
+	if isLayer {
+		go func() {
+			defer close(checked)
+			checkSlots <- struct{}{}
+			diff, n, comp, err := s.scanLayer(sf.reader(), io.Discard, false)
+			<-checkSlots
+			// The copy's own verdict (digest, size) comes first.
+			if cerr := <-copied; cerr != nil {
+				err = cerr
+			}
+			if err != nil {
+				f.Close()
+				os.Remove(f.Name())
+				b, checkErr = Blob{}, err
+				s.progressDone(label, err)
+				return
+			}
+			if comp == "" {
+				diff = b.Digest
+			}
+			b.Layer, b.DiffID, b.Compression, b.Unpacked = true, diff, comp, n
+			b, checkErr = s.commit(f, b)
+			s.progressDone(label, checkErr)
+		}()
+	}
+	blobHash := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(sf, blobHash), 1<<20)
+	size, err := io.Copy(bw, br)
+	if err == nil {
+		err = bw.Flush()
+	}
+	// Written before copied is sent: the checker reads b after receiving.
+	b.Size = size
+	b.Digest = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(blobHash.Sum(nil))}
+	switch {
+	case err != nil:
+	case o.Digest != nil && b.Digest != *o.Digest:
+		err = fmt.Errorf("blob %s: content has digest %s: refused", o.Digest, b.Digest)
+	case o.Size >= 0 && size != o.Size:
+		err = fmt.Errorf("blob %s: %d bytes, expected %d: refused", b.Digest, size, o.Size)
+	}
+	sf.finish(err)
+	if isLayer {
+		copied <- err
+		return func() (Blob, error) {
+			<-checked
+			return b, checkErr
+		}
+	}
+	if err == nil {
+		b, err = s.commit(f, b)
+	} else {
+		f.Close()
+		os.Remove(f.Name())
+		b = Blob{}
+	}
+	s.progressDone(label, err)
+	return now(b, err)
+}
+
+// spill is a temp file being written that a checker reads as it grows.
+type spill struct {
+	f    *os.File
+	mu   sync.Mutex
+	cond *sync.Cond
+	n    int64 // bytes written
+	done bool
+	err  error
+}
+
+func newSpill(f *os.File) *spill {
+	s := &spill{f: f}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+func (s *spill) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	s.mu.Lock()
+	s.n += int64(n)
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	return n, err
+}
+
+// finish tells the reader the file is complete, or (err != nil) that the
+// copy failed.
+func (s *spill) finish(err error) {
+	s.mu.Lock()
+	s.done, s.err = true, err
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}
+
+func (s *spill) reader() io.Reader { return &spillReader{s: s} }
+
+type spillReader struct {
+	s   *spill
+	off int64
+}
+
+func (r *spillReader) Read(p []byte) (int, error) {
+	s := r.s
+	s.mu.Lock()
+	for r.off >= s.n && !s.done {
+		s.cond.Wait()
+	}
+	n, done, err := s.n, s.done, s.err
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if r.off >= n && done {
+		return 0, io.EOF
+	}
+	m, err := s.f.ReadAt(p[:min(int64(len(p)), n-r.off)], r.off)
+	r.off += int64(m)
+	if err == io.EOF && m > 0 {
+		err = nil
+	}
+	return m, err
 }
 
 func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error) {
@@ -99,13 +266,11 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 	if err != nil {
 		return Blob{}, err
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	fail := func(err error) (Blob, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return Blob{}, err
+	}
 	if s.Progress != nil && label != "" {
 		r = &countReader{r: r, fn: func(n int64) { s.Progress.Update(label, n) }}
 	}
@@ -119,10 +284,10 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 		size, b, err = s.copyBlob(r, bw, o.Layer)
 	}
 	if err != nil {
-		return Blob{}, err
+		return fail(err)
 	}
 	if err := bw.Flush(); err != nil {
-		return Blob{}, err
+		return fail(err)
 	}
 	b.Size = size
 	b.Digest = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(blobHash.Sum(nil))}
@@ -130,30 +295,44 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 		b.DiffID = b.Digest // an uncompressed layer: the same bytes
 	}
 	if o.Digest != nil && b.Digest != *o.Digest {
-		return Blob{}, fmt.Errorf("blob %s: content has digest %s: refused", o.Digest, b.Digest)
+		return fail(fmt.Errorf("blob %s: content has digest %s: refused", o.Digest, b.Digest))
 	}
 	if o.Size >= 0 && !o.Compress && size != o.Size {
-		return Blob{}, fmt.Errorf("blob %s: %d bytes, expected %d: refused", b.Digest, size, o.Size)
+		return fail(fmt.Errorf("blob %s: %d bytes, expected %d: refused", b.Digest, size, o.Size))
 	}
-	if s.HasBlob(b.Digest, size) {
+	return s.commit(f, b)
+}
+
+// commit renames the checked temp file f into blobs/ (or drops it when
+// the store has the blob already) and records a layer's diffID.
+func (s *Store) commit(f *os.File, b Blob) (Blob, error) {
+	fail := func(err error) (Blob, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return Blob{}, err
+	}
+	if s.HasBlob(b.Digest, b.Size) {
 		if _, _, ok := s.readRecord(b.Digest); b.Layer && !ok {
 			s.writeRecord(b.Digest, b.DiffID, b.Unpacked)
 		}
+		f.Close()
+		os.Remove(f.Name())
 		return b, nil
 	}
 	if err := f.Sync(); err != nil {
-		return Blob{}, err
+		return fail(err)
 	}
 	if err := f.Chmod(0o644); err != nil {
-		return Blob{}, err
+		return fail(err)
 	}
 	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
 		return Blob{}, err
 	}
 	if err := os.Rename(f.Name(), s.blobPath(b.Digest)); err != nil {
+		os.Remove(f.Name())
 		return Blob{}, err
 	}
-	committed = true
 	b.New = true
 	if b.Layer {
 		// Before the blob is referenced, so a blob in an image always has one

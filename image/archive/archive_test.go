@@ -122,7 +122,8 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 func TestLoadRefusesBadArchives(t *testing.T) {
 	dst := openStore(t)
 	// Something there before, so "unchanged" means something.
-	if _, _, err := image.Import(dst, bytes.NewReader(tarOf(t, map[string]string{"a": "b"})), "pre", image.ImportOptions{}); err != nil {
+	pre, _, err := image.Import(dst, bytes.NewReader(tarOf(t, map[string]string{"a": "b"})), "pre", image.ImportOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	before := treeDigest(t, dst.Root)
@@ -159,6 +160,35 @@ func TestLoadRefusesBadArchives(t *testing.T) {
 		"bad tag":        {map[string]string{"manifest.json": `[{"Config":"c.json","RepoTags":["UP:x"],"Layers":[]}]`}, "invalid reference"},
 	}
 	_ = wrongCfgSum
+	// Layers are checked in parallel: a hostile one among good ones.
+	good2 := tarOf(t, map[string]string{"ok2": "fine too"})
+	threeCfg := fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%x","sha256:%x","sha256:%x"]}}`, goodSum, evilSum, sha256.Sum256(good2))
+	cases["hostile layer among good ones"] = struct {
+		files map[string]string
+		want  string
+	}{map[string]string{
+		"c.json": threeCfg, "good.tar": string(goodLayer), "evil.tar": string(evil), "good2.tar": string(good2),
+		"manifest.json": `[{"Config":"c.json","RepoTags":["x:1"],"Layers":["good.tar","evil.tar","good2.tar"]}]`,
+	}, "escapes"}
+	// A layer the store has, under another layer's diffID: its snapshot
+	// would be taken for that other layer's.
+	pm, _ := pre.Manifest()
+	preLayer, _ := os.ReadFile(dst.BlobPath(pm.Layers[0].Digest))
+	lieCfg := fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%x"]}}`, goodSum)
+	lieCfgSum := sha256.Sum256([]byte(lieCfg))
+	lieMan := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}`,
+		lieCfgSum, len(lieCfg), pm.Layers[0].Digest, pm.Layers[0].Size)
+	lieManSum := sha256.Sum256([]byte(lieMan))
+	cases["stored layer under another diffID"] = struct {
+		files map[string]string
+		want  string
+	}{map[string]string{
+		"oci-layout": `{"imageLayoutVersion":"1.0.0"}`,
+		"blobs/sha256/" + pm.Layers[0].Digest.Hex: string(preLayer),
+		fmt.Sprintf("blobs/sha256/%x", lieCfgSum): lieCfg,
+		fmt.Sprintf("blobs/sha256/%x", lieManSum): lieMan,
+		"index.json": fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%x","size":%d,"annotations":{"org.opencontainers.image.ref.name":"localhost/lie:1"}}]}`, lieManSum, len(lieMan)),
+	}, "config says"}
 	for name, c := range cases {
 		_, err := Load(dst, bytes.NewReader(tarOf(t, c.files)))
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {

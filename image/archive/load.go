@@ -99,20 +99,56 @@ func Load(s *store.Store, r io.Reader) ([]Loaded, error) {
 }
 
 type loader struct {
-	s     *store.Store
-	files map[string]store.Blob // archive path -> blob
-	small map[string][]byte     // manifest.json, index.json, ...
-	links map[string]string     // archive path -> target path
-	added *[]v1.Hash
+	s       *store.Store
+	files   map[string]store.Blob // archive path -> blob
+	pending []pendingBlob         // layers still being checked
+	small   map[string][]byte     // manifest.json, index.json, ...
+	links   map[string]string     // archive path -> target path
+	added   *[]v1.Hash
+}
+
+type pendingBlob struct {
+	name string
+	wait func() (store.Blob, error)
+}
+
+// settle waits for the layer checks still running and files their
+// blobs; the first error in archive order wins.
+func (l *loader) settle() error {
+	var first error
+	for _, p := range l.pending {
+		b, err := p.wait()
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("archive %s: %w", p.name, err)
+			}
+			continue
+		}
+		if b.New {
+			*l.added = append(*l.added, b.Digest)
+		}
+		l.files[p.name] = b
+	}
+	l.pending = nil
+	return first
 }
 
 func load(s *store.Store, r io.Reader, added *[]v1.Hash) ([]Loaded, error) {
+	l := &loader{s: s, files: map[string]store.Blob{}, small: map[string][]byte{}, links: map[string]string{}, added: added}
+	out, err := l.read(r)
+	// Every check finished, and its blob accounted for, before returning.
+	if err2 := l.settle(); err == nil && err2 != nil {
+		return nil, err2
+	}
+	return out, err
+}
+
+func (l *loader) read(r io.Reader) ([]Loaded, error) {
 	rc, _, err := store.Decompress(r)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	l := &loader{s: s, files: map[string]store.Blob{}, small: map[string][]byte{}, links: map[string]string{}, added: added}
 	tr := tar.NewReader(rc)
 	entries := 0
 	for {
@@ -124,12 +160,21 @@ func load(s *store.Store, r io.Reader, added *[]v1.Hash) ([]Loaded, error) {
 			if entries == 0 {
 				return nil, errors.New("not a docker or OCI archive (not a tar file)")
 			}
+			if err2 := l.settle(); err2 != nil {
+				return nil, err2 // an earlier entry's
+			}
 			return nil, fmt.Errorf("archive: %v", err)
 		}
 		entries++
 		if err := l.entry(hdr, tr); err != nil {
+			if err2 := l.settle(); err2 != nil {
+				return nil, err2 // an earlier entry's
+			}
 			return nil, err
 		}
+	}
+	if err := l.settle(); err != nil {
+		return nil, err
 	}
 	switch {
 	case l.small["manifest.json"] != nil:
@@ -187,14 +232,8 @@ func (l *loader) entry(hdr *tar.Header, tr io.Reader) error {
 	if !o.Layer {
 		o.Label = "-" // configs and such are not worth a progress line
 	}
-	b, err := l.s.Ingest(br, o)
-	if err != nil {
-		return fmt.Errorf("archive %s: %w", n, err)
-	}
-	if b.New {
-		*l.added = append(*l.added, b.Digest)
-	}
-	l.files[n] = b
+	// Layers are checked in the background while the archive is read on.
+	l.pending = append(l.pending, pendingBlob{n, l.s.IngestAsync(br, o)})
 	return nil
 }
 
