@@ -1,6 +1,7 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -668,5 +669,19 @@ func TestDeleteLinksTakesOnlyThoseNamed(t *testing.T) {
 	}
 	if err := deleteLinks("bnt-missing"); err != nil {
 		t.Errorf("deleting what is not there: %v", err)
+	}
+}
+
+// Without nf_tables in the kernel the error says so, on one line.
+func TestNftErrorNamesMissingKernelSupport(t *testing.T) {
+	err := nftError(fmt.Errorf("conn.Receive: %w", errors.Join(unix.EOPNOTSUPP, unix.EOPNOTSUPP)))
+	if !strings.Contains(err.Error(), "kernel lacks nf_tables support") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("got %q", err)
+	}
+	if err := nftError(fmt.Errorf("dial: %w", unix.EPROTONOSUPPORT)); !strings.Contains(err.Error(), "modprobe nf_tables") {
+		t.Errorf("got %q", err)
+	}
+	if err := nftError(unix.EINVAL); strings.Contains(err.Error(), "lacks") {
+		t.Errorf("an unrelated failure blamed on the kernel: %q", err)
 	}
 }
