@@ -66,13 +66,20 @@ func ImageSize(s *store.Store, img v1.Image) int64 {
 	}
 	var n int64
 	for _, l := range m.Layers {
-		if u, ok := s.UnpackedSize(l.Digest); ok {
-			n += u
-		} else {
-			n += l.Size
-		}
+		n += layerSize(s, l)
 	}
 	return n
+}
+
+// layerSize is a layer's unpacked size when s (if any) knows it, else
+// its compressed size.
+func layerSize(s *store.Store, l v1.Descriptor) int64 {
+	if s != nil {
+		if u, ok := s.UnpackedSize(l.Digest); ok {
+			return u
+		}
+	}
+	return l.Size
 }
 
 func indexSize(s *store.Store, h v1.Hash) int64 {
@@ -173,8 +180,15 @@ type HistoryEntry struct {
 	Comment   string
 }
 
-// History lists the steps that made the image, newest first.
-func History(img v1.Image) ([]HistoryEntry, error) {
+// History lists the steps that made the image, newest first, with each
+// layer's compressed size.
+func History(img v1.Image) ([]HistoryEntry, error) { return history(nil, img) }
+
+// HistoryIn is History for an image in s, with each layer's unpacked
+// size as docker history shows it (when s recorded it).
+func HistoryIn(s *store.Store, img v1.Image) ([]HistoryEntry, error) { return history(s, img) }
+
+func history(s *store.Store, img v1.Image) ([]HistoryEntry, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, err
@@ -188,14 +202,14 @@ func History(img v1.Image) ([]HistoryEntry, error) {
 	for _, h := range cf.History {
 		e := HistoryEntry{ID: "<missing>", Created: h.Created.Time, CreatedBy: h.CreatedBy, Comment: h.Comment}
 		if !h.EmptyLayer && li < len(m.Layers) {
-			e.Size = m.Layers[li].Size
+			e.Size = layerSize(s, m.Layers[li])
 			li++
 		}
 		out = append(out, e)
 	}
 	if len(cf.History) == 0 {
 		for _, l := range m.Layers {
-			out = append(out, HistoryEntry{ID: "<missing>", Size: l.Size})
+			out = append(out, HistoryEntry{ID: "<missing>", Size: layerSize(s, l)})
 		}
 	}
 	if len(out) > 0 {

@@ -261,6 +261,9 @@ func TestListInspectHistory(t *testing.T) {
 	if err != nil || len(hs) != 1 || hs[0].Comment != "from test" || hs[0].Size == 0 {
 		t.Fatalf("history %+v %v", hs, err)
 	}
+	if hs, err := HistoryIn(s, img); err != nil || len(hs) != 1 || hs[0].Size != int64(len(bb)) {
+		t.Fatalf("history in the store %+v %v, want the tar's %d bytes", hs, err, len(bb))
+	}
 }
 
 // TestUmociReadsTheStore: berth's oci/ dir is a layout umoci can unpack

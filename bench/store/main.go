@@ -133,6 +133,9 @@ func main() {
 	compare("load podman's docker-archive", []tool{
 		{"berth load", freshLoad, func() error { return sh(b, "--root", lroot, "load", "-q", "-i", dockerTar) }},
 		{"podman load", freshLoad, func() error { return podman(lproot, "load", "-q", "-i", dockerTar) }},
+		{"skopeo copy docker-archive: -> oci:", freshLoad, func() error {
+			return sh("skopeo", "--insecure-policy", "copy", "-q", "docker-archive:"+dockerTar, "oci:"+lroot+":deb")
+		}},
 	})
 	compare("load berth's oci-archive (gzip layer)", []tool{
 		{"berth load", freshLoad, func() error { return sh(b, "--root", lroot, "load", "-q", "-i", ociTar) }},
