@@ -208,7 +208,8 @@ func keys(m map[string]fileInfo) []string {
 }
 
 // berthRunner runs RUN bundles with berth's own runtime, in process (its
-// init re-executes this test binary: see TestMain).
+// init re-executes this test binary, where runtime/initproc's init
+// function takes over).
 type berthRunner struct{ rt *brt.Runtime }
 
 func (r berthRunner) RunBundle(id, bundle string, stdio []*os.File) (int, error) {
@@ -216,9 +217,6 @@ func (r berthRunner) RunBundle(id, bundle string, stdio []*os.File) (int, error)
 }
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == brt.InitArg {
-		os.Exit(brt.Init(os.Args[2:]))
-	}
 	if len(os.Args) > 1 && os.Args[1] == NetHookArg {
 		os.Exit(NetHook(os.Args[2:]))
 	}
