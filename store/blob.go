@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+	"golang.org/x/sys/unix"
 )
 
 // Blob describes a blob that Ingest put in the store.
@@ -191,7 +192,8 @@ func (s *Store) IngestAsync(r io.Reader, o IngestOptions) (wait func() (Blob, er
 	return now(b, err)
 }
 
-// spill is a temp file being written that a checker reads as it grows.
+// spill is a temp file being written (with writeback started early) that
+// a checker may read as it grows.
 type spill struct {
 	f    *os.File
 	mu   sync.Mutex
@@ -199,6 +201,8 @@ type spill struct {
 	n    int64 // bytes written
 	done bool
 	err  error
+	// flushed is how far writeback was started (writer only).
+	flushed int64
 }
 
 func newSpill(f *os.File) *spill {
@@ -211,8 +215,15 @@ func (s *spill) Write(p []byte) (int, error) {
 	n, err := s.f.Write(p)
 	s.mu.Lock()
 	s.n += int64(n)
+	written := s.n
 	s.mu.Unlock()
 	s.cond.Broadcast()
+	// Start writeback as the file grows, so that the fsync before the
+	// rename has little left to wait for.
+	if written-s.flushed >= 8<<20 {
+		unix.SyncFileRange(int(s.f.Fd()), s.flushed, written-s.flushed, unix.SYNC_FILE_RANGE_WRITE)
+		s.flushed = written
+	}
 	return n, err
 }
 
@@ -275,7 +286,7 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 		r = &countReader{r: r, fn: func(n int64) { s.Progress.Update(label, n) }}
 	}
 	blobHash := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, blobHash), 1<<20)
+	bw := bufio.NewWriterSize(io.MultiWriter(newSpill(f), blobHash), 1<<20)
 	var b Blob
 	var size int64
 	if o.Compress {
