@@ -11,6 +11,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -141,7 +142,10 @@ type launch struct {
 	mntNS    *os.File
 	joins    []nsJoin
 	sys      *syscall.SysProcAttr
-	wrapper  []string // a program that enters the namespaces and runs the init (nsenter)
+	wrapper  []string       // a program that enters the namespaces and runs the init (nsenter)
+	cg       *cgroup.Cgroup // the init is born in it
+	debug    bool           // tell the init when it was forked, to time its phases
+	forked   time.Time
 }
 
 func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
@@ -178,41 +182,117 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		argv = append(append(append([]string{}, l.wrapper...), exePath), argv[1:]...)
 		exePath = l.wrapper[0]
 	}
+	if l.cg != nil {
+		if d := l.cg.V2Dir(); d != "" {
+			cgfd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				parent.Close()
+				return nil, nil, fmt.Errorf("cgroup %s: %w", d, err)
+			}
+			defer unix.Close(cgfd)
+			sys := *l.sys
+			sys.UseCgroupFD, sys.CgroupFD = true, cgfd
+			attr.Sys = &sys
+		}
+	}
 	var p *os.Process
-	if len(l.joins) == 0 {
+	if len(l.joins) == 0 && l.cg == nil {
 		p, err = os.StartProcess(exePath, argv, attr)
 	} else {
-		p, err = startJoined(l.joins, func() (*os.Process, error) { return os.StartProcess(exePath, argv, attr) })
+		p, err = forkThread(l.cg, l.joins, func() (*os.Process, error) { return os.StartProcess(exePath, argv, attr) })
 	}
 	if err != nil {
 		parent.Close()
 		return nil, nil, fmt.Errorf("starting container init: %w", err)
 	}
 	r.mark("forked")
-	if r.Debug {
-		l.cfg.Debug = time.Now().UnixMicro()
-	}
+	l.forked = time.Now()
 	sc := initproc.NewSync(parent)
-	if err := sc.SendConfig(l.cfg); err != nil {
+	if l.cfg == nil {
+		return p, sc, nil // the caller sends it
+	}
+	if err := l.sendConfig(sc, l.cfg); err != nil {
 		p.Kill()
 		p.Wait()
 		parent.Close()
-		return nil, nil, fmt.Errorf("sending config to init: %w", err)
+		return nil, nil, err
 	}
 	return p, sc, nil
 }
 
-// startJoined runs start on a thread that has entered the namespaces in
-// joins (setns is per thread; the child inherits the thread's). The thread
-// is never unlocked, so Go discards it afterwards.
-func startJoined(joins []nsJoin, start func() (*os.Process, error)) (*os.Process, error) {
+// sendConfig hands the init its config, the first value on the socket.
+func (l *launch) sendConfig(sc *initproc.Sync, cfg *initproc.Config) error {
+	if l.debug {
+		cfg.Debug = l.forked.UnixMicro()
+	}
+	if err := sc.SendConfig(cfg); err != nil {
+		return fmt.Errorf("sending config to init: %w", err)
+	}
+	return nil
+}
+
+// prepare decodes and validates b's whole spec in the background; the
+// returned function waits for that. Forking the init does not need it:
+// the decode overlaps with the fork and the init's start.
+func prepare(b *bundleFile) func() (*specs.Spec, error) {
+	type res struct {
+		s   *specs.Spec
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := b.decode()
+		ch <- res{s, err}
+	}()
+	return sync.OnceValues(func() (*specs.Spec, error) { r := <-ch; return r.s, r.err })
+}
+
+// makeCgroup makes the container's cgroup, if head asks for one (see
+// needCgroup), in the background; the returned function waits for it
+// (path "": no cgroup).
+func makeCgroup(head *specs.Spec, id string) func() (string, *cgroup.Cgroup, error) {
+	if !needCgroup(head) {
+		return func() (string, *cgroup.Cgroup, error) { return "", nil, nil }
+	}
+	path := head.Linux.CgroupsPath
+	if path == "" {
+		path = "/berth/" + id
+	}
+	type res struct {
+		cg  *cgroup.Cgroup
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		cg, err := cgroup.New(path, withDefaultDevices(head))
+		ch <- res{cg, err}
+	}()
+	var once sync.Once
+	var r res
+	return func() (string, *cgroup.Cgroup, error) {
+		once.Do(func() { r = <-ch })
+		return path, r.cg, r.err
+	}
+}
+
+// forkThread runs start on a thread of its own that first joins the
+// container's cgroup (cg, if any: the init is born in it, see
+// cgroup.JoinThread) and enters the namespaces in joins (setns is per
+// thread; the child inherits the thread's). The thread is never unlocked,
+// so Go ends it afterwards.
+func forkThread(cg *cgroup.Cgroup, joins []nsJoin, start func() (*os.Process, error)) (*os.Process, error) {
 	type res struct {
 		p   *os.Process
 		err error
 	}
 	ch := make(chan res, 1)
-	go func() {
-		goruntime.LockOSThread()
+	onThread(func() {
+		if cg != nil {
+			if err := cg.JoinThread(); err != nil {
+				ch <- res{err: err}
+				return
+			}
+		}
 		for _, j := range joins {
 			f, err := os.Open(j.path)
 			if err != nil {
@@ -228,9 +308,28 @@ func startJoined(joins []nsJoin, start func() (*os.Process, error)) (*os.Process
 		}
 		p, err := start()
 		ch <- res{p, err}
-	}()
+	})
 	r := <-ch
 	return r.p, r.err
+}
+
+// onThread runs f on a locked thread that ends with it. That thread must
+// not be the process's main thread, which Go parks forever instead of
+// ending (it would stay in whatever cgroup f joined): holding the main
+// thread, the goroutine hands f to another one.
+func onThread(f func()) {
+	done := make(chan struct{})
+	go func() {
+		goruntime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			onThread(f)
+			goruntime.UnlockOSThread()
+		} else {
+			f()
+		}
+		close(done)
+	}()
+	<-done
 }
 
 func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Process, err error) {
@@ -238,25 +337,34 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err := checkID(id); err != nil {
 		return nil, nil, err
 	}
-	spec, raw, rootfs, err := loadBundle(o.Bundle)
+	// What forking the init needs first; the whole spec and the cgroup
+	// (prepare, below) while the init is forked and starts.
+	b, err := readBundle(o.Bundle)
 	if err != nil {
 		return nil, nil, err
 	}
-	bundle, _ := filepath.Abs(o.Bundle)
-	if spec.Process.Terminal && o.ConsoleSocket == "" && !o.proxyTTY {
+	head, raw, rootfs, bundle := b.head, b.raw, b.rootfs, b.dir
+	r.mark("bundle read")
+	if head.Process.Terminal && o.ConsoleSocket == "" && !o.proxyTTY {
 		return nil, nil, errors.New("process.terminal is true: --console-socket is required")
 	}
-	if err := os.MkdirAll(r.Root, 0o711); err != nil {
-		return nil, nil, err
-	}
 	dir := r.dir(id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	err = os.Mkdir(dir, 0o711)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(r.Root, 0o711); err != nil {
+			return nil, nil, err
+		}
+		err = os.Mkdir(dir, 0o711)
+	}
+	if err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, nil, fmt.Errorf("container %q already exists", id)
 		}
 		return nil, nil, err
 	}
-	var cg *cgroup.Cgroup
+	prep := prepare(b)
+	// Only now that the id is ours may a cgroup be made for it.
+	mkcg := makeCgroup(head, id)
 	var child *os.Process // proc is nil on every error return
 	defer func() {
 		if err == nil {
@@ -266,7 +374,8 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			child.Kill()
 			child.Wait()
 		}
-		if cg != nil {
+		prep()
+		if _, cg, _ := mkcg(); cg != nil {
 			_ = cg.Destroy()
 		}
 		os.RemoveAll(dir)
@@ -298,45 +407,32 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			}
 		}()
 	}
-	r.mark("bundle loaded, state dir made")
-	cgPath := ""
-	if needCgroup(spec) {
-		cgPath = spec.Linux.CgroupsPath
-		if cgPath == "" {
-			cgPath = "/berth/" + id
-		}
-	}
-	cfg := &initproc.Config{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
-		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec)}
-	cfg.Hooks = spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateContainer) > 0) //nolint:staticcheck // prestart is deprecated but honoured
-	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs}
+	r.mark("state dir made")
+	l := &launch{stdio: stdio(o.Stdio), preserve: o.PreserveFDs, debug: r.Debug}
 	if l.stateDir, err = os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, nil, err
 	}
 	defer l.stateDir.Close()
 	var tty *ttyProxy
-	if spec.Process.Terminal && o.ConsoleSocket == "" {
+	if head.Process.Terminal && o.ConsoleSocket == "" {
 		if tty, l.console, err = newTTYProxy(); err != nil {
 			return nil, nil, err
 		}
 		defer l.console.Close()
-		cfg.Console = true
-	} else if spec.Process.Terminal {
+	} else if head.Process.Terminal {
 		if l.console, err = dialConsole(o.ConsoleSocket); err != nil {
 			return nil, nil, err
 		}
 		defer l.console.Close()
-		cfg.Console = true
 	}
 	sys := &syscall.SysProcAttr{}
-	for _, ns := range spec.Linux.Namespaces {
+	for _, ns := range head.Linux.Namespaces {
 		switch {
 		case ns.Path != "" && ns.Type == specs.MountNamespace:
 			if l.mntNS, err = os.Open(ns.Path); err != nil {
 				return nil, nil, fmt.Errorf("mount namespace %s: %w", ns.Path, err)
 			}
 			defer l.mntNS.Close()
-			cfg.JoinMnt = true
 		case ns.Path != "":
 			l.joins = append(l.joins, nsJoin{ns.Type, ns.Path})
 		case ns.Type == specs.CgroupNamespace:
@@ -349,11 +445,11 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			sys.Cloneflags |= nsFlags[ns.Type]
 		}
 	}
-	if newNS(spec, specs.UserNamespace) {
-		for _, m := range spec.Linux.UIDMappings {
+	if newNS(head, specs.UserNamespace) {
+		for _, m := range head.Linux.UIDMappings {
 			sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		}
-		for _, m := range spec.Linux.GIDMappings {
+		for _, m := range head.Linux.GIDMappings {
 			sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		}
 		sys.GidMappingsEnableSetgroups = true
@@ -362,48 +458,30 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	l.sys = sys
-	// The cgroup is made while the init is forked, and joined while it
-	// starts up and sets up its rootfs (on v1 the migration waits for an
-	// RCU grace period: overlapping it with the init's work hides most of
-	// it). The init waits for it before it pivots.
-	type made struct {
-		cg  *cgroup.Cgroup
-		err error
-	}
-	var madec chan made
-	if cgPath != "" {
-		madec = make(chan made, 1)
-		res := withDefaultDevices(spec)
-		go func() {
-			c, err := cgroup.New(cgPath, res)
-			madec <- made{c, err}
-		}()
-	}
-	p, sc, err := l.start(r)
-	if madec != nil {
-		m := <-madec
-		cg = m.cg // for the cleanup, whatever happens next
-		if err == nil && m.err != nil {
-			err = m.err
-			if p != nil {
-				p.Kill()
-				p.Wait()
-				sc.Close()
-			}
-		}
-	}
+	cgPath, cg, err := mkcg()
 	if err != nil {
 		return nil, nil, err
 	}
-	r.mark("init started, cgroup made")
+	l.cg = cg
+	r.mark("cgroup made")
+	p, sc, err := l.start(r)
+	if err != nil {
+		return nil, nil, err
+	}
 	child = p
 	defer sc.Close()
-	if cg != nil {
-		if err = cg.Apply(p.Pid); err != nil {
-			return nil, nil, err
-		}
+	spec, err := prep()
+	if err != nil {
+		return nil, nil, err
 	}
-	r.mark("init in cgroup")
+	cfg := &initproc.Config{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
+		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec),
+		Console: l.console != nil, JoinMnt: l.mntNS != nil}
+	cfg.Hooks = spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateContainer) > 0) //nolint:staticcheck // prestart is deprecated but honoured
+	if err = l.sendConfig(sc, cfg); err != nil {
+		return nil, nil, err
+	}
+	r.mark("config sent")
 	if spec.Process.OOMScoreAdj != nil {
 		if err = os.WriteFile("/proc/"+strconv.Itoa(p.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*spec.Process.OOMScoreAdj)), 0); err != nil {
 			return nil, nil, fmt.Errorf("oomScoreAdj: %w", err)

@@ -69,7 +69,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	}
 	pidS := strconv.Itoa(c.Pid)
 	cfg := &initproc.Config{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: initproc.TrimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
-	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs, sys: &syscall.SysProcAttr{}}
+	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs, sys: &syscall.SysProcAttr{}, debug: r.Debug}
 	mineU, _ := nsInode(os.Getpid(), "user")
 	theirsU, err := nsInode(c.Pid, "user")
 	if err != nil {
@@ -116,6 +116,12 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		defer l.console.Close()
 		cfg.Console = true
 	}
+	if c.CgroupPath != "" {
+		// The process is born in the container's cgroup (see cgroup.JoinThread).
+		if l.cg, err = cgroup.Load(c.CgroupPath); err != nil {
+			return nil, err
+		}
+	}
 	child, sc, err := l.start(r)
 	if err != nil {
 		return nil, err
@@ -136,16 +142,10 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 			return nil, err
 		}
 	}
-	if c.CgroupPath != "" {
-		cg, err := cgroup.Load(c.CgroupPath)
-		if err != nil {
+	if c.CgroupPath == "" {
+		if err := joinCgroupsOf(c.Pid, pid); err != nil {
 			return nil, err
 		}
-		if err := cg.Apply(pid); err != nil {
-			return nil, err
-		}
-	} else if err := joinCgroupsOf(c.Pid, pid); err != nil {
-		return nil, err
 	}
 	if p.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {

@@ -48,8 +48,7 @@ func main() {
 	// Invoked as berth-runtime (e.g. containerd's runc binary), speak the
 	// runc-compatible CLI at top level.
 	if filepath.Base(os.Args[0]) == "berth-runtime" && runtimeCmd != nil {
-		cmd = runtimeCmd
-		cmd.Use = "berth-runtime"
+		cmd = runtimeCmd()
 	}
 	os.Exit(execute(cmd, os.Args[1:]))
 }
@@ -75,5 +74,5 @@ func execute(cmd *cobra.Command, args []string) int {
 // theirs from init functions.
 var reexecs = map[string]func(args []string) int{}
 
-// runtimeCmd is the `berth runtime` command tree, set by runtime.go.
-var runtimeCmd *cobra.Command
+// runtimeCmd builds the berth-runtime command tree, set by runtime.go.
+var runtimeCmd func() *cobra.Command

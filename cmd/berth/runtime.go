@@ -26,9 +26,9 @@ import (
 
 func init() {
 	root.AddCommand(newRuntimeCmd("runtime"))
-	// A second tree without a parent: cobra always executes from the root
-	// of a tree, so berth-runtime needs one of its own.
-	runtimeCmd = newRuntimeCmd("berth-runtime")
+	// A second tree without a parent (cobra always executes from the root
+	// of a tree), built only when berth is invoked as berth-runtime.
+	runtimeCmd = func() *cobra.Command { return newRuntimeCmd("berth-runtime") }
 }
 
 // rtFlags are runc's global flags.

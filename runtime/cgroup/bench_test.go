@@ -6,19 +6,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Benchmarks of cgroup setup for a fresh container with memory and pids
 // limits (go test -run - -bench . ./runtime/cgroup/): New, the fork of a
-// process, and its join. They compare berth's way (warm lock, writes in
-// sequence) with a cold lock, concurrent writes, and the opencontainers/
-// cgroups manager's own Apply.
+// process, and its join. They compare berth's way (the forking thread
+// joins, the process is born in the cgroup) with moving the process in
+// afterwards: writes in sequence, concurrent writes, and the
+// opencontainers/cgroups manager's own Apply.
 
 var benchGap = 100 * time.Millisecond
 
@@ -87,19 +90,11 @@ func mustMgr(b *testing.B) cgroups.Manager {
 	return c.mgr
 }
 
-func BenchmarkSetupWarmJoin(b *testing.B) {
+func BenchmarkSetupProcsJoin(b *testing.B) {
 	benchSetup(b, func(c *Cgroup, pid int) error { return c.Apply(pid) })
 }
 
-func BenchmarkSetupColdJoin(b *testing.B) {
-	warmJoin = false
-	defer func() { warmJoin = true }()
-	benchSetup(b, func(c *Cgroup, pid int) error { return c.Apply(pid) })
-}
-
-func BenchmarkSetupColdConcurrentJoin(b *testing.B) {
-	warmJoin = false
-	defer func() { warmJoin = true }()
+func BenchmarkSetupConcurrentProcsJoin(b *testing.B) {
 	benchSetup(b, func(c *Cgroup, pid int) error {
 		dirs := c.joinDirs()
 		errs := make(chan error, len(dirs))
@@ -114,8 +109,79 @@ func BenchmarkSetupColdConcurrentJoin(b *testing.B) {
 	})
 }
 
-func BenchmarkSetupColdManagerApply(b *testing.B) {
-	warmJoin = false
-	defer func() { warmJoin = true }()
+func BenchmarkSetupManagerApply(b *testing.B) {
 	benchSetup(b, func(c *Cgroup, pid int) error { return c.mgr.Apply(pid) })
+}
+
+// BenchmarkSetupThreadJoin is berth's way: New, then a locked thread joins
+// (JoinThread) and forks the process there; "join" is JoinThread.
+func BenchmarkSetupThreadJoin(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	r := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(64 << 20)}, Pids: &specs.LinuxPids{Limit: i64(32)}}
+	var setup, joined []time.Duration
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		time.Sleep(benchGap)
+		b.StartTimer()
+		t0 := time.Now()
+		c, err := New(fmt.Sprintf("%s/bench-%d-%d", testParent, os.Getpid(), i), r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		cmd := exec.Command("/bin/sleep", "10")
+		var t2 time.Time
+		errc := make(chan error, 1)
+		onThread(func() {
+			if err := c.JoinThread(); err != nil {
+				errc <- err
+				return
+			}
+			t2 = time.Now()
+			errc <- cmd.Start()
+		})
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		setup = append(setup, t1.Sub(t0))
+		joined = append(joined, t2.Sub(t1))
+		cmd.Process.Kill()
+		cmd.Wait()
+		for range 100 {
+			if err := c.Destroy(); err == nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.StartTimer()
+	}
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(setup), "ms-new(p50)")
+	b.ReportMetric(median(joined), "ms-join(p50)")
+	for _, d := range (&Cgroup{mgr: mustMgr(b)}).joinDirs() {
+		_ = os.Remove(filepath.Dir(d))
+	}
+}
+
+// onThread runs f on a locked thread other than the main one (which Go
+// parks instead of ending, leaving it in the cgroup), as the runtime does.
+func onThread(f func()) {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			onThread(f)
+			runtime.UnlockOSThread()
+		} else {
+			f()
+		}
+		close(done)
+	}()
+	<-done
 }

@@ -54,9 +54,6 @@ func New(path string, r *specs.LinuxResources) (*Cgroup, error) {
 		}
 		return nil, err
 	}
-	if warmJoin {
-		go warmMigration()
-	}
 	return c, nil
 }
 
@@ -174,9 +171,10 @@ func (c *Cgroup) Dirs() map[string]string {
 func (c *Cgroup) V2() bool { return c.v2 }
 
 // Apply moves pid (a process, all its threads) into the cgroup, in every
-// hierarchy. The first write waits for an RCU grace period (see
-// warmMigration); the following ones share it and take microseconds, so
-// writing them concurrently gains nothing (measured: bench_test.go).
+// hierarchy. Every write to cgroup.procs takes the kernel's
+// cgroup_threadgroup_rwsem for writing, which on this kernel waits for an
+// RCU grace period (4-10 ms): a container's init is better born in its
+// cgroup (JoinThread, V2Dir).
 func (c *Cgroup) Apply(pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("cgroup %s: join: bad pid %d", c.path, pid)
@@ -189,38 +187,33 @@ func (c *Cgroup) Apply(pid int) error {
 	return nil
 }
 
-// warmJoin turns warmMigration on; the benchmarks turn it off to compare.
-var warmJoin = true
-
-// warmMigration makes berth's next cgroup migration cheap. Every write to
-// cgroup.procs takes the kernel's cgroup_threadgroup_rwsem for writing,
-// and the first writer after a quiet spell waits for an RCU grace period
-// (4-10 ms here) while later writers within roughly 20 ms do not. New
-// therefore ends by starting a no-op migration (berth into the cgroup it
-// is already in, in a hierarchy without controllers where possible) in the
-// background, so that the grace period elapses while the caller clones
-// the container's init, and Apply then finds the lock warm. It must come
-// after New's mkdirs: the kernel waits for the grace period holding
-// cgroup_mutex, which mkdir needs too.
-func warmMigration() {
-	dir, err := ownCgroupDir()
-	if err != nil {
-		return // only an optimisation
+// JoinThread moves the calling thread, alone, into the cgroup's v1
+// hierarchies, so that a process it forks is born there. The caller must
+// have locked the goroutine to its thread, and must let the thread end
+// (never unlock it). The kernel moves the writing thread itself ("0" in
+// tasks) without the threadgroup lock that makes Apply slow: well under a
+// millisecond instead of a grace period. The v2 part (V2Dir) cannot take
+// a single thread: the fork puts the child there with CLONE_INTO_CGROUP.
+func (c *Cgroup) JoinThread() error {
+	if c.v2 {
+		return nil
 	}
-	_ = cgroups.WriteCgroupProc(dir, os.Getpid())
-}
-
-// ownCgroupDir is a directory berth's process is already a member of.
-func ownCgroupDir() (string, error) {
-	if cgroups.IsCgroup2UnifiedMode() {
-		return ownV2Dir()
-	}
-	for _, s := range []string{"name=systemd", "freezer", "pids"} {
-		if d, err := cgroups.GetOwnCgroupPath(s); err == nil {
-			return d, nil
+	for k, d := range c.mgr.GetPaths() {
+		if k == "" {
+			continue // hybrid host: the v2 hierarchy, see V2Dir
+		}
+		if err := os.WriteFile(filepath.Join(d, "tasks"), []byte("0"), 0); err != nil {
+			return fmt.Errorf("cgroup %s: join thread: %w", c.path, err)
 		}
 	}
-	return "", errors.New("no v1 hierarchy")
+	return nil
+}
+
+// V2Dir is the cgroup's directory in the v2 hierarchy (unified mode, or
+// the v2 part of a hybrid host), "" if it has none: a fork joins it with
+// CLONE_INTO_CGROUP (syscall.SysProcAttr.UseCgroupFD).
+func (c *Cgroup) V2Dir() string {
+	return c.mgr.GetPaths()[""]
 }
 
 func (c *Cgroup) join(dir string, pid int) error {
