@@ -405,11 +405,19 @@ func (e *Engine) finish(c *Container, code int) {
 	if cg, err := cgroup.Load(cgroupsPath(c.ID)); err == nil {
 		oom, _ = cg.OOMKilled()
 	}
+	// Removing the veth waits on the kernel's RCU grace periods (~15 ms,
+	// more for a bridge); the rest of the teardown overlaps it. Detach
+	// takes the network lock itself.
+	detached := make(chan struct{})
+	go func() {
+		defer close(detached)
+		e.detachIfAttached(c.ID)
+	}()
 	e.Runtime.Kill(c.ID, unix.SIGKILL, true)
 	e.Runtime.Delete(c.ID, true)
-	e.detachIfAttached(c.ID)
 	e.destroyCgroup(c.ID)
 	e.unmountRootfs(c.ID)
+	<-detached
 	unlock, err := e.lock(c.ID)
 	if err != nil {
 		return
