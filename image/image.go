@@ -22,6 +22,9 @@ type ImportOptions struct {
 	Message  string   // history comment
 	Source   string   // where the tarball came from, for history
 	Created  time.Time
+	// Compression of the stored layer: "gzip" (default), "zstd" or
+	// "none" (see store.IngestOptions.Compression).
+	Compression string
 }
 
 // Import stores the rootfs tarball r (plain, gzip or zstd) as a one-layer
@@ -45,7 +48,7 @@ func Import(s *store.Store, r io.Reader, tag string, o ImportOptions) (v1.Image,
 		return nil, v1.Hash{}, err
 	}
 	defer unlock()
-	b, err := s.Ingest(r, store.IngestOptions{Size: -1, Compress: true, Label: "rootfs"})
+	b, err := s.Ingest(r, store.IngestOptions{Size: -1, Compress: true, Compression: o.Compression, Label: "rootfs"})
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("import: %w", err)
 	}

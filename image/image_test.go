@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthproject/berth/internal/fixture"
 	"github.com/berthproject/berth/store"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 )
@@ -284,5 +285,41 @@ func TestUmociReadsTheStore(t *testing.T) {
 	}
 	if o, err := exec.Command(umoci, "ls", "--layout", s.Root+"/oci").Output(); err != nil || strings.TrimSpace(string(o)) != "localhost/bb:1" {
 		t.Fatalf("umoci ls: %q %v", o, err)
+	}
+}
+
+// The stored layer's compression can be chosen; the diffID is the tar's
+// whatever it is, and the layer unpacks.
+func TestImportCompressionChoice(t *testing.T) {
+	s := openStore(t)
+	bb := busyboxTar(t)
+	want := fmt.Sprintf("sha256:%x", sha256.Sum256(bb))
+	for comp, mt := range map[string]types.MediaType{"zstd": types.OCILayerZStd, "none": types.OCIUncompressedLayer, "": types.OCILayer} {
+		img, _, err := Import(s, bytes.NewReader(bb), "localhost/c:"+comp+"x", ImportOptions{Compression: comp})
+		if err != nil {
+			t.Fatalf("%q: %v", comp, err)
+		}
+		m, _ := img.Manifest()
+		cf, _ := img.ConfigFile()
+		if m.Layers[0].MediaType != mt || cf.RootFS.DiffIDs[0].String() != want {
+			t.Fatalf("%q: layer %s, diffID %s; want %s, %s", comp, m.Layers[0].MediaType, cf.RootFS.DiffIDs[0], mt, want)
+		}
+		if comp == "none" && m.Layers[0].Digest.String() != want {
+			t.Fatalf("plain layer stored as %s, not the tar itself", m.Layers[0].Digest)
+		}
+		dirs, err := s.Snapshots(img)
+		if err != nil {
+			t.Fatalf("%q: unpack: %v", comp, err)
+		}
+		if _, err := os.Lstat(filepath.Join(dirs[0], "bin", "busybox")); err != nil {
+			t.Fatalf("%q: unpacked layer: %v", comp, err)
+		}
+	}
+	before := treeDigest(t, s.Root)
+	if _, _, err := Import(s, bytes.NewReader(bb), "localhost/c:bad", ImportOptions{Compression: "lz4"}); err == nil || !strings.Contains(err.Error(), "lz4") {
+		t.Fatalf("unknown compression: err = %v", err)
+	}
+	if treeDigest(t, s.Root) != before {
+		t.Fatal("a refused import changed the store")
 	}
 }

@@ -46,8 +46,12 @@ type IngestOptions struct {
 	// it a blob is treated as a layer when it sniffs as gzip, zstd or tar.
 	Layer bool
 	// Compress decompresses the input (whatever it is) and stores it
-	// gzip-compressed: a rootfs tarball becomes a layer.
+	// compressed as Compression says: a rootfs tarball becomes a layer.
 	Compress bool
+	// Compression is what Compress writes: "gzip" (the default; blocked
+	// gzip, see layer.NewGzipWriter), "zstd", or "none" (the plain tar,
+	// whose digest is its diffID).
+	Compression string
 	// Label names the blob in progress output (default: its digest).
 	Label string
 }
@@ -290,7 +294,7 @@ func (s *Store) ingest(r io.Reader, o IngestOptions, label string) (Blob, error)
 	var b Blob
 	var size int64
 	if o.Compress {
-		size, b, err = s.compressLayer(r, bw)
+		size, b, err = s.compressLayer(r, bw, o.Compression)
 	} else {
 		size, b, err = s.copyBlob(r, bw, o.Layer)
 	}
@@ -391,10 +395,25 @@ func (s *Store) copyBlob(r io.Reader, w io.Writer, layer bool) (int64, Blob, err
 }
 
 // compressLayer decompresses r, checks it as a layer, and writes it to w
-// as blocked gzip (compressed, and later inflated, on all cores).
-func (s *Store) compressLayer(r io.Reader, w io.Writer) (int64, Blob, error) {
+// compressed as comp says (gzip: blocked, compressed and later inflated
+// on all cores).
+func (s *Store) compressLayer(r io.Reader, w io.Writer, comp string) (int64, Blob, error) {
 	cw := &countWriter{w: w}
-	zw := layer.NewGzipWriter(cw)
+	var zw io.WriteCloser
+	switch comp {
+	case "", "gzip":
+		comp, zw = "gzip", layer.NewGzipWriter(cw)
+	case "zstd":
+		enc, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		if err != nil {
+			return 0, Blob{}, err
+		}
+		zw = enc
+	case "none":
+		comp, zw = "", nopWriteCloser{cw}
+	default:
+		return 0, Blob{}, fmt.Errorf("unknown layer compression %q (gzip, zstd or none)", comp)
+	}
 	diff, un, _, err := s.scanLayer(r, zw, true)
 	if err != nil {
 		zw.Close()
@@ -403,8 +422,12 @@ func (s *Store) compressLayer(r io.Reader, w io.Writer) (int64, Blob, error) {
 	if err := zw.Close(); err != nil {
 		return 0, Blob{}, err
 	}
-	return cw.n, Blob{Layer: true, DiffID: diff, Compression: "gzip", Unpacked: un}, nil
+	return cw.n, Blob{Layer: true, DiffID: diff, Compression: comp, Unpacked: un}, nil
 }
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
 
 // scanLayer decompresses r (detected as layer.Decompress does, so that
 // what is checked here is what a snapshot unpacks), copies the tar to
