@@ -17,6 +17,7 @@ import (
 
 	"github.com/berthproject/berth/runtime/cgroup"
 	"github.com/berthproject/berth/runtime/initproc"
+	"github.com/berthproject/berth/runtime/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -231,20 +232,43 @@ func (l *launch) sendConfig(sc *initproc.Sync, cfg *initproc.Config) error {
 	return nil
 }
 
-// prepare decodes and validates b's whole spec in the background; the
-// returned function waits for that. Forking the init does not need it:
-// the decode overlaps with the fork and the init's start.
-func prepare(b *bundleFile) func() (*specs.Spec, error) {
+// prepare decodes and validates b's whole spec in the background, and
+// compiles its seccomp profile; the returned function waits for that.
+// Forking the init needs neither: they overlap with the fork and the
+// init's start.
+func prepare(b *bundleFile) func() (*specs.Spec, *seccomp.Filter, error) {
 	type res struct {
 		s   *specs.Spec
+		f   *seccomp.Filter
 		err error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		s, err := b.decode()
-		ch <- res{s, err}
+		var r res
+		r.s, r.err = b.decode()
+		if r.err == nil {
+			r.f, r.err = compileSeccomp(r.s.Linux.Seccomp)
+		}
+		ch <- r
 	}()
-	return sync.OnceValues(func() (*specs.Spec, error) { r := <-ch; return r.s, r.err })
+	var once sync.Once
+	var r res
+	return func() (*specs.Spec, *seccomp.Filter, error) {
+		once.Do(func() { r = <-ch })
+		return r.s, r.f, r.err
+	}
+}
+
+// compileSeccomp compiles a profile for the init to install (nil: none).
+func compileSeccomp(s *specs.LinuxSeccomp) (*seccomp.Filter, error) {
+	if s == nil {
+		return nil, nil
+	}
+	f, err := seccomp.NewFilter(s)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: %w", err)
+	}
+	return f, nil
 }
 
 // makeCgroup makes the container's cgroup, if head asks for one (see
@@ -470,13 +494,16 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	child = p
 	defer sc.Close()
-	spec, err := prep()
+	spec, filter, err := prep()
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg := &initproc.Config{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
 		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec),
-		Console: l.console != nil, JoinMnt: l.mntNS != nil}
+		Console: l.console != nil, JoinMnt: l.mntNS != nil, Seccomp: filter}
+	if filter != nil {
+		cfg.Spec.Linux.Seccomp = nil // compiled: the init need not decode it
+	}
 	cfg.Hooks = spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.Prestart) > 0 || len(spec.Hooks.CreateContainer) > 0) //nolint:staticcheck // prestart is deprecated but honoured
 	if err = l.sendConfig(sc, cfg); err != nil {
 		return nil, nil, err

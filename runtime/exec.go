@@ -69,6 +69,12 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	}
 	pidS := strconv.Itoa(c.Pid)
 	cfg := &initproc.Config{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: initproc.TrimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
+	if cfg.Seccomp, err = compileSeccomp(cfg.Spec.Linux.Seccomp); err != nil {
+		return nil, err
+	}
+	if cfg.Seccomp != nil {
+		cfg.Spec.Linux.Seccomp = nil
+	}
 	l := &launch{cfg: cfg, stdio: stdio(o.Stdio), preserve: o.PreserveFDs, sys: &syscall.SysProcAttr{}, debug: r.Debug}
 	mineU, _ := nsInode(os.Getpid(), "user")
 	theirsU, err := nsInode(c.Pid, "user")

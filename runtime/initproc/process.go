@@ -69,15 +69,22 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 	if err := cloexecFrom(3 + in.preserve); err != nil {
 		return nil, err
 	}
-	sc := in.cfg.Spec.Linux.Seccomp
+	sc, filter := in.cfg.Spec.Linux.Seccomp, in.cfg.Seccomp
+	loadSeccomp := func() error {
+		if filter != nil {
+			return filter.Load()
+		}
+		return seccomp.Load(sc)
+	}
+	hasSeccomp := filter != nil || sc != nil
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("no_new_privs: %w", err)
 		}
-	} else if sc != nil {
+	} else if hasSeccomp {
 		// Without no_new_privs a filter needs CAP_SYS_ADMIN: load it while
 		// we still have it (the profile must allow what follows).
-		if err := seccomp.Load(sc); err != nil {
+		if err := loadSeccomp(); err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
 	}
@@ -96,8 +103,8 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 			return nil, err
 		}
 	}
-	if p.NoNewPrivileges && sc != nil {
-		if err := seccomp.Load(sc); err != nil {
+	if p.NoNewPrivileges && hasSeccomp {
+		if err := loadSeccomp(); err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/berthproject/berth/runtime/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -23,8 +24,11 @@ type Config struct {
 	CgroupNS bool   `json:"cgroupns,omitempty"` // unshare the cgroup ns once in the cgroup
 	Hooks    bool   `json:"hooks,omitempty"`    // ask the parent to run createRuntime/prestart
 	LastCap  int    `json:"lastCap"`
-	NoDev    bool   `json:"nodev,omitempty"` // rootfs and binds nodev: the device policy without a cgroup
-	Debug    int64  `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
+	// Seccomp is Spec.Linux.Seccomp compiled by the parent (which then
+	// leaves it out of Spec): the init only installs it.
+	Seccomp *seccomp.Filter `json:"seccomp,omitempty"`
+	NoDev   bool            `json:"nodev,omitempty"` // rootfs and binds nodev: the device policy without a cgroup
+	Debug   int64           `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
 }
 
 // cgMount is one host cgroup hierarchy, for mounting cgroup filesystems.

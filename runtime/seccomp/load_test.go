@@ -57,6 +57,7 @@ func childProfiles(t testing.TB) map[string]*specs.LinuxSeccomp {
 			Syscalls: []specs.LinuxSyscall{{Names: getppid, Action: specs.ActLog}}},
 	}
 	p["docker"] = dockerProfile(t)
+	p["docker-compiled"] = p["docker"] // through NewFilter, JSON and Filter.Load
 	p["notify"] = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, ListenerPath: "/unused/agent.sock",
 		Flags:    []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv},
 		Syscalls: []specs.LinuxSyscall{{Names: getppid, Action: specs.ActNotify}}}
@@ -92,7 +93,26 @@ func child(name string) int {
 	if name == "notify" {
 		return notifyChild(s)
 	}
-	if err := Load(s); err != nil {
+	load := func() error { return Load(s) }
+	if strings.HasSuffix(name, "-compiled") {
+		// As the runtime hands a filter to the container's init.
+		load = func() error {
+			f, err := NewFilter(s)
+			if err != nil {
+				return err
+			}
+			data, err := json.Marshal(f)
+			if err != nil {
+				return err
+			}
+			var g Filter
+			if err := json.Unmarshal(data, &g); err != nil {
+				return err
+			}
+			return g.Load()
+		}
+	}
+	if err := load(); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		return 3
 	}
@@ -184,6 +204,32 @@ func runChild(t *testing.T, name string, x32 bool) childResult {
 		t.Fatalf("child %s did not load its profile: status %v, stderr %q", name, r.status, r.stderr)
 	}
 	return r
+}
+
+// A filter compiled in one process and installed in another behaves as
+// one compiled where it is installed.
+func TestCompiledFilterInKernel(t *testing.T) {
+	want := runChild(t, "docker", false)
+	got := runChild(t, "docker-compiled", false)
+	if got.status != want.status {
+		t.Fatalf("status %v, want %v (stderr %q)", got.status, want.status, got.stderr)
+	}
+	if len(got.probes) < 10 {
+		t.Fatalf("only %d probes: %v", len(got.probes), got.probes)
+	}
+	for k, v := range want.probes {
+		if got.probes[k] != v {
+			t.Errorf("%s = %q, want %q", k, got.probes[k], v)
+		}
+	}
+}
+
+func TestFilterLoadRejectsBadProgram(t *testing.T) {
+	for _, n := range []int{0, 7, 9} {
+		if err := (&Filter{Prog: make([]byte, n)}).Load(); err == nil || !strings.Contains(err.Error(), "bad compiled filter") {
+			t.Errorf("%d bytes: err = %v", n, err)
+		}
+	}
 }
 
 func TestDockerProfileInKernel(t *testing.T) {

@@ -30,18 +30,49 @@ func Load(s *specs.LinuxSeccomp) error {
 	if s == nil {
 		return nil
 	}
-	fprog, p, err := build(s, false)
+	f, err := NewFilter(s)
 	if err != nil {
 		return err
 	}
-	flags := p.flags | unix.SECCOMP_FILTER_FLAG_TSYNC
-	err = install(fprog, flags)
+	return f.Load()
+}
+
+// Filter is a compiled profile, ready to install. The runtime compiles it
+// while the container's init starts (a millisecond or more for Docker's
+// default profile) and hands it over; the init only installs it.
+type Filter struct {
+	Prog  []byte `json:"prog"`            // sock_filter instructions, 8 bytes each, native byte order
+	Flags uint   `json:"flags,omitempty"` // seccomp(2) flags the profile asks for (log, spec_allow)
+}
+
+// NewFilter compiles s (not a SCMP_ACT_NOTIFY profile: see LoadListener).
+func NewFilter(s *specs.LinuxSeccomp) (*Filter, error) {
+	fprog, p, err := build(s, false)
+	if err != nil {
+		return nil, err
+	}
+	prog := unsafe.Slice((*byte)(unsafe.Pointer(fprog.Filter)), int(fprog.Len)*int(unsafe.Sizeof(unix.SockFilter{})))
+	return &Filter{Prog: append([]byte(nil), prog...), Flags: uint(p.flags)}, nil
+}
+
+// Load installs f on every thread of the calling process, as Load does.
+func (f *Filter) Load() error {
+	size := int(unsafe.Sizeof(unix.SockFilter{}))
+	n := len(f.Prog) / size
+	if n == 0 || n*size != len(f.Prog) || n > 0xffff {
+		return fmt.Errorf("seccomp: bad compiled filter (%d bytes)", len(f.Prog))
+	}
+	filter := make([]unix.SockFilter, n)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&filter[0])), len(f.Prog)), f.Prog)
+	fprog := &unix.SockFprog{Len: uint16(n), Filter: &filter[0]}
+	flags := uintptr(f.Flags) | unix.SECCOMP_FILTER_FLAG_TSYNC
+	err := install(fprog, flags)
 	if errors.Is(err, unix.EINVAL) && flags != unix.SECCOMP_FILTER_FLAG_TSYNC {
 		// An older kernel without LOG or SPEC_ALLOW: both only relax
 		// logging or mitigations, so the filter goes in without them.
 		err = install(fprog, unix.SECCOMP_FILTER_FLAG_TSYNC)
 	}
-	runtime.KeepAlive(fprog)
+	runtime.KeepAlive(filter)
 	return err
 }
 
