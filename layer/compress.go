@@ -3,8 +3,10 @@ package layer
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
@@ -53,15 +55,105 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 		return zr, Gzip, nil
 	case bytes.HasPrefix(head, magicZstd):
 		// The window cap bounds memory a hostile frame can make us allocate.
-		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(1<<28), zstd.WithDecoderMaxMemory(1<<32))
+		// Decoding is synchronous (the decoder's own async mode was slower
+		// here) but runs ahead of the reader in a goroutine of its own.
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(1<<28), zstd.WithDecoderMaxMemory(1<<32), zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, "", fmt.Errorf("zstd: %w", err)
 		}
-		return zr.IOReadCloser(), Zstd, nil
+		return newAheadReader(zr.IOReadCloser()), Zstd, nil
 	case len(head) >= 10 && bytes.HasPrefix(head, []byte("BZh")) && string(head[4:10]) == "1AY&SY":
 		return nil, "", fmt.Errorf("unsupported layer compression bzip2 (OCI layers are gzip, zstd or plain tar)")
 	case bytes.HasPrefix(head, magicXz):
 		return nil, "", fmt.Errorf("unsupported layer compression xz (OCI layers are gzip, zstd or plain tar)")
 	}
 	return io.NopCloser(br), None, nil
+}
+
+// aheadReader reads r in a goroutine a few buffers ahead, so that
+// decoding overlaps with what consumes it (hashing, unpacking). Close
+// stops the goroutine, then closes r.
+type aheadReader struct {
+	r        io.ReadCloser
+	full     chan aheadBuf
+	free     chan []byte
+	stop     chan struct{}
+	done     chan struct{}
+	cur, buf []byte
+	err      error
+	once     sync.Once
+}
+
+type aheadBuf struct {
+	b   []byte
+	err error
+}
+
+func newAheadReader(r io.ReadCloser) *aheadReader {
+	a := &aheadReader{r: r, full: make(chan aheadBuf, 3), free: make(chan []byte, 4), stop: make(chan struct{}), done: make(chan struct{})}
+	for range 4 {
+		a.free <- make([]byte, 1<<20)
+	}
+	go a.fill()
+	return a
+}
+
+func (a *aheadReader) fill() {
+	defer close(a.done)
+	for {
+		var b []byte
+		select {
+		case b = <-a.free:
+		case <-a.stop:
+			return
+		}
+		// Fill b (not io.ReadFull: it would turn the decoder's own
+		// ErrUnexpectedEOF, a truncated stream, into nothing special).
+		n := 0
+		var err error
+		for n < len(b) && err == nil {
+			var m int
+			m, err = a.r.Read(b[n:])
+			n += m
+		}
+		select {
+		case a.full <- aheadBuf{b[:n], err}:
+		case <-a.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (a *aheadReader) Read(p []byte) (int, error) {
+	for len(a.cur) == 0 {
+		if a.err != nil {
+			return 0, a.err
+		}
+		if a.buf != nil {
+			a.free <- a.buf[:cap(a.buf)]
+			a.buf = nil
+		}
+		f := <-a.full
+		a.cur, a.buf = f.b, f.b
+		if f.err != nil {
+			a.err = f.err
+		}
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+func (a *aheadReader) Close() error {
+	var err error
+	a.once.Do(func() {
+		close(a.stop)
+		<-a.done
+		err = a.r.Close()
+		a.err, a.cur = errors.New("read after close"), nil
+	})
+	return err
 }

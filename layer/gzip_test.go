@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 )
 
@@ -236,5 +237,31 @@ func BenchmarkInflate(b *testing.B) {
 				rc.Close()
 			}
 		})
+	}
+}
+
+// zstd is inflated ahead of the reader: all of it arrives, in order, and
+// closing early is clean.
+func TestZstdReadAhead(t *testing.T) {
+	data := gzipData(5*memberInput+7, 4)
+	var z bytes.Buffer
+	zw, _ := zstd.NewWriter(&z)
+	zw.Write(data)
+	zw.Close()
+	got, c, err := ourInflate(z.Bytes())
+	if err != nil || c != Zstd || !bytes.Equal(got, data) {
+		t.Fatalf("zstd: %d bytes (%s), err %v", len(got), c, err)
+	}
+	if _, _, err := ourInflate(z.Bytes()[:z.Len()/2]); err == nil {
+		t.Fatal("truncated zstd stream read without an error")
+	}
+	rc, _, err := Decompress(bytes.NewReader(z.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(rc, make([]byte, 100))
+	rc.Close()
+	if _, err := rc.Read(make([]byte, 10)); err == nil {
+		t.Fatal("read after Close succeeded")
 	}
 }
