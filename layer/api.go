@@ -36,6 +36,9 @@
 //     without overlayfs).
 //   - Tar: a whole tree as it is (export, build outputs).
 //   - Changes: docker-diff style A/C/D list of an overlayfs upper dir.
+//   - NewGzipWriter: blocked gzip (independent 1 MiB members that say
+//     their length), which any gzip reader reads and Decompress inflates
+//     on all cores.
 package layer
 
 import (
