@@ -79,9 +79,10 @@ type CreateOpts struct {
 	ForwardSignals bool
 
 	proxyTTY bool // Run: relay a terminal itself when there is no ConsoleSocket
-	// startNow (Run): start follows create at once, so the fifo's read end
-	// is opened during create and the init goes on to exec without waiting
-	// for Start (which still returns only once it has).
+	// startNow (Run): start follows create at once, so a pipe whose
+	// reader is open already stands in for the exec fifo and the init goes
+	// on to exec without waiting for Start (which still returns only once
+	// it has).
 	startNow bool
 }
 

@@ -154,10 +154,14 @@ func (in *initProc) run() error {
 	}
 	in.readySent = true
 	if !cfg.Exec {
-		// Block until `start` opens the fifo for reading.
-		fd, err := unix.Openat(in.fd(FdState), FifoFile, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open exec fifo: %w", err)
+		// Block until `start` opens the fifo for reading (run: a pipe
+		// whose reader is there already).
+		fd := in.fd(FdState) // close-on-exec since prepareProcess
+		if !cfg.StartPipe {
+			var err error
+			if fd, err = unix.Openat(in.fd(FdState), FifoFile, unix.O_WRONLY|unix.O_CLOEXEC, 0); err != nil {
+				return fmt.Errorf("open exec fifo: %w", err)
+			}
 		}
 		if _, err := unix.Write(fd, []byte{0}); err != nil {
 			return fmt.Errorf("write exec fifo: %w", err)

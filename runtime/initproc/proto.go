@@ -28,7 +28,10 @@ type Config struct {
 	// leaves it out of Spec): the init only installs it.
 	Seccomp *seccomp.Filter `json:"seccomp,omitempty"`
 	NoDev   bool            `json:"nodev,omitempty"` // rootfs and binds nodev: the device policy without a cgroup
-	Debug   int64           `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
+	// StartPipe (run): FdState is the write end of a pipe standing in for
+	// the exec fifo, whose reader waits already; there is no fifo.
+	StartPipe bool  `json:"startPipe,omitempty"`
+	Debug     int64 `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
 }
 
 // cgMount is one host cgroup hierarchy, for mounting cgroup filesystems.
@@ -59,7 +62,7 @@ const (
 // Fds of the init, after stdio and the preserved fds (3+N...).
 const (
 	FdSync    = iota // socketpair to the parent
-	FdState          // the state directory (O_PATH), to open the exec fifo after pivot
+	FdState          // the state directory (O_PATH), to open the exec fifo after pivot; or see StartPipe
 	FdConsole        // connected console socket, or closed
 	FdMntNS          // mount namespace to join, or closed
 	FdExe            // the sealed berth binary we were run from; closed first thing
