@@ -45,6 +45,7 @@ func main() {
 	other := flag.String("berth-before", "", "a second berth (link or binary), e.g. a build of an older commit, timed in the same run as \"berth (before)\"")
 	work := flag.String("work", "", "scratch directory (default: a new one under /var/tmp)")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
+	stateTmpfs := flag.Bool("state-tmpfs", true, "keep every runtime's state (--root) on a tmpfs, as /run is on a usual host; false: in the scratch directory")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fatal("run as root: containers need namespaces and cgroups")
@@ -72,6 +73,19 @@ func main() {
 	}
 	undo, hybridNote := fixHybridCgroups()
 	defer undo()
+	stateRoot := filepath.Join(dir, "state")
+	if err := os.MkdirAll(stateRoot, 0o755); err != nil {
+		fatal(err.Error())
+	}
+	stateNote := "state directories in the scratch directory (" + dir + ")"
+	if *stateTmpfs {
+		// In this process's own mount namespace: gone when it exits.
+		if err := syscall.Mount("tmpfs", stateRoot, "tmpfs", 0, "mode=755"); err != nil {
+			fatal(fmt.Sprintf("mounting a tmpfs for the state directories: %v", err))
+		}
+		defer syscall.Unmount(stateRoot, syscall.MNT_DETACH)
+		stateNote = "state directories (--root) on a tmpfs"
+	}
 	rootfs := filepath.Join(dir, "rootfs")
 	plain := filepath.Join(dir, "bundle-nolimits")
 	limited := filepath.Join(dir, "bundle-limits")
@@ -131,8 +145,8 @@ func main() {
 		fmt.Println(hybridNote)
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("runtime-start: /bin/true in a busybox bundle, %d runs per runtime, interleaved; %s, %s\n",
-		*n, host, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Printf("runtime-start: /bin/true in a busybox bundle, %d runs per runtime, interleaved; %s; %s, %s\n",
+		*n, stateNote, host, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	for _, mode := range []struct {
 		name, bundle string
 		limits       bool
@@ -141,7 +155,7 @@ func main() {
 		{"memory 64 MiB + pids 64", limited, true},
 	} {
 		cs := mk(mode.limits)
-		bench(cs, mode.bundle, filepath.Join(dir, "state-"+strings.Fields(mode.name)[0]), *n)
+		bench(cs, mode.bundle, filepath.Join(stateRoot, strings.Fields(mode.name)[0]), *n)
 		fmt.Printf("\n### %s\n\n", mode.name)
 		table(cs)
 		if !mode.limits && crunPath != "" {
