@@ -4,10 +4,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
+	"github.com/berthproject/berth/runtime/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -37,25 +38,22 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
-	// Hidden re-exec entry points (container init, monitors) run before
-	// cobra so that they start as fast as the process can.
+	// Hidden re-exec entry points (the engine's monitor and init) run
+	// before cobra so that they start as fast as the process can. (The
+	// runtime's container init starts earlier still: runtime/initproc.)
 	if len(os.Args) > 1 {
 		if fn, ok := reexecs[os.Args[1]]; ok {
 			os.Exit(fn(os.Args[2:]))
 		}
 	}
-	cmd := root
-	// Invoked as berth-runtime (e.g. containerd's runc binary), speak the
-	// runc-compatible CLI at top level.
-	if filepath.Base(os.Args[0]) == "berth-runtime" && runtimeCmd != nil {
-		cmd = runtimeCmd()
-	}
-	os.Exit(execute(cmd, os.Args[1:]))
+	// (Invoked as berth-runtime, e.g. as containerd's runc binary, berth
+	// never gets here: runtime/cli speaks the runc-compatible CLI.)
+	os.Exit(execute(root, os.Args[1:]))
 }
 
 // execute runs cmd with args and maps errors to exit codes: an exitError
-// passes its code through, any other error is one line on stderr and 125
-// (docker's "the engine itself failed").
+// (or the runtime CLI's cli.ExitError) passes its code through, any other
+// error is one line on stderr and 125 (docker's "the engine itself failed").
 func execute(cmd *cobra.Command, args []string) int {
 	cmd.SetArgs(args)
 	err := cmd.Execute()
@@ -65,6 +63,10 @@ func execute(cmd *cobra.Command, args []string) int {
 	if e, ok := err.(exitError); ok {
 		return e.code
 	}
+	var ce cli.ExitError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
 	fmt.Fprintf(os.Stderr, "berth: %v\n", err)
 	return 125
 }
@@ -73,6 +75,3 @@ func execute(cmd *cobra.Command, args []string) int {
 // berth (the container init, the per-container monitor). Files register
 // theirs from init functions.
 var reexecs = map[string]func(args []string) int{}
-
-// runtimeCmd builds the berth-runtime command tree, set by runtime.go.
-var runtimeCmd func() *cobra.Command
