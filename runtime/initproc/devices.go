@@ -43,16 +43,27 @@ func (r *rootfs) devices(extra []specs.LinuxDevice) error {
 		}
 	}
 	all = append(all, extra...)
+	// Each directory is resolved in the rootfs once, not once per node
+	// (pathrs checks every resolution through procfs: ~8 syscalls).
+	dirs := map[string]*os.File{}
+	defer func() {
+		for _, f := range dirs {
+			f.Close()
+		}
+	}()
 	for i := range all {
-		if err := r.device(&all[i]); err != nil {
+		if err := r.device(&all[i], dirs); err != nil {
 			return fmt.Errorf("device %s: %w", all[i].Path, err)
 		}
 	}
-	dev, err := pathrs.MkdirAllHandle(r.root, "/dev", 0o755)
-	if err != nil {
-		return fmt.Errorf("/dev: %w", err)
+	dev := dirs["/dev"]
+	if dev == nil {
+		var err error
+		if dev, err = pathrs.MkdirAllHandle(r.root, "/dev", 0o755); err != nil {
+			return fmt.Errorf("/dev: %w", err)
+		}
+		dirs["/dev"] = dev
 	}
-	defer dev.Close()
 	links := devLinks
 	var st unix.Stat_t
 	if unix.Fstatat(int(dev.Fd()), "pts/ptmx", &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
@@ -73,15 +84,20 @@ func (r *rootfs) devices(extra []specs.LinuxDevice) error {
 	return nil
 }
 
-func (r *rootfs) device(d *specs.LinuxDevice) error {
+// device makes one node; dirs caches the directories resolved so far.
+func (r *rootfs) device(d *specs.LinuxDevice, dirs map[string]*os.File) error {
 	if !filepath.IsAbs(d.Path) {
 		return fmt.Errorf("path is not absolute")
 	}
-	dir, err := r.target(filepath.Dir(d.Path), true)
-	if err != nil {
-		return err
+	parent := filepath.Clean(filepath.Dir(d.Path))
+	dir := dirs[parent]
+	if dir == nil {
+		var err error
+		if dir, err = r.target(parent, true); err != nil {
+			return err
+		}
+		dirs[parent] = dir
 	}
-	defer dir.Close()
 	dfd, name := int(dir.Fd()), filepath.Base(d.Path)
 	if r.userns {
 		fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o600)
