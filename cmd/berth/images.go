@@ -311,7 +311,7 @@ func historyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hs, err := image.History(img)
+			hs, err := image.HistoryIn(s, img)
 			if err != nil {
 				return err
 			}
