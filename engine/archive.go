@@ -13,10 +13,10 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/layer"
+	"github.com/berthproject/berth/store"
 )
 
 // withRootfs runs fn with the container's merged rootfs mounted (mounting
@@ -252,10 +252,16 @@ func (e *Engine) Commit(ref string, o CommitOptions, tags ...string) (v1.Hash, e
 	if err := layer.Diff(filepath.Join(e.dir(c.ID), "upper"), tmp); err != nil {
 		return v1.Hash{}, fmt.Errorf("commit: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return v1.Hash{}, err
 	}
-	l, err := tarball.LayerFromFile(tmp.Name())
+	// Ingested as import does: blocked gzip (inflated on all cores at
+	// unpack), diffID recorded, entries checked.
+	b, err := e.Store.Ingest(tmp, store.IngestOptions{Size: -1, Compress: true, Label: "-"})
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("commit: %w", err)
+	}
+	l, err := e.Store.Layer(b)
 	if err != nil {
 		return v1.Hash{}, err
 	}
