@@ -3,19 +3,25 @@
 // container's state under a root directory, the way runc does.
 //
 // The CLI (`berth runtime ...`, or the binary linked as berth-runtime) is a
-// thin layer over this package; berth's engine calls it in-process.
+// thin layer over this package (runtime/cli); berth's engine calls it
+// in-process.
 //
-// How a container starts: the caller (Create) parses the bundle, then
-// re-executes berth from a read-only detached mount of its own binary
-// (initproc.Arg, see sealedExe) with clone flags for the new namespaces; joined
-// ones are entered on the forking thread first. While that init starts and
-// mounts its rootfs, the caller makes the cgroup and moves the init into
-// it; the init waits for that ("go" on the sync socket) only before it
-// pivots. It then applies the process settings, reports "ready", and
-// blocks opening exec.fifo until Start opens the other end. The init's
-// side is package initproc, whose init function takes over a re-executed
-// program before main (and before most package inits), so any program
-// that imports this package can call Create.
+// How a container starts: the caller (Create) reads config.json and
+// decodes what the fork needs (namespaces, terminal, whether and how there
+// is a cgroup); the whole spec is decoded, and its seccomp profile
+// compiled, in the background. A thread of its own, started at once,
+// makes the new network, ipc and uts namespaces, joins the container's
+// cgroup (v1: the thread itself; v2: clone3 CLONE_INTO_CGROUP) and any
+// namespaces joined by path, and forks the init there: berth re-executed
+// from a read-only detached mount of its own binary (initproc.Arg, see
+// sealedExe), born in its cgroup and namespaces. The init gets its config
+// over the sync socket, mounts its rootfs, waits for "go" before it
+// pivots, applies the process settings, reports "ready", and blocks
+// opening exec.fifo until Start opens the other end (Run hands it a pipe
+// whose reader is there already). The init's side is package initproc,
+// whose init function takes over a re-executed program before main (and
+// before most package inits), so any program that imports this package
+// can call Create.
 //
 // Go cannot setns(CLONE_NEWUSER) once multi-threaded: exec into a container
 // with its own user namespace goes through util-linux's nsenter. Not
