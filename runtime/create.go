@@ -185,15 +185,15 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		exePath = l.wrapper[0]
 	}
 	if l.cg != nil {
-		if d := l.cg.V2Dir(); d != "" {
-			cgfd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				parent.Close()
-				return nil, nil, fmt.Errorf("cgroup %s: %w", d, err)
-			}
-			defer unix.Close(cgfd)
+		dir, err := l.cg.OpenDir()
+		if err != nil {
+			parent.Close()
+			return nil, nil, err
+		}
+		if dir != nil {
+			defer dir.Close()
 			sys := *l.sys
-			sys.UseCgroupFD, sys.CgroupFD = true, cgfd
+			sys.UseCgroupFD, sys.CgroupFD = true, int(dir.Fd())
 			attr.Sys = &sys
 		}
 	}

@@ -174,7 +174,7 @@ func (c *Cgroup) V2() bool { return c.v2 }
 // hierarchy. Every write to cgroup.procs takes the kernel's
 // cgroup_threadgroup_rwsem for writing, which on this kernel waits for an
 // RCU grace period (4-10 ms): a container's init is better born in its
-// cgroup (JoinThread, V2Dir).
+// cgroup (JoinThread, OpenDir).
 func (c *Cgroup) Apply(pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("cgroup %s: join: bad pid %d", c.path, pid)
@@ -192,28 +192,23 @@ func (c *Cgroup) Apply(pid int) error {
 // have locked the goroutine to its thread, and must let the thread end
 // (never unlock it). The kernel moves the writing thread itself ("0" in
 // tasks) without the threadgroup lock that makes Apply slow: well under a
-// millisecond instead of a grace period. The v2 part (V2Dir) cannot take
-// a single thread: the fork puts the child there with CLONE_INTO_CGROUP.
+// millisecond instead of a grace period. The thread must not be the main
+// thread, which Go parks instead of ending. The v2 part cannot take a
+// single thread: the fork puts the child there with CLONE_INTO_CGROUP
+// (OpenDir).
 func (c *Cgroup) JoinThread() error {
 	if c.v2 {
 		return nil
 	}
 	for k, d := range c.mgr.GetPaths() {
 		if k == "" {
-			continue // hybrid host: the v2 hierarchy, see V2Dir
+			continue // hybrid host: the v2 hierarchy, see OpenDir
 		}
 		if err := os.WriteFile(filepath.Join(d, "tasks"), []byte("0"), 0); err != nil {
 			return fmt.Errorf("cgroup %s: join thread: %w", c.path, err)
 		}
 	}
 	return nil
-}
-
-// V2Dir is the cgroup's directory in the v2 hierarchy (unified mode, or
-// the v2 part of a hybrid host), "" if it has none: a fork joins it with
-// CLONE_INTO_CGROUP (syscall.SysProcAttr.UseCgroupFD).
-func (c *Cgroup) V2Dir() string {
-	return c.mgr.GetPaths()[""]
 }
 
 func (c *Cgroup) join(dir string, pid int) error {
@@ -379,15 +374,16 @@ func expandSlice(slice string) (string, error) {
 	return dir, nil
 }
 
-// OpenDir opens the cgroup's v2 directory for clone3's CLONE_INTO_CGROUP
+// OpenDir opens the cgroup's directory in the v2 hierarchy (unified mode,
+// or the v2 part of a hybrid host) for clone3's CLONE_INTO_CGROUP
 // (syscall.SysProcAttr UseCgroupFD/CgroupFD): a process started that way is
 // born in the cgroup and needs no Apply, so it skips the migration's RCU
-// wait. There is no such thing on v1, where it returns an error.
+// wait. A cgroup without a v2 directory (v1 only) gives nil, nil.
 func (c *Cgroup) OpenDir() (*os.File, error) {
-	if !c.v2 {
-		return nil, errors.New("cgroup: CLONE_INTO_CGROUP needs cgroup v2")
-	}
 	dir := c.mgr.Path("")
+	if dir == "" {
+		return nil, nil
+	}
 	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", c.path, err)
