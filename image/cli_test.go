@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/berthproject/berth/internal/fixture"
+	"github.com/berthproject/berth/store"
 )
 
 var (
@@ -180,4 +181,55 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 	if out := c.ok("images", "-q"); out != "" {
 		t.Fatalf("failed commands left images: %q", out)
 	}
+}
+
+// import --compression picks the stored layer's encoding; the diffID, and
+// so what a container sees, is the same for each, and a zstd image goes
+// through save and load unchanged.
+func TestCLIImportCompression(t *testing.T) {
+	c := newCLI(t)
+	tarPath := filepath.Join(t.TempDir(), "bb.tar")
+	if err := fixture.BusyboxTar(tarPath); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+		"zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+		"none": "application/vnd.oci.image.layer.v1.tar",
+	}
+	diffs := map[string]bool{}
+	for comp, mt := range want {
+		c.ok("import", "-q", "--compression", comp, tarPath, "bb:"+comp)
+		s, err := store.Open(c.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := s.Image("bb:"+comp, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(m.Layers[0].MediaType); got != mt {
+			t.Errorf("--compression %s stored %s, want %s", comp, got, mt)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		diffs[cf.RootFS.DiffIDs[0].String()] = true
+	}
+	if len(diffs) != 1 {
+		t.Errorf("the compressions gave different diffIDs: %v", diffs)
+	}
+	archive := filepath.Join(t.TempDir(), "z.tar")
+	c.ok("save", "--format", "oci-archive", "-o", archive, "bb:zstd")
+	other := &cli{t: t, bin: c.bin, root: t.TempDir()}
+	other.ok("load", "-q", "-i", archive)
+	if a, b := c.ok("image", "inspect", "--format", "{{.Id}}", "bb:zstd"), other.ok("image", "inspect", "--format", "{{.Id}}", "bb:zstd"); a != b {
+		t.Errorf("zstd image ID %s after save and load, %s before", b, a)
+	}
+	c.fails(125, "--compression", "import", "--compression", "lz4", tarPath, "bb:lz4")
 }

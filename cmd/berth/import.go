@@ -11,7 +11,7 @@ import (
 
 func init() {
 	mk := func() *cobra.Command {
-		var platform, message string
+		var platform, message, compression string
 		var changes []string
 		var quiet bool
 		c := &cobra.Command{
@@ -19,6 +19,11 @@ func init() {
 			Short: "Make a one-layer image from a rootfs tarball",
 			Args:  cobra.RangeArgs(1, 2),
 			RunE: func(c *cobra.Command, args []string) error {
+				switch compression {
+				case "gzip", "zstd", "none":
+				default:
+					return fmt.Errorf("--compression %q: want gzip, zstd or none", compression)
+				}
 				var r io.Reader = os.Stdin
 				src := args[0]
 				if src != "-" {
@@ -37,7 +42,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				img, _, err := image.Import(s, r, tag, image.ImportOptions{Platform: platform, Changes: changes, Message: message, Source: src})
+				img, _, err := image.Import(s, r, tag, image.ImportOptions{Platform: platform, Changes: changes, Message: message, Source: src, Compression: compression})
 				if err != nil {
 					return err
 				}
@@ -50,6 +55,7 @@ func init() {
 		f.StringVar(&platform, "platform", "", "platform of the image (os/arch[/variant]), default the host's")
 		f.StringArrayVarP(&changes, "change", "c", nil, "apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL, VOLUME, STOPSIGNAL)")
 		f.StringVarP(&message, "message", "m", "", "history comment")
+		f.StringVar(&compression, "compression", "gzip", "layer compression: gzip (any tool reads it), zstd (faster, not for umoci or old docker) or none")
 		f.BoolVarP(&quiet, "quiet", "q", false, "no progress output")
 		return c
 	}
