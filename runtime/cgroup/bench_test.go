@@ -60,22 +60,33 @@ func benchSetup(b *testing.B, join func(c *Cgroup, pid int) error) {
 		b.StopTimer()
 		setup = append(setup, t1.Sub(t0))
 		joined = append(joined, t2.Sub(t1))
-		cmd.Process.Kill()
-		cmd.Wait()
-		for range 100 {
-			if err := c.Destroy(); err == nil {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+		reap(cmd, c)
 		b.StartTimer()
 	}
-	// Medians: the machine is shared, and a neighbour's burst skews means.
+	report(b, setup, joined, "ms-new+fork(p50)")
+}
+
+// reap kills the benchmark's child and removes its cgroup (which the
+// kernel may still hold for a moment after the child's death).
+func reap(cmd *exec.Cmd, c *Cgroup) {
+	cmd.Process.Kill()
+	cmd.Wait()
+	for range 100 {
+		if err := c.Destroy(); err == nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// report gives the medians (the machine is shared, and a neighbour's
+// burst skews means) and removes the benchmark's parent cgroups.
+func report(b *testing.B, setup, joined []time.Duration, setupName string) {
 	median := func(d []time.Duration) float64 {
 		slices.Sort(d)
 		return float64(d[len(d)/2].Microseconds()) / 1000
 	}
-	b.ReportMetric(median(setup), "ms-new+fork(p50)")
+	b.ReportMetric(median(setup), setupName)
 	b.ReportMetric(median(joined), "ms-join(p50)")
 	for _, d := range (&Cgroup{mgr: mustMgr(b)}).joinDirs() {
 		_ = os.Remove(filepath.Dir(d))
@@ -148,25 +159,10 @@ func BenchmarkSetupThreadJoin(b *testing.B) {
 		b.StopTimer()
 		setup = append(setup, t1.Sub(t0))
 		joined = append(joined, t2.Sub(t1))
-		cmd.Process.Kill()
-		cmd.Wait()
-		for range 100 {
-			if err := c.Destroy(); err == nil {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+		reap(cmd, c)
 		b.StartTimer()
 	}
-	median := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2].Microseconds()) / 1000
-	}
-	b.ReportMetric(median(setup), "ms-new(p50)")
-	b.ReportMetric(median(joined), "ms-join(p50)")
-	for _, d := range (&Cgroup{mgr: mustMgr(b)}).joinDirs() {
-		_ = os.Remove(filepath.Dir(d))
-	}
+	report(b, setup, joined, "ms-new(p50)")
 }
 
 // onThread runs f on a locked thread other than the main one (which Go
