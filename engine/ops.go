@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berthproject/berth/runtime"
 	"github.com/berthproject/berth/runtime/cgroup"
 )
 
@@ -181,6 +182,12 @@ func (e *Engine) Remove(ref string, o RemoveOpts) error {
 			return nil // removed meanwhile (its monitor, for --rm)
 		}
 		return err
+	}
+	if e.Runtime.Root != runtime.DefaultRoot {
+		// A store of its own (a test's, say) keeps its runtime state
+		// under /run/berth/runtime-<hash>: gone with its last container
+		// (rmdir fails while another holds it; create makes it again).
+		os.Remove(e.Runtime.Root)
 	}
 	return os.RemoveAll(trash)
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -796,5 +797,35 @@ func TestNetworkContainerMode(t *testing.T) {
 	}
 	if _, errs, code := run(t, "--network", "none", "-p", "80", bb, "true"); code != 125 || !strings.Contains(errs, "bridge") {
 		t.Errorf("-p without a bridge network: exit %d %q", code, errs)
+	}
+}
+
+// A store of its own keeps its runtime state in a directory of its own
+// under /run/berth, which goes with the store's last container.
+func TestRuntimeStateGoesWithLastContainer(t *testing.T) {
+	requireRuntime(t)
+	busyboxImage(t) // makes testDir/busybox.tar
+	root := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(berthBin, append([]string{"--root", root}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("berth %v: %v: %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("import", "-q", filepath.Join(testDir, "busybox.tar"), "bb")
+	state := runtimeRoot(root)
+	id := run("run", "-d", "--network", "none", "bb", "sleep", "60")
+	if _, err := os.Stat(filepath.Join(state, id)); err != nil {
+		t.Fatalf("no runtime state for a running container: %v", err)
+	}
+	run("run", "--rm", "--network", "none", "bb", "true")
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("runtime state dir gone while a container runs: %v", err)
+	}
+	run("rm", "-f", id)
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left after the last container: %v", state, err)
 	}
 }
