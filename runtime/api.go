@@ -23,11 +23,15 @@
 // before most package inits), so any program that imports this package
 // can call Create.
 //
-// Go cannot setns(CLONE_NEWUSER) once multi-threaded: exec into a container
-// with its own user namespace goes through util-linux's nsenter. Not
-// supported (each a clear error): joining a user or time namespace by path
-// in config.json, exec into a container with its own time namespace, time
-// namespace offsets.
+// Go cannot setns into a user or time namespace once multi-threaded, so
+// util-linux's nsenter (single-threaded) does it: for exec into a
+// container with its own user namespace, and for a config.json that joins
+// a user or time namespace by path, where nsenter runs initproc's relay,
+// which forks the init with the other new namespaces (owned by the joined
+// user namespace) and passes its exit status on. Not supported (each a
+// clear error): exec into a container with its own time namespace, a time
+// namespace joined by path with a new user namespace, time namespace
+// offsets.
 package runtime
 
 import (

@@ -204,16 +204,14 @@ func validateHead(s *specs.Spec) error {
 		}
 		seen[ns.Type] = true
 		if ns.Path != "" {
-			switch ns.Type {
-			case specs.UserNamespace:
-				return fmt.Errorf("joining a user namespace by path (%s) is not supported: berth is multi-threaded Go", ns.Path)
-			case specs.TimeNamespace:
-				return fmt.Errorf("joining a time namespace by path (%s) is not supported", ns.Path)
-			}
-			if _, err := os.Stat(ns.Path); err != nil {
-				return fmt.Errorf("namespace %s path %s: %v", ns.Type, ns.Path, errors.Unwrap(err))
+			if err := checkNSPath(ns); err != nil {
+				return err
 			}
 		}
+	}
+	if _, timePath := joinedByPath(s); timePath != "" && newNS(s, specs.UserNamespace) {
+		// the relay that enters the time namespace would have to map ids
+		return errors.New("joining a time namespace by path with a new user namespace is not supported: join the user namespace too, or make a new time namespace")
 	}
 	if (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0) && !newNS(s, specs.UserNamespace) {
 		return errors.New("uid/gid mappings need a new user namespace")
@@ -284,6 +282,36 @@ func hasNS(s *specs.Spec, t specs.LinuxNamespaceType) (specs.LinuxNamespace, boo
 }
 
 // newNS reports whether the container gets a fresh namespace of type t.
+// checkNSPath fails unless ns.Path is a namespace of ns.Type: joining
+// the wrong kind would fail later, deep in the init, with EINVAL.
+func checkNSPath(ns specs.LinuxNamespace) error {
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		return fmt.Errorf("namespace %s path %s: %v", ns.Type, ns.Path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil {
+		return fmt.Errorf("namespace %s path %s: not a namespace", ns.Type, ns.Path)
+	}
+	if uintptr(t) != nsFlags[ns.Type] {
+		return fmt.Errorf("namespace %s path %s: it is another kind of namespace", ns.Type, ns.Path)
+	}
+	return nil
+}
+
+// joinedByPath returns the paths of the user and time namespaces s joins
+// ("" for each it does not): the init cannot setns into those itself.
+func joinedByPath(s *specs.Spec) (user, time string) {
+	if ns, ok := hasNS(s, specs.UserNamespace); ok {
+		user = ns.Path
+	}
+	if ns, ok := hasNS(s, specs.TimeNamespace); ok {
+		time = ns.Path
+	}
+	return user, time
+}
+
 func newNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
 	ns, ok := hasNS(s, t)
 	return ok && ns.Path == ""

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	goruntime "runtime"
@@ -135,19 +136,21 @@ type nsJoin struct {
 // launch is what create and exec share: start the init with its fds and
 // namespaces and hand it its config.
 type launch struct {
-	cfg      *initproc.Config
-	stdio    []*os.File
-	preserve int
-	stateDir *os.File
-	console  *os.File
-	mntNS    *os.File
-	joins    []nsJoin
-	sys      *syscall.SysProcAttr
-	wrapper  []string       // a program that enters the namespaces and runs the init (nsenter)
-	cg       *cgroup.Cgroup // the init is born in it
-	forker   *forker        // the thread to fork from, if started early
-	debug    bool           // tell the init when it was forked, to time its phases
-	forked   time.Time
+	cfg        *initproc.Config
+	stdio      []*os.File
+	preserve   int
+	stateDir   *os.File
+	console    *os.File
+	mntNS      *os.File
+	joins      []nsJoin
+	sys        *syscall.SysProcAttr
+	wrapper    []string       // a program that enters the namespaces and runs the init (nsenter)
+	relay      bool           // the wrapper runs the relay (initproc.RelayArg), which forks the init
+	relayFlags uintptr        // the namespaces the relay makes for the init
+	cg         *cgroup.Cgroup // the init is born in it
+	forker     *forker        // the thread to fork from, if started early
+	debug      bool           // tell the init when it was forked, to time its phases
+	forked     time.Time
 }
 
 func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
@@ -183,6 +186,9 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 	if l.wrapper != nil {
 		argv = append(append(append([]string{}, l.wrapper...), exePath), argv[1:]...)
 		exePath = l.wrapper[0]
+		if l.relay {
+			argv = append(argv, initproc.RelayArg, strconv.FormatUint(uint64(l.relayFlags), 16))
+		}
 	}
 	if l.cg != nil {
 		dir, err := l.cg.OpenDir()
@@ -425,8 +431,10 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	// The new network, ipc and uts namespaces are made on the thread the
 	// init will be forked from, while the rest is set up. Not under a new
 	// user namespace, which must own them.
+	userPath, timePath := joinedByPath(head)
+	relay := userPath != "" || timePath != ""
 	var early uintptr
-	if !newNS(head, specs.UserNamespace) {
+	if _, user := hasNS(head, specs.UserNamespace); !user && !relay {
 		for _, ns := range head.Linux.Namespaces {
 			if ns.Path == "" && earlyNS[ns.Type] {
 				early |= nsFlags[ns.Type]
@@ -522,6 +530,11 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	sys := &syscall.SysProcAttr{}
 	for _, ns := range head.Linux.Namespaces {
 		switch {
+		case ns.Path != "" && (ns.Type == specs.UserNamespace || ns.Type == specs.TimeNamespace):
+			// entered by nsenter, see below
+		case relay && ns.Path == "" && ns.Type != specs.CgroupNamespace:
+			// made by the relay, inside the joined user namespace
+			l.relayFlags |= nsFlags[ns.Type]
 		case ns.Path != "" && ns.Type == specs.MountNamespace:
 			if l.mntNS, err = os.Open(ns.Path); err != nil {
 				return nil, nil, fmt.Errorf("mount namespace %s: %w", ns.Path, err)
@@ -553,6 +566,20 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		// (the mapped uid 0) so that the init has its capabilities.
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
+	if relay {
+		ns, lerr := exec.LookPath("nsenter")
+		if lerr != nil {
+			return nil, nil, fmt.Errorf("joining a user or time namespace by path needs nsenter (util-linux): %w", lerr)
+		}
+		l.wrapper = []string{ns}
+		if userPath != "" {
+			l.wrapper = append(l.wrapper, "--user="+userPath)
+		}
+		if timePath != "" {
+			l.wrapper = append(l.wrapper, "--time="+timePath)
+		}
+		l.wrapper, l.relay = append(l.wrapper, "--"), true
+	}
 	l.sys = sys
 	cgPath, cg, err := mkcg()
 	if err != nil {
@@ -566,6 +593,19 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	child = p
 	defer sc.Close()
+	// The pid the container is known by: the init's, which under a relay
+	// is not our child (p, which passes the init's exit status on, is).
+	initPid := p.Pid
+	if relay {
+		m, rerr := sc.Recv()
+		if rerr != nil {
+			return nil, nil, r.initFailed(p, sc, rerr)
+		}
+		if m.T != initproc.MsgPid {
+			return nil, nil, fmt.Errorf("container init: %s", m.Msg)
+		}
+		initPid = m.Pid
+	}
 	spec, filter, err := prep()
 	if err != nil {
 		return nil, nil, err
@@ -582,21 +622,21 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	r.mark("config sent")
 	if spec.Process.OOMScoreAdj != nil {
-		if err = os.WriteFile("/proc/"+strconv.Itoa(p.Pid)+"/oom_score_adj", []byte(strconv.Itoa(*spec.Process.OOMScoreAdj)), 0); err != nil {
+		if err = os.WriteFile("/proc/"+strconv.Itoa(initPid)+"/oom_score_adj", []byte(strconv.Itoa(*spec.Process.OOMScoreAdj)), 0); err != nil {
 			return nil, nil, fmt.Errorf("oomScoreAdj: %w", err)
 		}
 	}
-	if err = sc.Send(initproc.Msg{T: initproc.MsgGo, Pid: p.Pid}); err != nil {
+	if err = sc.Send(initproc.Msg{T: initproc.MsgGo, Pid: initPid}); err != nil {
 		return nil, nil, r.initFailed(p, sc, err)
 	}
 	// The state is written while the init sets up, not after: nobody else
 	// sees it before we let go of the lock, and on failure the directory
 	// goes.
-	start, _, ok := procStart(p.Pid)
+	start, _, ok := procStart(initPid)
 	if !ok {
 		return nil, nil, r.initFailed(p, sc, errors.New("container init died during create"))
 	}
-	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: p.Pid, Bundle: bundle, Annotations: spec.Annotations}
+	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: initPid, Bundle: bundle, Annotations: spec.Annotations}
 	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: raw, cfg: spec, dir: dir, tty: tty, fifo: fifo}
 	if err = c.save(); err != nil {
 		return nil, nil, err
@@ -630,7 +670,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	r.mark("init ready")
 	if o.PidFile != "" {
-		if err = writePidFile(o.PidFile, p.Pid); err != nil {
+		if err = writePidFile(o.PidFile, initPid); err != nil {
 			return nil, nil, err
 		}
 	}

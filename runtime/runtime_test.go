@@ -200,11 +200,71 @@ func TestJoinNamespaceByPath(t *testing.T) {
 			t.Errorf("%s not joined: want %s in %q", n, want[n], out)
 		}
 	}
-	_, _, err := e.run(e.id("joinuser"), e.bundle("", []string{"true"}, func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/" + pid + "/ns/user"})
-	}))
-	if err == nil || !strings.Contains(err.Error(), "user namespace") {
-		t.Fatalf("joining a user namespace: %v", err)
+}
+
+// Joining a user and a time namespace by path: the container's other new
+// namespaces belong to the joined user namespace (so its root may mount
+// proc and sysfs), its pid is 1 in its own pid namespace, and the exit
+// status comes through the relay unchanged.
+func TestJoinUserAndTimeNamespaceByPath(t *testing.T) {
+	e := newEnv(t)
+	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
+		t.Skip("no time namespaces in this kernel")
+	}
+	fixture.RequireBinary(t, "nsenter", "util-linux")
+	userns := func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.TimeNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		s.Linux.Resources = nil
+	}
+	h := e.start("uholder", []string{"sleep", "60"}, userns)
+	sh0, _ := e.r.State(h)
+	pid := strconv.Itoa(sh0.Pid)
+	want := nsLinks(t, pid)
+	join := func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces,
+			specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/" + pid + "/ns/user"},
+			specs.LinuxNamespace{Type: specs.TimeNamespace, Path: "/proc/" + pid + "/ns/time"})
+		s.Linux.Resources = nil
+	}
+	out, code := e.mustRun("ujoiner", sh("cat /proc/self/uid_map; readlink /proc/self/ns/user; readlink /proc/self/ns/time; echo pid=$$ uid=$(id -u); exit 3"), join)
+	if code != 3 {
+		t.Fatalf("exit %d, want 3: %s", code, out)
+	}
+	for _, w := range []string{"100000", want["user"], want["time"], "pid=1 uid=0"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("want %q in %q", w, out)
+		}
+	}
+	if mine := nsLinks(t, "self"); strings.Contains(out, mine["mnt"]) || strings.Contains(out, mine["user"]) {
+		t.Errorf("the container shares the host's namespaces: %s", out)
+	}
+	// Killed, it exits as killed: the relay dies of the same signal.
+	id := e.id("ukilled")
+	done := make(chan int, 1)
+	go func() {
+		_, code, _ := e.run(id, e.bundle("", []string{"sleep", "60"}, join))
+		done <- code
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, err := e.r.State(id); err == nil && st.Status == specs.StateRunning {
+			e.r.Kill(id, unix.SIGKILL, false)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the joining container never ran")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case code := <-done:
+		if code != 137 {
+			t.Errorf("killed container exited %d, want 137", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after the kill")
 	}
 }
 

@@ -26,6 +26,9 @@ func Main(args []string) int {
 	if len(args) > 0 {
 		preserve, _ = strconv.Atoi(args[0])
 	}
+	if len(args) == 3 && args[1] == RelayArg {
+		return relay(preserve, args[2])
+	}
 	base := 3 + preserve
 	unix.Close(base + FdExe)
 	// Our comm is the fd number we were run from; name us for ps.

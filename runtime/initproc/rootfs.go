@@ -54,7 +54,7 @@ func (in *initProc) setupRootfs() error {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
-	r := &rootfs{in: in, root: root, userns: s.newNS(specs.UserNamespace)}
+	r := &rootfs{in: in, root: root, userns: s.hasNS(specs.UserNamespace)} // new or joined: no mknod
 	for i := range s.Mounts {
 		if err := r.mount(&s.Mounts[i]); err != nil {
 			return fmt.Errorf("mount %s on %s: %w", s.Mounts[i].Source, s.Mounts[i].Destination, err)
