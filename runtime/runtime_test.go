@@ -549,6 +549,20 @@ func TestBadBundles(t *testing.T) {
 				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
 			})
 		}},
+		{"wrong-ns-kind", "namespace user path /proc/self/ns/net: it is another kind of namespace", func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) {
+				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/self/ns/net"})
+			})
+		}},
+		{"not-a-ns", "namespace network path /etc/hostname: not a namespace", func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) {
+				for i := range s.Linux.Namespaces {
+					if s.Linux.Namespaces[i].Type == specs.NetworkNamespace {
+						s.Linux.Namespaces[i].Path = "/etc/hostname"
+					}
+				}
+			})
+		}},
 		{"version", `unsupported ociVersion "2.0.0"`, func(dir string) {
 			e.rewrite(dir, func(s *specs.Spec) { s.Version = "2.0.0" })
 		}},
