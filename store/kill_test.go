@@ -12,21 +12,28 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 )
 
-// TestHelperWriter is not a test: run by TestKill9 as a child process, it
-// writes and tags images into BERTH_TEST_STORE until killed.
-func TestHelperWriter(t *testing.T) {
-	root := os.Getenv("BERTH_TEST_STORE")
-	if root == "" {
-		t.Skip("helper process for TestKill9LeavesStoreConsistent")
+// TestMain doubles as the writer process TestKill9LeavesStoreConsistent
+// starts: with BERTH_TEST_STORE set, this test binary writes and tags
+// images there until killed, and runs no tests.
+func TestMain(m *testing.M) {
+	if root := os.Getenv("BERTH_TEST_STORE"); root != "" {
+		if err := writeForever(root); err != nil {
+			fmt.Fprintln(os.Stderr, "writer:", err)
+			os.Exit(1)
+		}
 	}
+	os.Exit(m.Run())
+}
+
+func writeForever(root string) error {
 	s, err := Open(root)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for i := 0; ; i++ {
 		img, _ := random.Image(256<<10, 3)
 		if _, err := s.Write(img, fmt.Sprintf("w:%d", i)); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		s.Tag(fmt.Sprintf("w:%d", i), "latest-written")
 		if i%3 == 2 {
@@ -44,7 +51,7 @@ func TestKill9LeavesStoreConsistent(t *testing.T) {
 	for round := 0; round < 8; round++ {
 		var procs []*exec.Cmd
 		for i := 0; i < 2; i++ {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWriter$")
+			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "BERTH_TEST_STORE="+s.Root)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
