@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthproject/berth/internal/flock"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/runtime"
 	"github.com/berthproject/berth/store"
@@ -139,26 +139,9 @@ func randomName() string {
 	return fmt.Sprintf("%s_%s%d", adjectives[int(b[0])%len(adjectives)], nouns[int(b[1])%len(nouns)], int(b[2])%100)
 }
 
-// lockFile takes an exclusive flock on path (creating it) and returns the
-// unlock function: names and state changes are serialized across berth
-// processes this way.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
-}
+// lockFile takes an exclusive lock on path: names and state changes are
+// serialized across berth processes this way.
+func lockFile(path string) (func(), error) { return flock.Lock(path, true) }
 
 func (e *Engine) lockNames() (func(), error) {
 	return lockFile(filepath.Join(e.containersDir(), ".names.lock"))

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/berthproject/berth/internal/flock"
 )
 
 // DefaultName is the network a container joins unless told otherwise.
@@ -119,7 +119,7 @@ func (m *Manager) lock() (func(), error) {
 	if err := os.MkdirAll(m.dir, 0o700); err != nil {
 		return nil, err
 	}
-	return flock(filepath.Join(m.dir, ".lock"))
+	return flock.Lock(filepath.Join(m.dir, ".lock"), true)
 }
 
 // hostLock serializes subnet choice and bridge creation across store
@@ -128,25 +128,7 @@ func hostLock() (func(), error) {
 	if err := os.MkdirAll("/run/berth", 0o755); err != nil {
 		return nil, err
 	}
-	return flock("/run/berth/network.lock")
-}
-
-func flock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
+	return flock.Lock("/run/berth/network.lock", true)
 }
 
 func (m *Manager) statePath() string { return filepath.Join(m.dir, "networks.json") }

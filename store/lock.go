@@ -5,32 +5,17 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"github.com/berthproject/berth/internal/flock"
 )
 
 // flock takes a whole-file lock on Root/name, shared or exclusive, and
-// returns its release. flock locks die with the process, so a kill -9
-// never leaves the store locked.
+// returns its release.
 func (s *Store) flock(name string, exclusive bool) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.Root, name), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	unlock, err := flock.Lock(filepath.Join(s.Root, name), exclusive)
 	if err != nil {
-		return nil, fmt.Errorf("store lock: %w", err)
-	}
-	how := unix.LOCK_SH
-	if exclusive {
-		how = unix.LOCK_EX
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("store lock %s: %w", name, err)
 	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }
 
 // Lock takes the store's GC lock: shared for anything that adds blobs or
