@@ -16,7 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/fixture"
 )
@@ -58,25 +57,10 @@ func TestMain(m *testing.M) {
 			exec.Command(berthBin, "--root", testRoot, "rm", "-f", "-v", id).Run()
 		}
 	}
-	unmountUnder(testDir)
+	fixture.UnmountUnder(testDir)
 	os.Remove(runtimeRoot(testRoot)) // empty once every container is gone
 	os.RemoveAll(testDir)
 	os.Exit(code)
-}
-
-// unmountUnder detaches every mount below dir (deepest first).
-func unmountUnder(dir string) {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	var mps []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
-			mps = append(mps, f[4])
-		}
-	}
-	for i := len(mps) - 1; i >= 0; i-- {
-		unix.Unmount(mps[i], unix.MNT_DETACH)
-	}
 }
 
 // requireRuntime skips tests that start containers unless they run as root.

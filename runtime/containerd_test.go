@@ -126,7 +126,7 @@ state = %q
 		}
 		logf.Close()
 		// Overlay snapshots are unmounted by containerd; make sure.
-		unmountUnder(dir)
+		fixture.UnmountUnder(dir)
 		// The namespace's parent cgroups stay behind in every hierarchy.
 		cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + c.ns)
 		for _, cg := range cgs {
@@ -170,23 +170,6 @@ func readUntil(f *os.File, want string, timeout time.Duration) string {
 		}
 	}
 	return out.String()
-}
-
-func unmountUnder(dir string) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mps []string
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mps = append(mps, f[4])
-		}
-	}
-	for i := len(mps) - 1; i >= 0; i-- {
-		exec.Command("umount", "-l", mps[i]).Run()
-	}
 }
 
 func tail(s string, n int) string {
