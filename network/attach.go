@@ -41,15 +41,11 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	if procStart(o.Pid) == 0 {
 		return nil, fmt.Errorf("container %s: its process %d is not running", o.ContainerName, o.Pid)
 	}
-	unlock, err := m.lock()
+	st, unlock, err := m.begin()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := m.load()
-	if err != nil {
-		return nil, err
-	}
 	m.gc(st)
 	n, err := find(st, o.Network)
 	made := false
@@ -137,15 +133,11 @@ func (m *Manager) makeDefault(st *state) (*Network, error) {
 // empty): its veth, address, rules and hosts entries go. Detaching what is
 // not attached is no error.
 func (m *Manager) Detach(containerID, network string) error {
-	unlock, err := m.lock()
+	st, unlock, err := m.begin()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := m.load()
-	if err != nil {
-		return err
-	}
 	if containerID != "" && network == "" && !m.holds(st, containerID) {
 		return nil // nothing to undo: no nft transaction for none/host containers
 	}

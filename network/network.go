@@ -131,6 +131,21 @@ func hostLock() (func(), error) {
 	return flock.Lock("/run/berth/network.lock", true)
 }
 
+// begin takes this root's network lock and loads the state under it;
+// the caller saves (apply) before it unlocks.
+func (m *Manager) begin() (*state, func(), error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := m.load()
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, unlock, nil
+}
+
 func (m *Manager) statePath() string { return filepath.Join(m.dir, "networks.json") }
 
 func (m *Manager) load() (*state, error) {
@@ -186,7 +201,7 @@ func (m *Manager) Create(o CreateOpts) (*Network, error) {
 	case !nameRe.MatchString(o.Name) || strings.HasPrefix(o.Name, "container:"):
 		return nil, fmt.Errorf("invalid network name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", o.Name)
 	}
-	unlock, err := m.lock()
+	st, unlock, err := m.begin()
 	if err != nil {
 		return nil, err
 	}
@@ -196,10 +211,6 @@ func (m *Manager) Create(o CreateOpts) (*Network, error) {
 		return nil, err
 	}
 	defer hunlock()
-	st, err := m.load()
-	if err != nil {
-		return nil, err
-	}
 	if _, ok := st.Networks[o.Name]; ok {
 		return nil, fmt.Errorf("network %s already exists", o.Name)
 	}
@@ -272,15 +283,11 @@ func find(st *state, ref string) (*Network, error) {
 
 // Remove deletes a user-defined network that no running container uses.
 func (m *Manager) Remove(ref string) error {
-	unlock, err := m.lock()
+	st, unlock, err := m.begin()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := m.load()
-	if err != nil {
-		return err
-	}
 	n, err := find(st, ref)
 	if err != nil {
 		return err
@@ -316,15 +323,11 @@ func (m *Manager) Prune() ([]string, error) { return m.PruneExcept(nil) }
 // PruneExcept is Prune keeping the networks named in keep (those that
 // containers are configured with, even stopped ones).
 func (m *Manager) PruneExcept(keep map[string]bool) ([]string, error) {
-	unlock, err := m.lock()
+	st, unlock, err := m.begin()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := m.load()
-	if err != nil {
-		return nil, err
-	}
 	m.gc(st)
 	var removed, bridges []string
 	for name, n := range st.Networks {
