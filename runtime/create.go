@@ -738,6 +738,38 @@ func (r *Runtime) Start(id string) error {
 	return r.start(c)
 }
 
+// What awaitFifo saw on the exec fifo.
+const (
+	fifoByte   = iota // the init's byte: it is about to exec
+	fifoClosed        // the init's end closed: it exec'd or died
+	initGone          // the init is dead
+)
+
+// awaitFifo waits, polling, until the exec fifo fd has something to say or
+// the init is gone.
+func awaitFifo(fd int, c *container) (int, error) {
+	buf := make([]byte, 1)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && err != unix.EINTR {
+			return 0, err
+		}
+		if n > 0 {
+			k, _ := unix.Read(fd, buf)
+			if k == 1 {
+				return fifoByte, nil
+			}
+			if k == 0 || pfd[0].Revents&unix.POLLHUP != 0 {
+				return fifoClosed, nil
+			}
+		}
+		if !c.alive() {
+			return initGone, nil
+		}
+	}
+}
+
 // start is Start on a loaded (locked) container.
 func (r *Runtime) start(c *container) error {
 	id := c.ID
@@ -755,40 +787,21 @@ func (r *Runtime) start(c *container) error {
 		}
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, 1)
-	for {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 100)
-		if err != nil && err != unix.EINTR {
-			return err
-		}
-		if n > 0 {
-			if k, _ := unix.Read(fd, buf); k == 1 {
-				break
-			}
-			if pfd[0].Revents&unix.POLLHUP != 0 {
-				return fmt.Errorf("container %q: init exited before start", id)
-			}
-		}
-		if !c.alive() {
-			return fmt.Errorf("container %q: init exited before start", id)
-		}
+	switch got, err := awaitFifo(fd, c); {
+	case err != nil:
+		return err
+	case got != fifoByte:
+		return fmt.Errorf("container %q: init exited before start", id)
 	}
 	// The init closes its end at execve (or by dying): wait for that, so
 	// that startContainer hooks ran and the process is the user's before
 	// poststart hooks run or a signal is sent.
 	for {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 100)
-		if err != nil && err != unix.EINTR {
+		got, err := awaitFifo(fd, c)
+		if err != nil {
 			return err
 		}
-		if n > 0 {
-			if k, _ := unix.Read(fd, buf); k == 0 || pfd[0].Revents&unix.POLLHUP != 0 {
-				break
-			}
-		}
-		if !c.alive() {
+		if got != fifoByte {
 			break
 		}
 	}
