@@ -112,6 +112,14 @@ func (e *testEnv) id(s string) string {
 // run runs the bundle to completion and returns its output and status.
 func (e *testEnv) run(id, bundle string) (string, int, error) {
 	e.t.Helper()
+	return e.capture(func(stdio []*os.File) (int, error) {
+		return e.r.Run(id, CreateOpts{Bundle: bundle, Stdio: stdio})
+	})
+}
+
+// capture runs f with stdout and stderr on one pipe and returns what came
+// through it with f's status.
+func (e *testEnv) capture(f func(stdio []*os.File) (int, error)) (string, int, error) {
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		e.t.Fatal(err)
@@ -119,7 +127,7 @@ func (e *testEnv) run(id, bundle string) (string, int, error) {
 	var out []byte
 	done := make(chan struct{})
 	go func() { out, _ = io.ReadAll(rd); close(done) }()
-	code, err := e.r.Run(id, CreateOpts{Bundle: bundle, Stdio: []*os.File{nil, wr, wr}})
+	code, err := f([]*os.File{nil, wr, wr})
 	wr.Close()
 	<-done
 	rd.Close()
@@ -177,16 +185,8 @@ func (e *testEnv) waitStatus(id string, want specs.ContainerState) {
 // execOut runs args in container id and returns output and status.
 func (e *testEnv) execOut(id string, p *specs.Process) (string, int, error) {
 	e.t.Helper()
-	rd, wr, err := os.Pipe()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var out []byte
-	done := make(chan struct{})
-	go func() { out, _ = io.ReadAll(rd); close(done) }()
-	code, err := e.r.Exec(id, p, ExecOpts{Stdio: []*os.File{nil, wr, wr}})
-	wr.Close()
-	<-done
-	rd.Close()
-	return strings.TrimSpace(string(out)), code, err
+	out, code, err := e.capture(func(stdio []*os.File) (int, error) {
+		return e.r.Exec(id, p, ExecOpts{Stdio: stdio})
+	})
+	return strings.TrimSpace(out), code, err
 }
