@@ -64,12 +64,13 @@ type bundleHead struct {
 		Type        string `json:"type"`
 	} `json:"mounts"`
 	Linux *struct {
-		Namespaces  []specs.LinuxNamespace `json:"namespaces"`
-		UIDMappings []specs.LinuxIDMapping `json:"uidMappings"`
-		GIDMappings []specs.LinuxIDMapping `json:"gidMappings"`
-		CgroupsPath string                 `json:"cgroupsPath"`
-		Resources   *specs.LinuxResources  `json:"resources"`
-		Devices     []specs.LinuxDevice    `json:"devices"`
+		Namespaces  []specs.LinuxNamespace           `json:"namespaces"`
+		UIDMappings []specs.LinuxIDMapping           `json:"uidMappings"`
+		GIDMappings []specs.LinuxIDMapping           `json:"gidMappings"`
+		CgroupsPath string                           `json:"cgroupsPath"`
+		Resources   *specs.LinuxResources            `json:"resources"`
+		Devices     []specs.LinuxDevice              `json:"devices"`
+		TimeOffsets map[string]specs.LinuxTimeOffset `json:"timeOffsets"`
 	} `json:"linux"`
 }
 
@@ -109,7 +110,7 @@ func readBundle(bundle string) (*bundleFile, error) {
 	}
 	if l := h.Linux; l != nil {
 		s.Linux = &specs.Linux{Namespaces: l.Namespaces, UIDMappings: l.UIDMappings, GIDMappings: l.GIDMappings,
-			CgroupsPath: l.CgroupsPath, Resources: l.Resources, Devices: l.Devices}
+			CgroupsPath: l.CgroupsPath, Resources: l.Resources, Devices: l.Devices, TimeOffsets: l.TimeOffsets}
 	}
 	if err := validateHead(s); err != nil {
 		return nil, fmt.Errorf("bundle %s: config.json: %w", abs, err)
@@ -209,9 +210,8 @@ func validateHead(s *specs.Spec) error {
 			}
 		}
 	}
-	if _, timePath := joinedByPath(s); timePath != "" && newNS(s, specs.UserNamespace) {
-		// the relay that enters the time namespace would have to map ids
-		return errors.New("joining a time namespace by path with a new user namespace is not supported: join the user namespace too, or make a new time namespace")
+	if _, err := timensOffsets(s); err != nil {
+		return err
 	}
 	if (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0) && !newNS(s, specs.UserNamespace) {
 		return errors.New("uid/gid mappings need a new user namespace")
@@ -310,6 +310,33 @@ func joinedByPath(s *specs.Spec) (user, time string) {
 		time = ns.Path
 	}
 	return user, time
+}
+
+// timensOffsets returns linux.timeOffsets as the kernel's
+// /proc/<pid>/timens_offsets wants them ("" when there are none). They
+// need a new time namespace: a joined one has its clocks set already.
+func timensOffsets(s *specs.Spec) (string, error) {
+	if len(s.Linux.TimeOffsets) == 0 {
+		return "", nil
+	}
+	if !newNS(s, specs.TimeNamespace) {
+		return "", errors.New("linux.timeOffsets need a new time namespace")
+	}
+	var b strings.Builder
+	for _, clock := range []string{"monotonic", "boottime"} {
+		if o, ok := s.Linux.TimeOffsets[clock]; ok {
+			if o.Nanosecs >= 1e9 {
+				return "", fmt.Errorf("linux.timeOffsets.%s: nanosecs %d is not below one second", clock, o.Nanosecs)
+			}
+			fmt.Fprintf(&b, "%s %d %d\n", clock, o.Secs, o.Nanosecs)
+		}
+	}
+	for clock := range s.Linux.TimeOffsets {
+		if clock != "monotonic" && clock != "boottime" {
+			return "", fmt.Errorf("linux.timeOffsets: unknown clock %q (monotonic or boottime)", clock)
+		}
+	}
+	return b.String(), nil
 }
 
 func newNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {

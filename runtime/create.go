@@ -147,6 +147,7 @@ type launch struct {
 	wrapper    []string       // a program that enters the namespaces and runs the init (nsenter)
 	relay      bool           // the wrapper runs the relay (initproc.RelayArg), which forks the init
 	relayFlags uintptr        // the namespaces the relay makes for the init
+	relayArgs  initproc.RelayArgs
 	cg         *cgroup.Cgroup // the init is born in it
 	forker     *forker        // the thread to fork from, if started early
 	debug      bool           // tell the init when it was forked, to time its phases
@@ -187,7 +188,7 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		argv = append(append(append([]string{}, l.wrapper...), exePath), argv[1:]...)
 		exePath = l.wrapper[0]
 		if l.relay {
-			argv = append(argv, initproc.RelayArg, strconv.FormatUint(uint64(l.relayFlags), 16))
+			argv = append(argv, l.relayArgs.Encode()...)
 		}
 	}
 	if l.cg != nil {
@@ -208,7 +209,7 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		p, err = os.StartProcess(exePath, argv, attr)
 	} else {
 		if l.forker == nil {
-			l.forker = newForker(0)
+			l.forker = newForker(0, "")
 		}
 		p, err = l.forker.fork(l.cg, l.joins, func() (*os.Process, error) { return os.StartProcess(exePath, argv, attr) })
 	}
@@ -321,12 +322,16 @@ type forker struct {
 
 // newForker starts the thread and makes there, at once, the new
 // namespaces in early (unshare), while the caller goes on with the rest
-// of create: a network namespace takes about 0.5 ms to make.
-func newForker(early uintptr) *forker {
+// of create: a network namespace takes about 0.5 ms to make. A new time
+// namespace gets offsets (see timensOffsets) before the init enters it.
+func newForker(early uintptr, offsets string) *forker {
 	f := &forker{job: make(chan func(), 1)}
 	go onThread(func() {
 		if early != 0 {
 			f.unshare = unix.Unshare(int(early))
+		}
+		if f.unshare == nil && early&unix.CLONE_NEWTIME != 0 && offsets != "" {
+			f.unshare = initproc.SetTimeOffsets(offsets)
 		}
 		// Go checks, once per process, that pidfds work, with a test
 		// fork (0.2 ms) at the first StartProcess or FindProcess: now.
@@ -434,14 +439,23 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	userPath, timePath := joinedByPath(head)
 	relay := userPath != "" || timePath != ""
 	var early uintptr
-	if _, user := hasNS(head, specs.UserNamespace); !user && !relay {
+	_, user := hasNS(head, specs.UserNamespace)
+	if !user && !relay {
 		for _, ns := range head.Linux.Namespaces {
 			if ns.Path == "" && earlyNS[ns.Type] {
 				early |= nsFlags[ns.Type]
 			}
 		}
 	}
-	fk := newForker(early)
+	// A new time namespace gets its clock offsets before anything enters
+	// it, so it is made on the fork thread too (the init enters it with its
+	// execve), or by the relay. Under a new user namespace without offsets
+	// it is unshared in the child instead, so that the user namespace owns it.
+	offsets, _ := timensOffsets(head) // checked by readBundle
+	if newNS(head, specs.TimeNamespace) && !relay && (!user || offsets != "") {
+		early |= unix.CLONE_NEWTIME
+	}
+	fk := newForker(early, offsets)
 	defer fk.stop()
 	dir := r.dir(id)
 	err = os.Mkdir(dir, 0o711)
@@ -544,17 +558,17 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			l.joins = append(l.joins, nsJoin{ns.Type, ns.Path})
 		case ns.Type == specs.CgroupNamespace:
 			// unshared by the init once it is in its cgroup
+		case early&nsFlags[ns.Type] != 0:
+			// made already, on the fork thread
 		case ns.Type == specs.TimeNamespace:
 			// CLONE_NEWTIME shares bits with the exit signal of clone(2);
 			// unshare it: it applies from the init's execve of berth on.
 			sys.Unshareflags |= unix.CLONE_NEWTIME
-		case early&nsFlags[ns.Type] != 0:
-			// made already, on the fork thread
 		default:
 			sys.Cloneflags |= nsFlags[ns.Type]
 		}
 	}
-	if newNS(head, specs.UserNamespace) {
+	if newNS(head, specs.UserNamespace) && !relay {
 		for _, m := range head.Linux.UIDMappings {
 			sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		}
@@ -579,6 +593,11 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			l.wrapper = append(l.wrapper, "--time="+timePath)
 		}
 		l.wrapper, l.relay = append(l.wrapper, "--"), true
+		l.relayArgs = initproc.RelayArgs{Flags: l.relayFlags, Offsets: offsets}
+		if newNS(head, specs.UserNamespace) {
+			// (a joined time namespace): the relay maps the new one's ids
+			l.relayArgs.UIDMappings, l.relayArgs.GIDMappings = head.Linux.UIDMappings, head.Linux.GIDMappings
+		}
 	}
 	l.sys = sys
 	cgPath, cg, err := mkcg()

@@ -62,11 +62,12 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	if p.Terminal && o.ConsoleSocket == "" {
 		return nil, errors.New("exec: a terminal needs --console-socket")
 	}
-	if mine, err1 := nsInode(os.Getpid(), "time"); err1 == nil {
-		if theirs, err2 := nsInode(c.Pid, "time"); err2 == nil && mine != theirs {
-			return nil, fmt.Errorf("exec into container %q: joining its time namespace is not supported", c.ID)
-		}
-	}
+	// A multi-threaded Go process can setns into neither a user nor a time
+	// namespace: util-linux's nsenter (single-threaded) enters those and
+	// runs the init, which then finds itself inside already.
+	mineT, err1 := nsInode(os.Getpid(), "time")
+	theirsT, err2 := nsInode(c.Pid, "time")
+	joinTime := err1 == nil && err2 == nil && mineT != theirsT
 	pidS := strconv.Itoa(c.Pid)
 	cfg := &initproc.Config{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: initproc.TrimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
 	if cfg.Seccomp, err = compileSeccomp(cfg.Spec.Linux.Seccomp); err != nil {
@@ -81,19 +82,26 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	if err != nil {
 		return nil, fmt.Errorf("container %q: user namespace: %w", c.ID, err)
 	}
-	if mineU != theirsU {
-		// A multi-threaded Go process cannot setns into a user namespace:
-		// let util-linux's nsenter (single-threaded) enter all of them and
-		// run the init, which then finds itself inside already.
+	allByNsenter := mineU != theirsU // nsenter enters every namespace
+	if allByNsenter || joinTime {
 		ns, err := exec.LookPath("nsenter")
 		if err != nil {
-			return nil, fmt.Errorf("exec into container %q with its own user namespace needs nsenter (util-linux): %w", c.ID, err)
+			return nil, fmt.Errorf("exec into container %q with its own user or time namespace needs nsenter (util-linux): %w", c.ID, err)
 		}
-		l.wrapper = []string{ns, "--target", pidS, "--user", "--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup", "--"}
-		cfg.JoinMnt = false
-	} else if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
-		return nil, err
-	} else {
+		l.wrapper = []string{ns, "--target", pidS}
+		if allByNsenter {
+			l.wrapper = append(l.wrapper, "--user", "--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup")
+			cfg.JoinMnt = false
+		}
+		if joinTime {
+			l.wrapper = append(l.wrapper, "--time")
+		}
+		l.wrapper = append(l.wrapper, "--")
+	}
+	if !allByNsenter {
+		if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
+			return nil, err
+		}
 		defer l.mntNS.Close()
 	}
 	// Re-check that the pid is still our init now that we hold its ns.
@@ -101,7 +109,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		return nil, fmt.Errorf("container %q is not running", c.ID)
 	}
 	for _, t := range execJoin {
-		if l.wrapper != nil {
+		if allByNsenter {
 			break
 		}
 		n := nsProcName[t]
@@ -142,7 +150,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	}()
 	proc = child
 	pid := proc.Pid // the process that becomes the user's
-	if l.wrapper != nil {
+	if allByNsenter {
 		// nsenter forks it (to enter the pid namespace) and waits for it.
 		if pid, err = childOf(proc.Pid); err != nil {
 			return nil, err

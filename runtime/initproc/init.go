@@ -26,8 +26,8 @@ func Main(args []string) int {
 	if len(args) > 0 {
 		preserve, _ = strconv.Atoi(args[0])
 	}
-	if len(args) == 3 && args[1] == RelayArg {
-		return relay(preserve, args[2])
+	if len(args) >= 3 && args[1] == RelayArg {
+		return relay(preserve, args[2:])
 	}
 	base := 3 + preserve
 	unix.Close(base + FdExe)
