@@ -144,9 +144,9 @@ type launch struct {
 	mntNS      *os.File
 	joins      []nsJoin
 	sys        *syscall.SysProcAttr
-	wrapper    []string       // a program that enters the namespaces and runs the init (nsenter)
-	relay      bool           // the wrapper runs the relay (initproc.RelayArg), which forks the init
-	relayFlags uintptr        // the namespaces the relay makes for the init
+	wrapper    []string // a program that enters the namespaces and runs the init (nsenter)
+	relay      bool     // the wrapper runs the relay (initproc.RelayArg), which forks the init
+	relayFlags uintptr  // the namespaces the relay makes for the init
 	relayArgs  initproc.RelayArgs
 	cg         *cgroup.Cgroup // the init is born in it
 	forker     *forker        // the thread to fork from, if started early
