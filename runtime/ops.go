@@ -70,6 +70,10 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 }
 
 // forwardSignals relays our signals to p until the returned stop is called.
+// Stop returns at once: signal.Stop waits for the signal machinery to go
+// idle, about a millisecond, which a caller about to exit (the CLI after
+// its container) should not wait for. A signal in between goes to p, which
+// has been waited for by then, so it reaches nobody.
 func forwardSignals(p *os.Process) (stop func()) {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
@@ -78,7 +82,9 @@ func forwardSignals(p *os.Process) (stop func()) {
 			_ = p.Signal(s)
 		}
 	}()
-	return func() { signal.Stop(sigs); close(sigs) }
+	return func() {
+		go func() { signal.Stop(sigs); close(sigs) }()
+	}
 }
 
 func exitCode(ps *os.ProcessState) int {
