@@ -80,18 +80,32 @@ func nodevInstead(s *specs.Spec) bool {
 	if d.Allow || (d.Type != "" && d.Type != "a") || d.Major != nil || d.Minor != nil || (d.Access != "rwm" && d.Access != "") {
 		return false
 	}
-	if p := s.Process.Capabilities; p == nil || initproc.CapMask(p.Bounding)&(1<<capMknod) != 0 {
+	// CAP_MKNOD would make new nodes; CAP_SYS_ADMIN could mount a devtmpfs
+	// (every host node, on a mount that is not nodev) or remount one dev.
+	if p := s.Process.Capabilities; p == nil || initproc.CapMask(p.Bounding)&(1<<capMknod|1<<capSysAdmin) != 0 {
 		return false
 	}
+	// Binds are made nodev; of the other filesystems only those that hold
+	// no device nodes (devpts: the pty nodes every container may use), so
+	// that no devtmpfs, say, brings the host's.
+	devTmpfs := false
 	for _, m := range s.Mounts {
+		if m.Type != "bind" && !nodeFreeFS[m.Type] {
+			return false
+		}
 		if filepath.Clean(m.Destination) == "/dev" && m.Type == "tmpfs" {
-			return true
+			devTmpfs = true
 		}
 	}
-	return false
+	return devTmpfs
 }
 
-const capMknod = 27
+var nodeFreeFS = map[string]bool{"proc": true, "sysfs": true, "tmpfs": true, "devpts": true, "mqueue": true, "cgroup": true, "cgroup2": true}
+
+const (
+	capSysAdmin = 21
+	capMknod    = 27
+)
 
 // withDefaultDevices returns the resources with device cgroup rules that
 // let the container make and use its default devices and linux.devices,

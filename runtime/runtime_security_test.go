@@ -494,6 +494,36 @@ func TestSecurity(t *testing.T) {
 		}
 	})
 
+	t.Run("HostDevicesStayOutOfReach", func(t *testing.T) {
+		// Without resource limits berth makes no cgroup and enforces the
+		// deny-all device rule with nodev mounts. CAP_SYS_ADMIN could
+		// mount a devtmpfs (every host device node, not nodev): then the
+		// device cgroup must do it, as under runc.
+		r := e.run(t, func(s *specs.Spec) {
+			c := s.Process.Capabilities
+			c.Bounding = append(c.Bounding, "CAP_SYS_ADMIN")
+			c.Effective = append(c.Effective, "CAP_SYS_ADMIN")
+			c.Permitted = append(c.Permitted, "CAP_SYS_ADMIN")
+			s.Linux.Seccomp = nil
+		}, sh(`mkdir -p /dev/x && mount -t devtmpfs none /dev/x && echo MOUNTED; : < /dev/x/loop-control && echo HOSTDEV-OPEN`)...)
+		if !strings.Contains(r.out, "MOUNTED") {
+			t.Fatalf("devtmpfs not mounted (the test needs it): %q %q", r.out, r.err)
+		}
+		if strings.Contains(r.out, "HOSTDEV-OPEN") {
+			t.Errorf("a host device outside the allowed ones opened: %q", r.out)
+		}
+		// The same through a devtmpfs in the spec's own mounts.
+		r = e.run(t, func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt", Type: "devtmpfs", Source: "none"})
+		}, sh(`ls /mnt/loop-control && echo MOUNTED; : < /mnt/loop-control && echo HOSTDEV-OPEN`)...)
+		if !strings.Contains(r.out, "MOUNTED") {
+			t.Fatalf("devtmpfs not mounted (the test needs it): %q %q", r.out, r.err)
+		}
+		if strings.Contains(r.out, "HOSTDEV-OPEN") {
+			t.Errorf("a host device from a devtmpfs mount opened: %q", r.out)
+		}
+	})
+
 	t.Run("PidsLimit", func(t *testing.T) {
 		limit := int64(32)
 		r := e.run(t, func(s *specs.Spec) {
