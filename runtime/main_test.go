@@ -54,6 +54,16 @@ func busyboxRootfs(t *testing.T) string {
 	return sharedRootfs
 }
 
+// requireStaticTestBinary skips a test that runs the init (this test
+// binary) from inside the container's mount namespace, where the host's
+// dynamic loader is not.
+func requireStaticTestBinary(t *testing.T) {
+	t.Helper()
+	if exe, _ := os.ReadFile("/proc/self/exe"); strings.Contains(string(exe[:min(len(exe), 4096)]), "/lib64/ld-linux") {
+		t.Skip("test binary is dynamically linked: build with CGO_ENABLED=0 (make test does)")
+	}
+}
+
 // testEnv is a runtime with its own state root, removing every container
 // it made at the end.
 type testEnv struct {

@@ -771,11 +771,7 @@ func TestTerminal(t *testing.T) {
 // and lands as the namespace's root, in all the container's namespaces.
 func TestExecUserNamespace(t *testing.T) {
 	fixture.RequireBinary(t, "nsenter", "util-linux")
-	// The init is this test binary, run inside the container's rootfs:
-	// it must not need the host's dynamic loader.
-	if exe, _ := os.ReadFile("/proc/self/exe"); strings.Contains(string(exe[:min(len(exe), 4096)]), "/lib64/ld-linux") {
-		t.Skip("test binary is dynamically linked: build with CGO_ENABLED=0 (make test does)")
-	}
+	requireStaticTestBinary(t)
 	e := newEnv(t)
 	id := e.start("execuserns", []string{"sleep", "60"}, func(s *specs.Spec) {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})

@@ -154,6 +154,9 @@ func TestExecJoinsTimeNamespace(t *testing.T) {
 		"with a new user namespace": both(withTime(7, 7200), withUserNS),
 	} {
 		t.Run(name, func(t *testing.T) {
+			if strings.Contains(name, "user") {
+				requireStaticTestBinary(t) // nsenter enters the mount namespace too
+			}
 			id := e.start("texec"+strconv.Itoa(len(name)), []string{"sleep", "60"}, edit)
 			st, _ := e.r.State(id)
 			want := nsLinks(t, strconv.Itoa(st.Pid))
