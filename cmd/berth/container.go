@@ -36,6 +36,21 @@ func init() {
 
 func openEngine() (*engine.Engine, error) { return engine.Open(storeRoot) }
 
+// createFromArgs creates the container that create's and run's
+// IMAGE [COMMAND] [ARG...] and flags (o) describe.
+func createFromArgs(o engine.Options, args []string) (*engine.Engine, *engine.Container, error) {
+	o.Image, o.Args = args[0], args[1:]
+	e, err := openEngine()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctr, err := e.Create(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, ctr, nil
+}
+
 // startErr maps a start failure to its exit status (126/127/125), printing
 // the reason as docker does.
 func startErr(err error) error {
@@ -122,12 +137,7 @@ func createCommand() *cobra.Command {
 		Short: "Create a container from an image",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			o.Image, o.Args = args[0], args[1:]
-			e, err := openEngine()
-			if err != nil {
-				return err
-			}
-			ctr, err := e.Create(o)
+			_, ctr, err := createFromArgs(o, args)
 			if err != nil {
 				return err
 			}
@@ -148,12 +158,7 @@ func runCommand() *cobra.Command {
 		Short: "Create and start a container from an image",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			o.Image, o.Args = args[0], args[1:]
-			e, err := openEngine()
-			if err != nil {
-				return err
-			}
-			ctr, err := e.Create(o)
+			e, ctr, err := createFromArgs(o, args)
 			if err != nil {
 				return err
 			}
