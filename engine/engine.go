@@ -167,7 +167,23 @@ func (e *Engine) save(c *Container) error {
 	return os.Rename(tmp, e.recordPath(c.ID))
 }
 
+// isID reports whether s is a container ID (64 lowercase hex digits).
+func isID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+// loadID reads the record of container id. The ID becomes a path under
+// containers/: anything but hex (say "../../tmp/x" padded to 64 bytes on
+// a command line) would read a forged record from elsewhere, whose own ID
+// then steers rm's rename and RemoveAll; so both are held to the format.
 func (e *Engine) loadID(id string) (*Container, error) {
+	if !isID(id) {
+		return nil, fmt.Errorf("no such container: %s", id)
+	}
 	b, err := os.ReadFile(e.recordPath(id))
 	if err != nil {
 		return nil, err
@@ -175,6 +191,9 @@ func (e *Engine) loadID(id string) (*Container, error) {
 	c := &Container{}
 	if err := json.Unmarshal(b, c); err != nil {
 		return nil, fmt.Errorf("container %s: corrupt record: %w", id, err)
+	}
+	if c.ID != id {
+		return nil, fmt.Errorf("container %s: corrupt record: it names ID %q", id, c.ID)
 	}
 	return c, nil
 }
@@ -216,7 +235,7 @@ func (e *Engine) Lookup(ref string) (*Container, error) {
 	if ref == "" {
 		return nil, errors.New("empty container name or ID")
 	}
-	if len(ref) == 64 {
+	if isID(ref) {
 		if c, err := e.loadID(ref); err == nil {
 			e.refresh(c)
 			return c, nil
