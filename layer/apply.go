@@ -183,6 +183,12 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if err != nil {
 		return err
 	}
+	// Tar ids are 64-bit, uid_t is 32: chown would truncate 1<<32 to root
+	// (and -1 means "unchanged", the applier's root), so a setuid file the
+	// tar lists as unprivileged would land setuid root.
+	if !validID(hdr.Uid) || !validID(hdr.Gid) {
+		return fmt.Errorf("owner %d:%d out of range", hdr.Uid, hdr.Gid)
+	}
 	if len(comps) == 0 {
 		if hdr.Typeflag != tar.TypeDir {
 			return errors.New("the layer root must be a directory")
@@ -241,6 +247,9 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	a.created[rel] = struct{}{}
 	return nil
 }
+
+// validID says whether id is a uid or gid chown takes as itself.
+func validID(id int) bool { return id >= 0 && id < 1<<32-1 }
 
 func (a *applier) markCreated(rel string) { a.created[rel] = struct{}{} }
 

@@ -507,6 +507,11 @@ func CheckEntry(hdr *tar.Header) error {
 	if hdr.Typeflag == tar.TypeLink && bad(hdr.Linkname) {
 		return fmt.Errorf("%w: hardlink %q -> %q escapes the rootfs", ErrHostileLayer, hdr.Name, hdr.Linkname)
 	}
+	// An id chown cannot take as itself (uid_t is 32-bit; -1 is "leave
+	// it") would unpack as root: refused here as layer.Apply refuses it.
+	if id := func(n int) bool { return n >= 0 && n < 1<<32-1 }; !id(hdr.Uid) || !id(hdr.Gid) {
+		return fmt.Errorf("%w: entry %q has owner %d:%d, out of range", ErrHostileLayer, hdr.Name, hdr.Uid, hdr.Gid)
+	}
 	return nil
 }
 
