@@ -163,6 +163,7 @@ type launch struct {
 	relayFlags uintptr  // the namespaces the relay makes for the init
 	relayArgs  initproc.RelayArgs
 	cg         *cgroup.Cgroup // the init is born in it
+	cgSelfJoin bool           // only in cg's v2 part: the init joins the v1 hierarchies itself
 	forker     *forker        // the thread to fork from, if started early
 	debug      bool           // tell the init when it was forked, to time its phases
 	forked     time.Time
@@ -225,7 +226,11 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		if l.forker == nil {
 			l.forker = newForker(0, "")
 		}
-		p, err = l.forker.fork(l.cg, l.joins, func() (*os.Process, error) { return os.StartProcess(exePath, argv, attr) })
+		join := l.cg
+		if l.cgSelfJoin {
+			join = nil
+		}
+		p, err = l.forker.fork(join, l.joins, func() (*os.Process, error) { return os.StartProcess(exePath, argv, attr) })
 	}
 	if err != nil {
 		parent.Close()
@@ -296,32 +301,63 @@ func compileSeccomp(s *specs.LinuxSeccomp) (*seccomp.Filter, error) {
 	return f, nil
 }
 
-// makeCgroup makes the container's cgroup, if head asks for one (see
-// needCgroup), in the background; the returned function waits for it
-// (path "": no cgroup).
-func makeCgroup(head *specs.Spec, id string) func() (string, *cgroup.Cgroup, error) {
+// cgroupJob is the container's cgroup (if head asks for one, see
+// needCgroup), made in the background while the init is forked and starts.
+type cgroupJob struct {
+	path string // "": no cgroup
+	// fork is what the fork may use before the cgroup is made: with
+	// selfJoin, a v1 cgroup whose v2 part (hybrid host) exists already and
+	// whose v1 hierarchies the init joins by itself (Config.CgroupTasks).
+	fork     *cgroup.Cgroup
+	selfJoin bool
+	wait     func() (*cgroup.Cgroup, error)
+}
+
+// makeCgroup starts making head's cgroup. selfJoin asks for the init to
+// join it itself, which lets the fork go on while the cgroup is made (1 to
+// 2 ms of mkdirs and limit writes here): possible on cgroup v1, when the
+// init's writes to cgroupfs are allowed (no new user namespace).
+func makeCgroup(head *specs.Spec, id string, selfJoin bool) *cgroupJob {
 	if !needCgroup(head) {
-		return func() (string, *cgroup.Cgroup, error) { return "", nil, nil }
+		return &cgroupJob{wait: func() (*cgroup.Cgroup, error) { return nil, nil }}
 	}
-	path := head.Linux.CgroupsPath
-	if path == "" {
-		path = "/berth/" + id
+	j := &cgroupJob{path: head.Linux.CgroupsPath}
+	if j.path == "" {
+		j.path = "/berth/" + id
 	}
-	type res struct {
+	res := withDefaultDevices(head)
+	type result struct {
 		cg  *cgroup.Cgroup
 		err error
 	}
-	ch := make(chan res, 1)
-	go func() {
-		cg, err := cgroup.New(path, withDefaultDevices(head))
-		ch <- res{cg, err}
-	}()
-	var once sync.Once
-	var r res
-	return func() (string, *cgroup.Cgroup, error) {
-		once.Do(func() { r = <-ch })
-		return path, r.cg, r.err
+	ch := make(chan result, 1)
+	if selfJoin {
+		cg, err := cgroup.Prepare(j.path)
+		switch {
+		case err != nil:
+			ch <- result{nil, err}
+		case cg.V2(): // its directory must exist before the fork: New below
+		default:
+			j.fork, j.selfJoin = cg, true
+			go func() { ch <- result{cg, cg.Make(res)} }()
+		}
 	}
+	if len(ch) == 0 && !j.selfJoin {
+		go func() {
+			cg, err := cgroup.New(j.path, res)
+			ch <- result{cg, err}
+		}()
+	}
+	var once sync.Once
+	var r result
+	j.wait = func() (*cgroup.Cgroup, error) {
+		once.Do(func() { r = <-ch })
+		if r.err != nil {
+			return nil, r.err
+		}
+		return r.cg, nil
+	}
+	return j
 }
 
 // forker is the thread a container's init is forked from: setns, the
@@ -487,7 +523,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	prep := prepare(b)
 	// Only now that the id is ours may a cgroup be made for it.
-	mkcg := makeCgroup(head, id)
+	mkcg := makeCgroup(head, id, !newNS(head, specs.UserNamespace) && !relay)
 	var child *os.Process // proc is nil on every error return
 	defer func() {
 		if err == nil {
@@ -498,7 +534,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 			child.Wait()
 		}
 		prep()
-		if _, cg, _ := mkcg(); cg != nil {
+		if cg, _ := mkcg.wait(); cg != nil {
 			_ = cg.Destroy()
 		}
 		os.RemoveAll(dir)
@@ -614,12 +650,15 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		}
 	}
 	l.sys = sys
-	cgPath, cg, err := mkcg()
-	if err != nil {
-		return nil, nil, err
+	cgPath := mkcg.path
+	if mkcg.selfJoin {
+		l.cg, l.cgSelfJoin = mkcg.fork, true
+	} else {
+		if l.cg, err = mkcg.wait(); err != nil {
+			return nil, nil, err
+		}
+		r.mark("cgroup made")
 	}
-	l.cg = cg
-	r.mark("cgroup made")
 	p, sc, err := l.start(r)
 	if err != nil {
 		return nil, nil, err
@@ -643,7 +682,16 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := &initproc.Config{ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
+	var selfJoin []string
+	if mkcg.selfJoin {
+		cg, err := mkcg.wait()
+		if err != nil {
+			return nil, nil, err
+		}
+		r.mark("cgroup made")
+		selfJoin = cg.TaskFiles()
+	}
+	cfg := &initproc.Config{CgroupTasks: selfJoin, ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
 		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec),
 		Console: l.console != nil, JoinMnt: l.mntNS != nil, Seccomp: filter, StartPipe: o.startNow}
 	if filter != nil {

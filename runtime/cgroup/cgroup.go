@@ -33,6 +33,7 @@ type Cgroup struct {
 	plainMkdir bool
 	mgr        cgroups.Manager
 	cfg        *cgroups.Cgroup
+	existed    bool // before New or Prepare
 }
 
 // New creates (or reuses) the cgroup at path and applies r to it. path is
@@ -44,17 +45,44 @@ func New(path string, r *specs.LinuxResources) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	existed := c.exists()
-	if err := c.create(); err != nil {
-		return nil, err
-	}
-	if err := c.Set(r); err != nil {
-		if !existed { // a reused cgroup (a pod's, say) is not ours to remove
-			_ = c.mgr.Destroy()
-		}
+	c.existed = c.exists()
+	if err := c.Make(r); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Prepare is New in two steps, so that a process can be forked while the
+// cgroup is made: Prepare (fast) computes the directories and makes only
+// the v2 one of a hybrid host, which the fork needs for CLONE_INTO_CGROUP
+// (OpenDir); Make creates the rest and applies the limits. The process then
+// moves its own thread into the v1 hierarchies (TaskFiles) before it runs
+// anything that the limits are for.
+func Prepare(path string) (*Cgroup, error) {
+	c, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	c.existed = c.exists()
+	if dir := c.mgr.Path(""); dir != "" && !c.v2 {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("cgroup %s: %w", c.path, err)
+		}
+	}
+	return c, nil
+}
+
+// Make creates the cgroup's directories and applies r (see Prepare). On
+// failure a cgroup that did not exist before is removed again.
+func (c *Cgroup) Make(r *specs.LinuxResources) error {
+	err := c.create()
+	if err == nil {
+		err = c.Set(r)
+	}
+	if err != nil && !c.existed { // a reused cgroup (a pod's, say) is not ours to remove
+		_ = c.mgr.Destroy()
+	}
+	return err
 }
 
 // Load opens the existing cgroup at path (as given to New) without
@@ -197,18 +225,29 @@ func (c *Cgroup) Apply(pid int) error {
 // single thread: the fork puts the child there with CLONE_INTO_CGROUP
 // (OpenDir).
 func (c *Cgroup) JoinThread() error {
-	if c.v2 {
-		return nil
-	}
-	for k, d := range c.mgr.GetPaths() {
-		if k == "" {
-			continue // hybrid host: the v2 hierarchy, see OpenDir
-		}
-		if err := os.WriteFile(filepath.Join(d, "tasks"), []byte("0"), 0); err != nil {
+	for _, f := range c.TaskFiles() {
+		if err := os.WriteFile(f, []byte("0"), 0); err != nil {
 			return fmt.Errorf("cgroup %s: join thread: %w", c.path, err)
 		}
 	}
 	return nil
+}
+
+// TaskFiles lists the v1 "tasks" files that JoinThread writes, for a
+// process that joins by itself (see Prepare).
+func (c *Cgroup) TaskFiles() []string {
+	if c.v2 {
+		return nil
+	}
+	var files []string
+	for k, d := range c.mgr.GetPaths() {
+		if k == "" {
+			continue // hybrid host: the v2 hierarchy, see OpenDir
+		}
+		files = append(files, filepath.Join(d, "tasks"))
+	}
+	sort.Strings(files)
+	return files
 }
 
 func (c *Cgroup) join(dir string, pid int) error {

@@ -108,6 +108,15 @@ func (in *initProc) state(status specs.ContainerState) *specs.State {
 
 func (in *initProc) run() error {
 	cfg, s := in.cfg, in.cfg.Spec
+	// The thread that will exec the user's program (this one, locked)
+	// moves itself: the kernel does that without the grace period that
+	// moving a whole process costs. (runtime/cgroup does the same for a
+	// fork thread; it is not imported here, see the package doc.)
+	for _, f := range cfg.CgroupTasks {
+		if err := os.WriteFile(f, []byte("0"), 0); err != nil {
+			return fmt.Errorf("join cgroup: %w", err)
+		}
+	}
 	if cfg.JoinMnt {
 		// setns into a mount namespace needs an unshared fs_struct, which a
 		// single thread can have even in a multi-threaded process.

@@ -32,6 +32,10 @@ type Config struct {
 	// the exec fifo, whose reader waits already; there is no fifo.
 	StartPipe bool  `json:"startPipe,omitempty"`
 	Debug     int64 `json:"debug,omitempty"` // with --debug: when the parent forked us (unix µs), to time our phases
+	// CgroupTasks are the v1 "tasks" files of the container's cgroup,
+	// which the init joins itself (its exec thread, by writing "0"), first
+	// thing: the parent made the cgroup while we started.
+	CgroupTasks []string `json:"cgroupTasks,omitempty"`
 }
 
 // cgMount is one host cgroup hierarchy, for mounting cgroup filesystems.
