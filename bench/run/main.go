@@ -56,44 +56,37 @@ func main() {
 		}
 		return nil
 	}
-	if err := sh(bin, "--root", root, "import", "-q", tarPath, "bench-busybox"); err != nil {
-		if err := sh(bin, "--root", root, "import", tarPath, "bench-busybox"); err != nil {
+	// A second root measures the cold case, where every run makes and
+	// removes the bridge: on the default root berth0 stays up between
+	// containers, as podman's CNI bridge does, but a non-default root's
+	// default bridge goes with its last container.
+	coldRoot := filepath.Join(work, "berth-cold")
+	for _, r := range []string{root, coldRoot} {
+		if err := sh(bin, "--root", r, "import", "-q", tarPath, "bench-busybox"); err != nil {
 			fatal(err.Error())
 		}
 	}
-	berthArgs := []string{"--root", root, "run", "--rm", "--network", "none"}
-	if err := sh(bin, append(berthArgs, "bench-busybox", "true")...); err != nil && strings.Contains(err.Error(), "seccomp") {
-		// Until berth's runtime loads seccomp filters, say so in the table.
-		berthArgs = append(berthArgs, "--security-opt", "seccomp=unconfined")
-		fmt.Println("note: berth's runtime has no seccomp yet: berth rows run with seccomp=unconfined")
-	}
-	bridgeArgs := append([]string{"--root", root, "run", "--rm"}, berthArgs[6:]...)
-	// On the default root berth0 stays up between containers, as podman's
-	// CNI bridge does; a non-default root's default bridge goes with its
-	// last container. A detached container holds this root's bridge up so
-	// that the warm row measures what a user sees; a second root measures
-	// the cold case, where every run makes and removes the bridge.
+	// A detached container holds the first root's bridge up, so that the
+	// warm row measures what a user sees.
 	holder, err := exec.Command(bin, "--root", root, "run", "-d", "bench-busybox", "sleep", "86400").Output()
 	if err != nil {
 		fatal("holding the bridge up: " + err.Error())
 	}
 	defer exec.Command(bin, "--root", root, "rm", "-f", strings.TrimSpace(string(holder))).Run()
-	coldRoot := filepath.Join(work, "berth-cold")
-	if err := sh(bin, "--root", coldRoot, "import", "-q", tarPath, "bench-busybox"); err != nil {
-		fatal(err.Error())
+	berthRun := func(root string, args ...string) func() error {
+		return func() error { return sh(bin, append([]string{"--root", root}, args...)...) }
 	}
-	coldArgs := append([]string{"--root", coldRoot, "run", "--rm"}, berthArgs[6:]...)
 	cs := []*contender{
-		{name: "berth run --rm (none)", step: func() error { return sh(bin, append(berthArgs, "bench-busybox", "true")...) }},
+		{name: "berth run --rm (none)", step: berthRun(root, "run", "--rm", "--network", "none", "bench-busybox", "true")},
 		{name: "berth run -d + rm -f (none)", step: func() error {
-			out, err := exec.Command(bin, append(append([]string{"--root", root, "run", "-d"}, berthArgs[4:]...), "bench-busybox", "sleep", "30")...).Output()
+			out, err := exec.Command(bin, "--root", root, "run", "-d", "--network", "none", "bench-busybox", "sleep", "30").Output()
 			if err != nil {
 				return fmt.Errorf("berth run -d: %v", err)
 			}
 			return sh(bin, "--root", root, "rm", "-f", strings.TrimSpace(string(out)))
 		}},
-		{name: "berth run --rm (bridge, the default)", step: func() error { return sh(bin, append(bridgeArgs, "bench-busybox", "true")...) }},
-		{name: "berth run --rm (bridge, cold: made and removed each run)", step: func() error { return sh(bin, append(coldArgs, "bench-busybox", "true")...) }},
+		{name: "berth run --rm (bridge, the default)", step: berthRun(root, "run", "--rm", "bench-busybox", "true")},
+		{name: "berth run --rm (bridge, cold: made and removed each run)", step: berthRun(coldRoot, "run", "--rm", "bench-busybox", "true")},
 	}
 	if _, err := exec.LookPath("podman"); err == nil {
 		// podman runs with runc (Debian's crun refuses cgroups on this
