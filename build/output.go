@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthproject/berth/layer"
 )
 
@@ -211,7 +213,10 @@ func tarDir(dir string, w io.Writer) error {
 	return tw.Close()
 }
 
-// exportRootfs writes the image's final filesystem as plain files.
+// exportRootfs writes the image's final filesystem as plain files. The
+// layers are merged in a fresh directory first: applied onto dest itself,
+// their whiteouts (".wh.x", an opaque root) would remove the user's own
+// files there as if a lower layer had made them.
 func exportRootfs(img v1.Image, dest string) error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
@@ -220,15 +225,84 @@ func exportRootfs(img v1.Image, dest string) error {
 	if err != nil {
 		return err
 	}
+	tmp, err := os.MkdirTemp(dest, ".berth-output-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
 	for _, l := range ls {
 		rc, err := l.Uncompressed()
 		if err != nil {
 			return err
 		}
-		_, err = layer.Apply(dest, rc, layer.Options{NoDevices: os.Geteuid() != 0})
+		_, err = layer.Apply(tmp, rc, layer.Options{NoDevices: os.Geteuid() != 0})
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("--output type=local: %w", err)
+		}
+	}
+	if err := unix.Chmod(tmp, 0o700); err != nil {
+		return err
+	}
+	if err := mergeInto(tmp, dest, filepath.Base(tmp)); err != nil {
+		return fmt.Errorf("--output type=local: %w", err)
+	}
+	return nil
+}
+
+// mergeInto moves the entries of src into dst (but not skip): a directory
+// both have is merged, anything else of src's replaces dst's non-directory
+// of that name; a directory of dst's in the way of a file is an error, not
+// deleted. Entries are looked at with lstat, so no symlink (of the image's,
+// or of the user's in dst) is followed.
+func mergeInto(src, dst, skip string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if n == skip {
+			continue
+		}
+		s, d := filepath.Join(src, n), filepath.Join(dst, n)
+		var dstat unix.Stat_t
+		derr := unix.Lstat(d, &dstat)
+		dIsDir := derr == nil && dstat.Mode&unix.S_IFMT == unix.S_IFDIR
+		if !e.IsDir() {
+			if dIsDir {
+				return fmt.Errorf("%s is a directory, the image has a file there", d)
+			}
+			if err := os.Rename(s, d); err != nil {
+				return err
+			}
+			continue
+		}
+		// Reading, emptying and moving a directory need u+rwx even when
+		// the image made it read-only (without root); its mode is put back.
+		var st unix.Stat_t
+		if err := unix.Lstat(s, &st); err != nil {
+			return err
+		}
+		if err := unix.Chmod(s, st.Mode&0o7777|0o700); err != nil {
+			return err
+		}
+		if dIsDir {
+			if err := mergeInto(s, d, ""); err != nil {
+				return err
+			}
+			continue
+		}
+		if derr == nil {
+			if err := os.Remove(d); err != nil {
+				return err
+			}
+		}
+		if err := os.Rename(s, d); err != nil {
+			return err
+		}
+		if err := unix.Chmod(d, st.Mode&0o7777); err != nil {
+			return err
 		}
 	}
 	return nil
