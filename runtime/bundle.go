@@ -60,8 +60,9 @@ type bundleHead struct {
 		} `json:"capabilities"`
 	} `json:"process"`
 	Mounts []struct {
-		Destination string `json:"destination"`
-		Type        string `json:"type"`
+		Destination string   `json:"destination"`
+		Type        string   `json:"type"`
+		Options     []string `json:"options"` // a writable cgroup mount needs a cgroup
 	} `json:"mounts"`
 	Linux *struct {
 		Namespaces  []specs.LinuxNamespace           `json:"namespaces"`
@@ -106,7 +107,7 @@ func readBundle(bundle string) (*bundleFile, error) {
 		}
 	}
 	for _, m := range h.Mounts {
-		s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Destination, Type: m.Type})
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Destination, Type: m.Type, Options: m.Options})
 	}
 	if l := h.Linux; l != nil {
 		s.Linux = &specs.Linux{Namespaces: l.Namespaces, UIDMappings: l.UIDMappings, GIDMappings: l.GIDMappings,

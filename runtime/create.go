@@ -55,7 +55,7 @@ func (r *Runtime) CreateChild(id string, o CreateOpts) (*os.Process, error) {
 // allowed nodes, and the rootfs and every bind mount nodev (no other
 // node can be opened). See nodevInstead.
 func needCgroup(s *specs.Spec) bool {
-	if s.Linux.CgroupsPath != "" {
+	if s.Linux.CgroupsPath != "" || writableCgroupMount(s) {
 		return true
 	}
 	r := s.Linux.Resources
@@ -63,6 +63,31 @@ func needCgroup(s *specs.Spec) bool {
 		return false
 	}
 	return !nodevInstead(s)
+}
+
+// writableCgroupMount reports whether s mounts a cgroup filesystem the
+// container may write to. Without a cgroup of its own that mount would
+// show berth's cgroup, often the host's root, with every other cgroup
+// below it: the container could raise their limits or move into them.
+func writableCgroupMount(s *specs.Spec) bool {
+	for _, m := range s.Mounts {
+		if m.Type != "cgroup" && m.Type != "cgroup2" {
+			continue
+		}
+		ro := false
+		for _, o := range m.Options {
+			switch o {
+			case "ro":
+				ro = true
+			case "rw":
+				ro = false
+			}
+		}
+		if !ro {
+			return true
+		}
+	}
+	return false
 }
 
 // nodevInstead reports whether s's resources are only a deny-all device

@@ -70,6 +70,14 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	joinTime := err1 == nil && err2 == nil && mineT != theirsT
 	pidS := strconv.Itoa(c.Pid)
 	cfg := &initproc.Config{ID: c.ID, Bundle: c.Bundle, Rootfs: c.Rootfs, Spec: initproc.TrimSpec(c.spec(), p), Exec: true, JoinMnt: true, LastCap: lastCap()}
+	// Without a device cgroup the container's device policy is nodev
+	// mounts and no CAP_MKNOD or CAP_SYS_ADMIN (see nodevInstead): a
+	// process with either could make or mount host device nodes and open them.
+	_, userns := hasNS(c.spec(), specs.UserNamespace)
+	if pc := cfg.Spec.Process.Capabilities; c.CgroupPath == "" && !userns && nodevInstead(c.spec()) &&
+		(pc == nil || initproc.CapMask(pc.Bounding)&(1<<capMknod|1<<capSysAdmin) != 0) {
+		return nil, fmt.Errorf("exec: container %q has no device cgroup (its devices are kept by nodev mounts), so its processes cannot have CAP_MKNOD or CAP_SYS_ADMIN", c.ID)
+	}
 	if cfg.Seccomp, err = compileSeccomp(cfg.Spec.Linux.Seccomp); err != nil {
 		return nil, err
 	}

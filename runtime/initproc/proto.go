@@ -169,9 +169,15 @@ type initLinux struct {
 
 // trimSpec takes from s (validated) what the init needs, with process p.
 func TrimSpec(s *specs.Spec, p *specs.Process) *Spec {
+	caps := p.Capabilities
+	if caps == nil && s.Process != nil {
+		// An exec'd process that names no capabilities gets the
+		// container's, as under runc, never all of ours.
+		caps = s.Process.Capabilities
+	}
 	t := &Spec{
 		Process: &initProcess{Terminal: p.Terminal, User: p.User, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
-			Capabilities: p.Capabilities, Rlimits: p.Rlimits, NoNewPrivileges: p.NoNewPrivileges},
+			Capabilities: caps, Rlimits: p.Rlimits, NoNewPrivileges: p.NoNewPrivileges},
 		Hostname: s.Hostname, Domainname: s.Domainname, Mounts: s.Mounts, Annotations: s.Annotations,
 	}
 	if s.Root != nil {

@@ -1,0 +1,188 @@
+package runtime_test
+
+// Attacks found in an audit of the runtime, each tried from a container
+// (or with a bundle) and checked to fail. Like runtime_security_test.go
+// they run the built berth binary, or BERTH_TEST_RUNTIME (runc) to check
+// the tests themselves.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// detach runs the bundle's container in the background (run -d) and
+// deletes it when the test ends.
+func (e *secEnv) detach(t *testing.T, dir, id string) {
+	t.Helper()
+	if err := e.tryDetach(t, dir, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *secEnv) tryDetach(t *testing.T, dir, id string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// A detached container keeps its stdio: a file, not a pipe that would
+	// hold run until the container ends.
+	logf, err := os.Create(filepath.Join(dir, "run.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	run := e.cli(ctx, "run", "-d", "--bundle", dir, id)
+	run.Stdout, run.Stderr = logf, logf
+	if err := run.Run(); err != nil {
+		log, _ := os.ReadFile(logf.Name())
+		return fmt.Errorf("run -d: %v: %s", err, log)
+	}
+	t.Cleanup(func() { e.cli(context.Background(), "delete", "--force", id).Run() })
+	return nil
+}
+
+// execOut runs `exec args...` and returns its combined output and error.
+func (e *secEnv) execOut(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := e.cli(ctx, append([]string{"exec"}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("exec %v timed out: %s", args, out)
+	}
+	return string(out), err
+}
+
+var capBnd = regexp.MustCompile(`CapBnd:\s*([0-9a-f]+)`)
+
+func TestAudit(t *testing.T) {
+	e := newSecEnv(t)
+
+	t.Run("ExecWithoutMountNamespaceStaysInRootfs", func(t *testing.T) {
+		// A container without a mount namespace is only chrooted into its
+		// rootfs. An exec'd process that joined "its" mount namespace (the
+		// host's) without the chroot would see and write the host's files.
+		dir, id := e.bundle(t, func(s *specs.Spec) {
+			var ns []specs.LinuxNamespace
+			for _, n := range s.Linux.Namespaces {
+				if n.Type != specs.MountNamespace {
+					ns = append(ns, n)
+				}
+			}
+			s.Linux.Namespaces = ns
+			s.Mounts, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil, nil
+			s.Root.Readonly = false
+			s.Process.Args = []string{"sleep", "60"}
+		})
+		if err := e.tryDetach(t, dir, id); err != nil {
+			t.Skipf("the runtime does not run a container without a mount namespace (runc needs /proc): %v", err)
+		}
+		// e.tmp exists on the host, not in the rootfs; /probe only there.
+		out, err := e.execOut(t, id, "/bin/sh", "-c", "test -e "+e.tmp+" && echo HOST-VISIBLE; test -e /probe && echo IN-ROOTFS")
+		if strings.Contains(out, "HOST-VISIBLE") {
+			t.Fatalf("the exec'd process sees the host's filesystem (%s exists): %q", e.tmp, out)
+		}
+		if err == nil && !strings.Contains(out, "IN-ROOTFS") {
+			t.Fatalf("exec ran, but not in the container's rootfs: %q", out)
+		}
+	})
+
+	t.Run("ExecWithoutCapabilitiesGetsTheContainers", func(t *testing.T) {
+		// A process.json that names no capabilities must not run with all
+		// of the runtime's: it gets the container's, as under runc.
+		dir, id := e.bundle(t, func(s *specs.Spec) { s.Process.Args = []string{"sleep", "60"} })
+		e.detach(t, dir, id)
+		proc := filepath.Join(dir, "process.json")
+		if err := os.WriteFile(proc, []byte(`{"args":["/bin/grep","CapBnd","/proc/self/status","/proc/1/status"],"cwd":"/","user":{"uid":0,"gid":0}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := e.execOut(t, "-p", proc, id)
+		if err != nil {
+			t.Fatalf("exec -p: %v: %s", err, out)
+		}
+		m := capBnd.FindAllStringSubmatch(out, -1)
+		if len(m) != 2 {
+			t.Fatalf("no CapBnd lines: %q", out)
+		}
+		if m[0][1] != m[1][1] {
+			t.Fatalf("exec'd process has bounding set %s, the container's init %s", m[0][1], m[1][1])
+		}
+	})
+
+	t.Run("ExecCannotReachHostDevices", func(t *testing.T) {
+		// Without resource limits berth keeps devices out of reach with
+		// nodev mounts and no CAP_MKNOD, not a device cgroup. A process
+		// exec'd with CAP_MKNOD could make a host node in the /dev tmpfs
+		// (not nodev) and open it; under runc the device cgroup stops it.
+		dir, id := e.bundle(t, func(s *specs.Spec) { s.Process.Args = []string{"sleep", "60"} })
+		e.detach(t, dir, id)
+		out, _ := e.execOut(t, "--cap", "CAP_MKNOD", id, "/bin/sh", "-c",
+			"mknod /dev/lc c 10 237 && echo MADE; : < /dev/lc && echo HOSTDEV-OPEN")
+		if strings.Contains(out, "HOSTDEV-OPEN") {
+			t.Fatalf("a process exec'd with CAP_MKNOD opened a host device: %q", out)
+		}
+		// Without CAP_MKNOD exec still works.
+		if out, err := e.execOut(t, "--cap", "CAP_CHOWN", id, "/bin/true"); err != nil {
+			t.Fatalf("exec --cap CAP_CHOWN: %v: %s", err, out)
+		}
+	})
+
+	t.Run("WritableCgroupMountShowsOnlyItsOwnCgroup", func(t *testing.T) {
+		// A rw cgroup mount shows the container's own cgroup. Without
+		// resource limits berth made none, and the mount showed berth's:
+		// here the host's root, with every other cgroup writable below it.
+		hier := "/sys/fs/cgroup/pids"
+		if _, err := os.Stat(filepath.Join(hier, "cgroup.procs")); err != nil {
+			t.Skip("needs the cgroup v1 pids hierarchy at", hier)
+		}
+		name := "berth-audit-victim-" + strconv.Itoa(os.Getpid())
+		victim := filepath.Join(hier, name)
+		if err := os.Mkdir(victim, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(victim) })
+		if err := os.WriteFile(filepath.Join(victim, "pids.max"), []byte("7"), 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, cgns := range []bool{false, true} {
+			r := e.run(t, func(s *specs.Spec) {
+				s.Linux.Resources = nil
+				var ns []specs.LinuxNamespace
+				for _, n := range s.Linux.Namespaces {
+					if n.Type != specs.CgroupNamespace {
+						ns = append(ns, n)
+					}
+				}
+				if cgns {
+					ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+				}
+				s.Linux.Namespaces = ns
+				for i := range s.Mounts {
+					if s.Mounts[i].Type == "cgroup" {
+						s.Mounts[i].Options = []string{"nosuid", "noexec", "nodev"}
+					}
+				}
+			}, sh("ls /sys/fs/cgroup/pids >/dev/null && echo MOUNTED; echo max > /sys/fs/cgroup/pids/"+name+"/pids.max && echo WROTE")...)
+			if !strings.Contains(r.out, "MOUNTED") {
+				t.Fatalf("cgroupns %v: no pids hierarchy in the container: %q %q", cgns, r.out, r.err)
+			}
+			got, err := os.ReadFile(filepath.Join(victim, "pids.max"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(got)) != "7" || strings.Contains(r.out, "WROTE") {
+				t.Fatalf("cgroupns %v: the container rewrote a host cgroup's pids.max (now %q): %q", cgns, got, r.out)
+			}
+		}
+	})
+}
