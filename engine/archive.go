@@ -11,6 +11,7 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"golang.org/x/sys/unix"
@@ -184,15 +185,21 @@ func (e *Engine) StatPath(ref, p string) (exists, isDir bool, err error) {
 func (e *Engine) CopyTo(ref, dir string, r io.Reader) error {
 	return e.withRootfs(ref, func(c *Container, rootfs string) error {
 		root, rel := pathRoot(c, rootfs, dir)
-		target, err := securejoin.SecureJoin(root, rel)
+		// Resolved and opened in one go, and applied through the fd: a
+		// running container can swap a directory on the way for a
+		// symlink to a host path between a lookup and a later open by
+		// name (a write anywhere on the host as root).
+		h, err := pathrs.OpenInRoot(root, rel)
 		if err != nil {
-			return err
-		}
-		st, err := os.Stat(target)
-		if err != nil || !st.IsDir() {
 			return fmt.Errorf("cp: destination directory %s does not exist in container %s", dir, c.Name)
 		}
-		_, err = layer.Apply(target, r, layer.Options{})
+		defer h.Close()
+		target, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("cp: destination directory %s does not exist in container %s", dir, c.Name)
+		}
+		defer target.Close()
+		_, err = layer.ApplyAt(target, r, layer.Options{})
 		return err
 	})
 }

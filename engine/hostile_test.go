@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,4 +63,47 @@ func TestForgedRecordByPathID(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(victim, "data")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCpIntoSwappingContainer: a running container swaps a directory on
+// the cp destination's path for a symlink to a host directory, over and
+// over. cp must always land inside the container, never in the host
+// directory (the lookup and the extraction must be one resolution).
+func TestCpIntoSwappingContainer(t *testing.T) {
+	bb := busyboxImage(t)
+	host := t.TempDir()
+	if err := os.Mkdir(filepath.Join(host, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loop := "mkdir -p /w/sub; while :; do mv /w /w.real; ln -s " + host + " /w; rm /w; mv /w.real /w; done"
+	id := strings.TrimSpace(berthOK(t, append(append([]string{"run", "-d"}, sec(t)...), bb, "sh", "-c", loop)...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	e := testEngine(t)
+	payload := mkTarBytes(t, "payload", "pwned")
+	landed := 0
+	for i := 0; i < 8000; i++ {
+		if e.CopyTo(id, "/w/sub", bytes.NewReader(payload)) == nil {
+			landed++
+		}
+		if _, err := os.Lstat(filepath.Join(host, "sub", "payload")); err == nil {
+			t.Fatalf("copy %d wrote into the host directory %s", i, host)
+		}
+	}
+	if landed == 0 {
+		t.Fatal("no copy went through at all: the race was not exercised")
+	}
+	t.Logf("%d of 8000 copies landed in the container", landed)
+}
+
+// mkTarBytes is a tar holding one file.
+func mkTarBytes(t *testing.T, name, body string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(body))
+	tw.Close()
+	return b.Bytes()
 }

@@ -43,6 +43,8 @@ package layer
 
 import (
 	"io"
+	"os"
+	"runtime"
 	"time"
 )
 
@@ -74,6 +76,15 @@ type Options struct {
 // the caller can check it against a DiffID it hashed with a TeeReader on
 // the decompressed side, or simply log it).
 func Apply(dir string, r io.Reader, o Options) (int64, error) { return apply(dir, r, o) }
+
+// ApplyAt is Apply into an open directory (left open): for a caller that
+// resolved the target safely (inside a live container's rootfs, say) and
+// must not have its path looked up again, when a symlink may be swapped in.
+func ApplyAt(dir *os.File, r io.Reader, o Options) (int64, error) {
+	n, err := applyAt(int(dir.Fd()), dir.Name(), r, o)
+	runtime.KeepAlive(dir) // the fd stays open until applyAt is done with it
+	return n, err
+}
 
 // DiffOptions tune the tar writers.
 type DiffOptions struct {

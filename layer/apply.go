@@ -71,6 +71,16 @@ func entryError(name string, err error) error {
 }
 
 func apply(dir string, r io.Reader, o Options) (int64, error) {
+	root, err := unix.Open(dir, dirFlags, 0)
+	if err != nil {
+		return 0, fmt.Errorf("layer: open target %s: %w", dir, err)
+	}
+	defer unix.Close(root)
+	return applyAt(root, dir, r, o)
+}
+
+// applyAt applies into the directory open as root (named dir in errors).
+func applyAt(root int, dir string, r io.Reader, o Options) (int64, error) {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = defaultMaxBytes
 	}
@@ -80,12 +90,6 @@ func apply(dir string, r io.Reader, o Options) (int64, error) {
 	}
 	defer dr.Close()
 	lr := &limitReader{r: dr, max: o.MaxBytes}
-
-	root, err := unix.Open(dir, dirFlags, 0)
-	if err != nil {
-		return 0, fmt.Errorf("layer: open target %s: %w", dir, err)
-	}
-	defer unix.Close(root)
 	a := &applier{
 		o:       o,
 		root:    root,
