@@ -185,4 +185,48 @@ func TestAudit(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("HostSysctlsRefused", func(t *testing.T) {
+		// The init writes linux.sysctl as host root: a sysctl no namespace
+		// of the container's confines (vm.*, kernel.core_pattern, or net.*
+		// in the host's network namespace) would change the host. Each is
+		// set to the host's current value, harmless should it get through.
+		host := func(p string) string {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.TrimSpace(string(b))
+		}
+		hostNet := "/proc/" + strconv.Itoa(os.Getpid()) + "/ns/net"
+		for _, c := range []struct {
+			key, file   string
+			joinHostNet bool
+		}{
+			{"vm.stat_interval", "/proc/sys/vm/stat_interval", false},
+			{"kernel/core_pattern", "/proc/sys/kernel/core_pattern", false},
+			{"net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward", true},
+		} {
+			r := e.run(t, func(s *specs.Spec) {
+				s.Linux.Sysctl = map[string]string{c.key: host(c.file)}
+				if c.joinHostNet {
+					for i := range s.Linux.Namespaces {
+						if s.Linux.Namespaces[i].Type == specs.NetworkNamespace {
+							s.Linux.Namespaces[i].Path = hostNet
+						}
+					}
+				}
+			}, "/bin/echo", "RAN")
+			if r.code == 0 || strings.Contains(r.out, "RAN") {
+				t.Errorf("sysctl %s (host network namespace %v) was set: exit %d, %q", c.key, c.joinHostNet, r.code, r.out)
+			}
+		}
+		// One of the container's own namespaces is fine.
+		r := e.run(t, func(s *specs.Spec) {
+			s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456"}
+		}, "/bin/cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmax")
+		if r.code != 0 || r.out != "1\n123456\n" {
+			t.Fatalf("namespaced sysctls: exit %d, %q %q", r.code, r.out, r.err)
+		}
+	})
 }

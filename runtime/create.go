@@ -704,6 +704,9 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		initPid = m.Pid
 	}
 	spec, filter, err := prep()
+	if err == nil {
+		err = initproc.CheckSysctls(spec)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
