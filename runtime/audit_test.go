@@ -7,6 +7,7 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -229,4 +230,57 @@ func TestAudit(t *testing.T) {
 			t.Fatalf("namespaced sysctls: exit %d, %q %q", r.code, r.out, r.err)
 		}
 	})
+
+	t.Run("MaskBindsOnlyTheNullDevice", func(t *testing.T) {
+		// CVE-2025-31133: masked files are covered with a bind of the
+		// container's /dev/null. Whatever shares that /dev (another
+		// container with the same rootfs or a /dev volume) can swap the node
+		// for a symlink between its making and the masking, and have the
+		// runtime bind the link's target instead. A createContainer hook
+		// stands in for that racer: it runs in the container's mount
+		// namespace after the nodes are made.
+		dir, id := e.bundle(t, nil)
+		rootfs := filepath.Join(dir, "rootfs")
+		if err := os.WriteFile(filepath.Join(rootfs, "target"), []byte("REDIRECTED\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, "masked"), []byte("SECRET\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hook := filepath.Join(dir, "swap-null")
+		script := "#!/bin/sh\nrm -f " + rootfs + "/dev/null && ln -s /target " + rootfs + "/dev/null\n"
+		if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		e.rewriteSpec(t, dir, func(s *specs.Spec) {
+			s.Process.Args = []string{"/bin/cat", "/masked"}
+			s.Linux.MaskedPaths = []string{"/masked"}
+			s.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: hook}}}
+		})
+		r := e.runBundle(t, dir, id)
+		if strings.Contains(r.out, "REDIRECTED") || strings.Contains(r.out, "SECRET") {
+			t.Fatalf("masked path shows %q (exit %d, %s)", r.out, r.code, r.err)
+		}
+	})
+}
+
+// rewriteSpec edits the config.json of a bundle made by bundle.
+func (e *secEnv) rewriteSpec(t *testing.T, dir string, edit func(*specs.Spec)) {
+	t.Helper()
+	p := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	edit(&s)
+	if raw, err = json.Marshal(&s); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -480,12 +480,25 @@ func maskPath(p string) error {
 	} else if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return nil // mounting over a symlink would follow it
 	} else {
-		mfd, err = unix.OpenTree(unix.AT_FDCWD, "/dev/null", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
+		mfd, err = unix.OpenTree(unix.AT_FDCWD, "/dev/null", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if err != nil {
 		return err
 	}
 	defer unix.Close(mfd)
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		// /dev/null is in the container's /dev, which something sharing it
+		// may have swapped for a link or another file since we made it
+		// (CVE-2025-31133): bind only the null device itself, checked on
+		// the very mount that is bound.
+		var nst unix.Stat_t
+		if err := unix.Fstat(mfd, &nst); err != nil {
+			return err
+		}
+		if nst.Mode&unix.S_IFMT != unix.S_IFCHR || nst.Rdev != unix.Mkdev(1, 3) {
+			return errors.New("/dev/null is not the null device")
+		}
+	}
 	return unix.MoveMount(mfd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH)
 }
 
