@@ -262,6 +262,42 @@ func TestAudit(t *testing.T) {
 			t.Fatalf("masked path shows %q (exit %d, %s)", r.out, r.code, r.err)
 		}
 	})
+
+	t.Run("NoMountInsideProc", func(t *testing.T) {
+		// A symlink in the image sends a volume to /proc/sys/kernel: the
+		// init would write kernel.* sysctls into files of the volume's
+		// choosing (or where its symlinks point, in the container's /proc),
+		// and the container would not see its own. runc refuses it too.
+		vol := filepath.Join(e.tmp, "proc-vol")
+		if err := os.MkdirAll(vol, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(vol, "from-the-volume"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir, id := e.bundle(t, func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind"}})
+			s.Process.Args = []string{"/bin/ls", "/proc/sys/kernel"}
+		})
+		if err := os.Symlink("/proc/sys/kernel", filepath.Join(dir, "rootfs/data")); err != nil {
+			t.Fatal(err)
+		}
+		r := e.runBundle(t, dir, id)
+		if strings.Contains(r.out, "from-the-volume") {
+			t.Fatalf("the volume covers /proc/sys/kernel: %q", r.out)
+		}
+		// An lxcfs-style bind over a /proc file stays allowed.
+		file := filepath.Join(vol, "meminfo")
+		if err := os.WriteFile(file, []byte("MemTotal: 1 kB\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r = e.run(t, func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/proc/meminfo", Type: "bind", Source: file, Options: []string{"bind"}})
+		}, "/bin/cat", "/proc/meminfo")
+		if r.code != 0 || r.out != "MemTotal: 1 kB\n" {
+			t.Fatalf("bind over /proc/meminfo: exit %d, %q %q", r.code, r.out, r.err)
+		}
+	})
 }
 
 // rewriteSpec edits the config.json of a bundle made by bundle.

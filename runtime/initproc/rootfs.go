@@ -150,9 +150,38 @@ type rootfs struct {
 	userns bool
 }
 
+// procMountpoints are the places in a procfs a mount may cover: lxcfs's
+// files, as runc allows. Anything else there (a symlink in the image can
+// send a volume to /proc/sys/kernel, say) would put files of the
+// bundle's choosing where the init writes sysctls as host root, or hide
+// what the container must see.
+var procMountpoints = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true, "/proc/stat": true,
+	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
+	"/proc/sys/kernel/ns_last_pid": true, "/proc/net/dev": true,
+}
+
 // target resolves dest inside the rootfs, creating it (a directory, or an
 // empty file when dir is false) if missing, and returns an O_PATH handle.
+// A mountpoint inside a procfs is refused (see procMountpoints).
 func (r *rootfs) target(dest string, dir bool) (*os.File, error) {
+	f, err := r.resolve(dest, dir)
+	if err != nil {
+		return nil, err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if clean := filepath.Clean("/" + dest); fs.Type == unix.PROC_SUPER_MAGIC && clean != "/proc" && !procMountpoints[clean] {
+		f.Close()
+		return nil, fmt.Errorf("%s resolves to inside /proc", dest)
+	}
+	return f, nil
+}
+
+func (r *rootfs) resolve(dest string, dir bool) (*os.File, error) {
 	if f, err := pathrs.OpenatInRoot(r.root, dest); err == nil {
 		return f, nil
 	}
