@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -52,35 +53,44 @@ func (e *Engine) withRootfs(ref string, fn func(c *Container, rootfs string) err
 // WriteTar writes the tree at src (a file or directory on the host, or
 // under root if root is set) as a tar whose top entry is named name
 // (empty: the directory's contents at top level). Symlinks are stored,
-// never followed, and files are opened through root so a symlink swapped
-// in meanwhile cannot lead outside.
+// never followed. Every lookup goes through an os.Root, not a host path:
+// a running container swapping a directory for a symlink to a host path
+// mid-walk cannot make berth list or read what that path holds.
 func WriteTar(root, src, name string, w io.Writer) error {
-	var r *os.Root
-	base := src
-	if root != "" {
-		var err error
-		if r, err = os.OpenRoot(root); err != nil {
-			return err
-		}
-		defer r.Close()
-		base = filepath.Join(root, src)
-	}
-	tw := tar.NewWriter(w)
-	err := filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
+	if root == "" {
+		abs, err := filepath.Abs(src)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(base, p)
-		entry := path.Join(name, filepath.ToSlash(rel))
-		if rel == "." {
-			if name == "" {
-				return nil
-			}
-			entry = name
-		}
+		root, src = filepath.Dir(abs), filepath.Base(abs)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rel := strings.TrimPrefix(filepath.Clean("/"+src), "/")
+	if rel == "" {
+		rel = "."
+	}
+	tw := tar.NewWriter(w)
+	if err := writeTree(tw, r, rel, name, true); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// writeTree writes rel of r (and, for a directory, what it holds, in name
+// order) as entry.
+func writeTree(tw *tar.Writer, r *os.Root, rel, entry string, top bool) error {
+	fi, err := r.Lstat(rel)
+	if err != nil {
+		return err
+	}
+	if !(top && entry == "") {
 		link := ""
 		if fi.Mode()&os.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
+			if link, err = r.Readlink(rel); err != nil {
 				return err
 			}
 		}
@@ -97,27 +107,37 @@ func WriteTar(root, src, name string, w io.Writer) error {
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		if !fi.Mode().IsRegular() {
-			return nil
+		if fi.Mode().IsRegular() {
+			f, err := r.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+			if err != nil {
+				return err
+			}
+			_, err = io.CopyN(tw, f, hdr.Size)
+			f.Close()
+			if err != nil {
+				return err
+			}
 		}
-		var f *os.File
-		if r != nil {
-			relRoot, _ := filepath.Rel(root, p)
-			f, err = r.OpenFile(relRoot, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-		} else {
-			f, err = os.Open(p)
-		}
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.CopyN(tw, f, hdr.Size)
-		return err
-	})
+	}
+	if !fi.IsDir() {
+		return nil
+	}
+	d, err := r.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}
-	return tw.Close()
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := writeTree(tw, r, path.Join(rel, n), path.Join(entry, n), false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pathRoot maps a path in the container to the tree that holds it: the
