@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthproject/berth/internal/fixture"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -86,6 +87,7 @@ func TestAudit(t *testing.T) {
 			s.Process.Args = []string{"sleep", "60"}
 		})
 		if err := e.tryDetach(t, dir, id); err != nil {
+			fixture.UnmountUnder(dir) // runc's failed start leaves its rootfs bind on the host
 			t.Skipf("the runtime does not run a container without a mount namespace (runc needs /proc): %v", err)
 		}
 		// e.tmp exists on the host, not in the rootfs; /probe only there.
@@ -296,6 +298,63 @@ func TestAudit(t *testing.T) {
 		}, "/bin/cat", "/proc/meminfo")
 		if r.code != 0 || r.out != "MemTotal: 1 kB\n" {
 			t.Fatalf("bind over /proc/meminfo: exit %d, %q %q", r.code, r.out, r.err)
+		}
+	})
+
+	t.Run("ExecIntoUserNamespaceNotHijacked", func(t *testing.T) {
+		// Exec into a container with its own user namespace goes through
+		// nsenter, which then execs the runtime by a /proc/self/fd path.
+		// Resolved in the container's /proc, that path is the container's
+		// to fake: its root has CAP_SYS_ADMIN in its user namespace and can
+		// cover /proc with a tmpfs holding a program of its own, which the
+		// next exec would run instead, outside the container's seccomp and
+		// capabilities, with the exec's stdio and the runtime's socket.
+		fixture.RequireBinary(t, "nsenter", "util-linux")
+		dir, id := e.bundle(t, func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+			s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+			s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+			s.Linux.Resources, s.Linux.Seccomp = nil, nil
+			c := s.Process.Capabilities
+			c.Bounding = append(c.Bounding, "CAP_SYS_ADMIN")
+			c.Effective = append(c.Effective, "CAP_SYS_ADMIN")
+			c.Permitted = append(c.Permitted, "CAP_SYS_ADMIN")
+			s.Root.Readonly = false
+			s.Process.Args = sh(`mount -t tmpfs fake /proc || exit 1
+mkdir -p /proc/self/fd
+for n in $(seq 3 16); do
+	printf '#!/bin/sh\necho HIJACKED > /tmp/hijacked\necho HIJACKED\n' > /proc/self/fd/$n
+	chmod 755 /proc/self/fd/$n
+done
+touch /tmp/ready
+sleep 60`)
+		})
+		rootfs := filepath.Join(dir, "rootfs")
+		// The container's root (host uid 100000) must reach its rootfs
+		// through the test's 0700 temp dirs.
+		for _, d := range []string{filepath.Dir(e.tmp), e.tmp, dir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.detach(t, dir, id)
+		for i := 0; ; i++ {
+			if _, err := os.Stat(filepath.Join(rootfs, "tmp/ready")); err == nil {
+				break
+			}
+			if i > 100 {
+				log, _ := os.ReadFile(filepath.Join(dir, "run.log"))
+				t.Fatalf("the container did not fake its /proc: %s", log)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		out, err := e.execOut(t, id, "/bin/echo", "from-the-exec")
+		if _, serr := os.Stat(filepath.Join(rootfs, "tmp/hijacked")); serr == nil || strings.Contains(out, "HIJACKED") {
+			t.Fatalf("exec ran the container's program instead of the runtime: %v: %q", err, out)
+		}
+		// Refusing the exec is safe too (runc does, its /proc being fake).
+		if err == nil && out != "from-the-exec\n" {
+			t.Fatalf("exec: %q", out)
 		}
 	})
 }

@@ -98,20 +98,21 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		}
 		l.wrapper = []string{ns, "--target", pidS}
 		if allByNsenter {
-			l.wrapper = append(l.wrapper, "--user", "--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup")
-			cfg.JoinMnt = false
+			// Not --mount: nsenter would then exec the init's path
+			// (/proc/self/fd/N) through the container's /proc, which a
+			// container root with CAP_SYS_ADMIN can cover with its own
+			// program. The init enters the mount namespace itself, by fd.
+			l.wrapper = append(l.wrapper, "--user", "--pid", "--net", "--ipc", "--uts", "--cgroup")
 		}
 		if joinTime {
 			l.wrapper = append(l.wrapper, "--time")
 		}
 		l.wrapper = append(l.wrapper, "--")
 	}
-	if !allByNsenter {
-		if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
-			return nil, err
-		}
-		defer l.mntNS.Close()
+	if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
+		return nil, err
 	}
+	defer l.mntNS.Close()
 	// Re-check that the pid is still our init now that we hold its ns.
 	if !c.alive() {
 		return nil, fmt.Errorf("container %q is not running", c.ID)
