@@ -185,11 +185,14 @@ func (e *Engine) CopyFrom(ref, src, name string, w io.Writer) error {
 func (e *Engine) StatPath(ref, p string) (exists, isDir bool, err error) {
 	err = e.withRootfs(ref, func(c *Container, rootfs string) error {
 		root, rel := pathRoot(c, rootfs, p)
-		full, err := securejoin.SecureJoin(root, rel)
+		// Through a handle, as CopyTo: a path stat'ed again by name could
+		// be a host path by then.
+		h, err := pathrs.OpenInRoot(root, rel)
 		if err != nil {
-			return err
+			return nil
 		}
-		st, err := os.Stat(full)
+		defer h.Close()
+		st, err := h.Stat()
 		if err != nil {
 			return nil
 		}

@@ -147,6 +147,29 @@ func TestCpFromSwappingContainer(t *testing.T) {
 	}
 }
 
+// TestCpStatSwappingContainer: cp's look at the destination must not
+// report a file that only the host directory behind the symlink has.
+func TestCpStatSwappingContainer(t *testing.T) {
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "host-only"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := swapper(t, "/s", host, "mine")
+	e := testEngine(t)
+	seen := 0
+	for i := 0; i < 2000; i++ {
+		if ok, _, _ := e.StatPath(id, "/s/host-only"); ok {
+			t.Fatalf("stat %d saw the host's file", i)
+		}
+		if ok, _, _ := e.StatPath(id, "/s/mine"); ok {
+			seen++
+		}
+	}
+	if seen == 0 {
+		t.Fatal("the container's own file was never seen")
+	}
+}
+
 // mkTarBytes is a tar holding one file.
 func mkTarBytes(t *testing.T, name, body string) []byte {
 	t.Helper()
