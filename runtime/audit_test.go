@@ -357,6 +357,38 @@ sleep 60`)
 			t.Fatalf("exec: %q", out)
 		}
 	})
+
+	t.Run("PidFileNotWrittenThroughSymlink", func(t *testing.T) {
+		// The pid file is written to a temporary name beside it, then
+		// renamed: whoever can write to that directory (a /tmp) could put
+		// a symlink at the temporary name and have root overwrite any file.
+		pd := filepath.Join(e.tmp, "piddir")
+		if err := os.MkdirAll(pd, 0o1777); err != nil {
+			t.Fatal(err)
+		}
+		victim := filepath.Join(e.tmp, "victim")
+		if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir, id := e.bundle(t, func(s *specs.Spec) { s.Process.Args = []string{"/bin/true"} })
+		pidFile := filepath.Join(pd, id+".pid")
+		if err := os.Symlink(victim, filepath.Join(pd, "."+id+".pid.tmp")); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := e.cli(ctx, "run", "--pid-file", pidFile, "--bundle", dir, id).CombinedOutput()
+		if err != nil {
+			t.Fatalf("run --pid-file: %v: %s", err, out)
+		}
+		if got, _ := os.ReadFile(victim); string(got) != "precious" {
+			t.Fatalf("the file behind the symlink was overwritten with %q", got)
+		}
+		st, err := os.Lstat(pidFile)
+		if err != nil || !st.Mode().IsRegular() {
+			t.Fatalf("pid file %s: %v, %v", pidFile, st, err)
+		}
+	})
 }
 
 // rewriteSpec edits the config.json of a bundle made by bundle.
