@@ -6,9 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/berthproject/berth/image"
+	"github.com/berthproject/berth/internal/fixture"
 )
 
 // TestLocalOutputKeepsWhatWasThere: --output type=local into an existing
@@ -81,4 +83,50 @@ func TestLocalOutputReadOnlyDirs(t *testing.T) {
 	}
 	// TempDir's cleanup needs to write there.
 	t.Cleanup(func() { os.Chmod(filepath.Join(dest, "ro"), 0o755); os.Chmod(filepath.Join(dest, "ro/sub"), 0o755) })
+}
+
+// TestBindMountHonoursDockerignore: RUN --mount=type=bind of the context
+// must show the step what COPY would take, not the files .dockerignore
+// keeps out of the build (BuildKit never even receives them).
+func TestBindMountHonoursDockerignore(t *testing.T) {
+	fixture.RequireRoot(t)
+	e := newEnv(t)
+	e.importBusybox("busybox")
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": `FROM busybox
+RUN --mount=type=bind,target=/ctx ls -a /ctx /ctx/sub > /listing; cat /ctx/secret /ctx/sub/key.pem /ctx/sub/keep.pem > /leak 2>/dev/null; cat /ctx/ok.txt > /ok
+RUN --mount=type=bind,source=sub,target=/s,rw cat /s/key.pem /s/keep.pem > /leak2 2>/dev/null; echo > /s/new; true
+`,
+		".dockerignore": "secret\nsub/*.pem\n!sub/keep.pem\n",
+		"secret":        "SECRET",
+		"sub/key.pem":   "KEY",
+		"sub/keep.pem":  "kept\n",
+		"ok.txt":        "fine\n",
+	})
+	r, out := e.mustBuild(dir, nil)
+	root := rootfsOf(t, onlyImage(t, r))
+	if got := readFile(t, root+"/leak"); got != "kept\n" {
+		t.Errorf("/leak = %q: the step read ignored files\n%s", got, out)
+	}
+	if got := readFile(t, root+"/leak2"); got != "kept\n" {
+		t.Errorf("/leak2 = %q: the step read ignored files", got)
+	}
+	if got := readFile(t, root+"/ok"); got != "fine\n" {
+		t.Errorf("/ok = %q", got)
+	}
+	if l := readFile(t, root+"/listing"); strings.Contains(l, "secret") || strings.Contains(l, "key.pem") || !strings.Contains(l, "Dockerfile") {
+		t.Errorf("listing:\n%s", l)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub", "new")); err == nil {
+		t.Error("a rw bind wrote into the context")
+	}
+	// A source that is itself ignored is refused, as COPY refuses it.
+	bad := writeContext(t, map[string]string{
+		"Dockerfile":    "FROM busybox\nRUN --mount=type=bind,source=secret,target=/s cat /s\n",
+		".dockerignore": "secret\n",
+		"secret":        "SECRET",
+	})
+	if _, out, err := e.build(bad, nil); err == nil || !strings.Contains(err.Error(), "dockerignore") {
+		t.Errorf("ignored bind source: err = %v\n%s", err, out)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -125,6 +126,75 @@ func (st *state) run(line int, text string, c *instructions.RunCommand) error {
 	return st.runStep(line, stepOpts{text: text, key: key, stream: true, make: func() (*fileLayer, error) {
 		return st.execRun(args, script, env, wd, network, mounts)
 	}})
+}
+
+// filteredContext makes dir a copy of the build context without what
+// .dockerignore excludes: the tree COPY . would take, files hardlinked
+// where the file system allows (the bind is read-only, or under an
+// overlay when rw, so the context's files are never written).
+func (st *state) filteredContext(dir string) error {
+	src := &copySource{view: st.s.b.ctx.view, ctx: st.s.b.ctx, what: "the build context"}
+	es, _, err := st.collect(src, copySpec{SourcesAndDest: instructions.SourcesAndDest{SourcePaths: []string{"."}}}, "x", true, nil, false)
+	if err != nil {
+		return err
+	}
+	at := func(dst string) string {
+		return filepath.Join(dir, strings.TrimPrefix(strings.TrimPrefix(dst, "x"), "/"))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// Hardlinks last: they name another entry, maybe sorted after them.
+	sort.SliceStable(es, func(i, j int) bool { return !es[i].hard && es[j].hard })
+	for _, e := range es {
+		p := at(e.dst)
+		if e.mkdir || e.mode.IsDir() {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			if !e.mkdir {
+				if err := os.Chmod(p, e.mode&(fs.ModePerm|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		switch {
+		case e.mode&fs.ModeSymlink != 0:
+			err = os.Symlink(e.link, p)
+		case e.hard:
+			err = os.Link(at(e.link), p)
+		case e.mode.IsRegular():
+			if err = os.Link(e.host, p); err != nil {
+				err = copyRegular(e.host, p, e.mode.Perm())
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyRegular copies file src to a new file dst with mode perm.
+func copyRegular(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 func orDot(s string) string {
@@ -267,6 +337,15 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 			var root string
 			if m.From == "" {
 				root = b.ctx.dir
+				if b.ctx.ignore != nil {
+					// The context itself would show the step the files
+					// .dockerignore keeps out of the build: bind what
+					// COPY would take instead.
+					root = filepath.Join(tmp, "ctx-"+strconv.Itoa(i))
+					if err := st.filteredContext(root); err != nil {
+						return nil, fmt.Errorf("--mount=type=bind of the context: %w", err)
+					}
+				}
 			} else {
 				var v *fsView
 				if s := b.stageByName(m.From, st.s.idx); s != nil {
