@@ -879,11 +879,11 @@ func (u urlSource) digest2path(b *builder) string {
 
 func numericOwner(s string) bool {
 	u, g, _ := strings.Cut(s, ":")
-	if _, err := strconv.Atoi(u); err != nil {
+	if _, err := parseID(u); err != nil {
 		return false
 	}
 	if g != "" {
-		if _, err := strconv.Atoi(g); err != nil {
+		if _, err := parseID(g); err != nil {
 			return false
 		}
 	}

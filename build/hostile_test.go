@@ -130,3 +130,37 @@ RUN --mount=type=bind,source=sub,target=/s,rw cat /s/key.pem /s/keep.pem > /leak
 		t.Errorf("ignored bind source: err = %v\n%s", err, out)
 	}
 }
+
+// TestOutOfRangeIDs: USER and --chown ids are uid_t, 32-bit. Read as a
+// 64-bit int and truncated, USER 4294967296 ran RUN steps as root, and
+// --chown=4294967296 made a layer the store then refused with no line.
+func TestOutOfRangeIDs(t *testing.T) {
+	fixture.RequireRoot(t)
+	e := newEnv(t)
+	e.importBusybox("busybox")
+	for _, df := range []string{
+		"FROM busybox\nUSER 4294967296\nRUN id -u > /uid\n",
+		"FROM busybox\nUSER 0:4294967296\nRUN id -g > /gid\n",
+		"FROM busybox\nUSER -1\nRUN id -u > /uid\n",
+		"FROM busybox\nCOPY --chown=4294967296 f /f\n",
+		"FROM busybox\nCOPY --chown=1:4294967295 f /f\n",
+		"FROM busybox\nCOPY --chown=-1 f /f\n",
+		"FROM busybox\nCOPY --link --chown=4294967296:0 f /f\n",
+	} {
+		dir := writeContext(t, map[string]string{"Dockerfile": df, "f": "x"})
+		r, out, err := e.build(dir, nil)
+		if err == nil {
+			root := rootfsOf(t, onlyImage(t, r))
+			t.Errorf("%q built: uid %q gid %q", df, readFileOr(root+"/uid"), readFileOr(root+"/gid"))
+			continue
+		}
+		if !strings.Contains(err.Error(), "Dockerfile:") {
+			t.Errorf("%q: error does not name the step: %v\n%s", df, err, out)
+		}
+	}
+}
+
+func readFileOr(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}

@@ -6,6 +6,17 @@ import (
 	"strings"
 )
 
+// parseID parses a numeric uid or gid. Out of uid_t's range (or -1,
+// "unchanged" to chown) it is no id: it would be truncated, 1<<32 to root,
+// so a USER or --chown that reads as unprivileged would act as root.
+func parseID(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return 0, fmt.Errorf("%q is not a uid/gid", s)
+	}
+	return int(n), nil
+}
+
 // lookupID finds name in an /etc/passwd- or /etc/group-style file of the
 // view and returns its id (field 3) and, for passwd, the primary gid.
 func lookupID(v *fsView, file, name string) (int, int, bool) {
@@ -21,13 +32,13 @@ func lookupID(v *fsView, file, name string) (int, int, bool) {
 		if len(f) < 3 || f[0] != name {
 			continue
 		}
-		id, err := strconv.Atoi(f[2])
+		id, err := parseID(f[2])
 		if err != nil {
 			continue
 		}
 		g := -1
 		if len(f) > 3 {
-			if n, err := strconv.Atoi(f[3]); err == nil {
+			if n, err := parseID(f[3]); err == nil {
 				g = n
 			}
 		}
@@ -41,7 +52,7 @@ func lookupID(v *fsView, file, name string) (int, int, bool) {
 // the same id (numeric) or name, as Docker documents.
 func resolveChown(spec string, v *fsView) (int, int, error) {
 	u, g, hasGroup := strings.Cut(spec, ":")
-	uid, err := strconv.Atoi(u)
+	uid, err := parseID(u)
 	if err != nil {
 		id, _, ok := lookupID(v, "etc/passwd", u)
 		if !ok {
@@ -50,7 +61,7 @@ func resolveChown(spec string, v *fsView) (int, int, error) {
 		uid = id
 	}
 	if !hasGroup {
-		if _, err := strconv.Atoi(u); err == nil {
+		if _, err := parseID(u); err == nil {
 			return uid, uid, nil
 		}
 		if gid, _, ok := lookupID(v, "etc/group", u); ok {
@@ -61,7 +72,7 @@ func resolveChown(spec string, v *fsView) (int, int, error) {
 		}
 		return uid, uid, nil
 	}
-	gid, err := strconv.Atoi(g)
+	gid, err := parseID(g)
 	if err != nil {
 		id, _, ok := lookupID(v, "etc/group", g)
 		if !ok {
@@ -79,7 +90,7 @@ func resolveUser(spec string, v *fsView) (uid, gid uint32, extra []uint32, err e
 		return 0, 0, nil, nil
 	}
 	u, g, hasGroup := strings.Cut(spec, ":")
-	id, err := strconv.Atoi(u)
+	id, err := parseID(u)
 	pg := 0
 	if err != nil {
 		var ok bool
@@ -95,7 +106,7 @@ func resolveUser(spec string, v *fsView) (uid, gid uint32, extra []uint32, err e
 	}
 	uid, gid = uint32(id), uint32(pg)
 	if hasGroup {
-		n, err := strconv.Atoi(g)
+		n, err := parseID(g)
 		if err != nil {
 			var ok bool
 			n, _, ok = lookupID(v, "etc/group", g)
@@ -114,7 +125,7 @@ func resolveUser(spec string, v *fsView) (uid, gid uint32, extra []uint32, err e
 			}
 			for _, m := range strings.Split(f[3], ",") {
 				if m == name && m != "" {
-					if n, err := strconv.Atoi(f[2]); err == nil && uint32(n) != gid {
+					if n, err := parseID(f[2]); err == nil && uint32(n) != gid {
 						extra = append(extra, uint32(n))
 					}
 				}
@@ -138,8 +149,8 @@ func lookupUID(v *fsView, uid int) (string, int, bool) {
 		if len(f) < 4 {
 			continue
 		}
-		if id, err := strconv.Atoi(f[2]); err == nil && id == uid {
-			g, _ := strconv.Atoi(f[3])
+		if id, err := parseID(f[2]); err == nil && id == uid {
+			g, _ := parseID(f[3])
 			return f[0], g, true
 		}
 	}
