@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +66,28 @@ func TestForgedRecordByPathID(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(victim, "data")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUserMinusOne: uid/gid 4294967295 is (uid_t)-1, "unchanged" to
+// setresuid/setresgid/setgroups: -u 4294967295, or an image user with
+// that id, ran the container as root. It must be refused.
+func TestUserMinusOne(t *testing.T) {
+	rootfs := t.TempDir()
+	os.MkdirAll(filepath.Join(rootfs, "etc"), 0o755)
+	os.WriteFile(filepath.Join(rootfs, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\napp:x:4294967295:4294967295::/app:/bin/sh\nweb:x:33:33::/:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(rootfs, "etc/group"), []byte("root:x:0:\nnogroup:x:4294967295:web\n"), 0o644)
+	for _, c := range []struct {
+		spec  string
+		extra []string
+	}{{"4294967295", nil}, {"4294967295:4294967295", nil}, {"33:4294967295", nil}, {"app", nil}, {"web:nogroup", nil}, {"33", []string{"4294967295"}}} {
+		if u, err := resolveUser(rootfs, c.spec, c.extra); err == nil && (u.UID == 1<<32-1 || u.GID == 1<<32-1 || slices.Contains(u.Groups, 1<<32-1)) {
+			t.Errorf("%q %v: resolved to %+v", c.spec, c.extra, u)
+		}
+	}
+	// web is in nogroup per /etc/group: that id is dropped, not kept.
+	if u, err := resolveUser(rootfs, "web", nil); err != nil || len(u.Groups) != 0 {
+		t.Errorf("web: %+v %v", u, err)
 	}
 }
 

@@ -40,6 +40,17 @@ func openInRootfs(rootfs, path string) (*os.File, error) {
 	return pathrs.Reopen(h, unix.O_RDONLY|unix.O_CLOEXEC)
 }
 
+// parseID parses a uid or gid. 4294967295 is (uid_t)-1, which setresuid
+// and setgroups take as "leave it unchanged": a container "running as" it
+// (-u 4294967295, or an image's user with that id) stayed root.
+func parseID(s string) (uint64, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err == nil && n == 1<<32-1 {
+		return 0, fmt.Errorf("id %s is out of range", s)
+	}
+	return n, err
+}
+
 type passwdEntry struct {
 	name     string
 	uid, gid uint32
@@ -80,8 +91,8 @@ func readPasswd(rootfs string) []passwdEntry {
 	rows, _ := readColon(rootfs, "/etc/passwd", 7)
 	var out []passwdEntry
 	for _, f := range rows {
-		uid, err1 := strconv.ParseUint(f[2], 10, 32)
-		gid, err2 := strconv.ParseUint(f[3], 10, 32)
+		uid, err1 := parseID(f[2])
+		gid, err2 := parseID(f[3])
 		if err1 != nil || err2 != nil {
 			continue
 		}
@@ -94,7 +105,7 @@ func readGroup(rootfs string) []groupEntry {
 	rows, _ := readColon(rootfs, "/etc/group", 4)
 	var out []groupEntry
 	for _, f := range rows {
-		gid, err := strconv.ParseUint(f[2], 10, 32)
+		gid, err := parseID(f[2])
 		if err != nil {
 			continue
 		}
@@ -119,7 +130,7 @@ func resolveUser(rootfs, spec string, extra []string) (*execUser, error) {
 	u := &execUser{Home: "/"}
 	passwd := readPasswd(rootfs)
 	var found *passwdEntry
-	if n, err := strconv.ParseUint(userPart, 10, 32); err == nil {
+	if n, err := parseID(userPart); err == nil {
 		u.UID = uint32(n)
 		for i := range passwd {
 			if passwd[i].uid == u.UID {
@@ -149,7 +160,7 @@ func resolveUser(rootfs, spec string, extra []string) (*execUser, error) {
 	}
 	groups := readGroup(rootfs)
 	lookupGroup := func(g string) (uint32, error) {
-		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+		if n, err := parseID(g); err == nil {
 			return uint32(n), nil
 		}
 		for _, e := range groups {
