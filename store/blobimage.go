@@ -29,9 +29,36 @@ func (s *Store) ImageFromManifest(raw []byte) (v1.Image, error) {
 	return partial.CompressedToImage(&blobImage{s: s, raw: raw, m: m, mt: mt})
 }
 
+// MaxJSONBlob bounds the configs, manifests and indexes read whole: a
+// gzip archive of a few MB (or a registry) can hand over a "config" of
+// many GB, which reading would take as much memory.
+const MaxJSONBlob = 16 << 20
+
+// ReadJSONBlob reads blob h, a config, manifest or index, refusing one
+// larger than MaxJSONBlob. A missing blob is an fs.ErrNotExist.
+func (s *Store) ReadJSONBlob(h v1.Hash) ([]byte, error) {
+	f, err := os.Open(s.blobPath(h))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	if fi.Size() <= MaxJSONBlob {
+		data, err = io.ReadAll(io.LimitReader(f, MaxJSONBlob+1))
+	}
+	if err == nil && (fi.Size() > MaxJSONBlob || len(data) > MaxJSONBlob) {
+		return nil, fmt.Errorf("blob %s: more than %d bytes, too large for a config or manifest", short(h), MaxJSONBlob)
+	}
+	return data, err
+}
+
 // ImageByDigest returns the stored image whose manifest digest is h.
 func (s *Store) ImageByDigest(h v1.Hash) (v1.Image, error) {
-	raw, err := os.ReadFile(s.blobPath(h))
+	raw, err := s.ReadJSONBlob(h)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", h, err)
 	}
@@ -48,7 +75,7 @@ type blobImage struct {
 func (b *blobImage) MediaType() (types.MediaType, error) { return b.mt, nil }
 func (b *blobImage) RawManifest() ([]byte, error)        { return b.raw, nil }
 func (b *blobImage) RawConfigFile() ([]byte, error) {
-	data, err := os.ReadFile(b.s.blobPath(b.m.Config.Digest))
+	data, err := b.s.ReadJSONBlob(b.m.Config.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", b.m.Config.Digest, err)
 	}
@@ -115,7 +142,7 @@ func (x *blobIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) { return x.s.In
 
 // Index returns the stored multi-platform index with digest h.
 func (s *Store) Index(h v1.Hash) (v1.ImageIndex, error) {
-	raw, err := os.ReadFile(s.blobPath(h))
+	raw, err := s.ReadJSONBlob(h)
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", h, err)
 	}

@@ -502,7 +502,7 @@ func (s *Store) rebuildIndex() *v1.IndexManifest {
 	children := map[v1.Hash]bool{}
 	var tops []v1.Descriptor
 	for _, h := range blobs {
-		data, err := os.ReadFile(s.blobPath(h))
+		data, err := s.ReadJSONBlob(h) // not the layers, which may be GBs
 		if err != nil || len(data) == 0 || data[0] != '{' {
 			continue
 		}

@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path"
 	"strings"
 
@@ -237,6 +237,14 @@ func (l *loader) entry(hdr *tar.Header, tr io.Reader) error {
 	return nil
 }
 
+// blobError says a manifest or index is missing, or why it cannot be read.
+func blobError(h v1.Hash, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("archive has no blob %s", h)
+	}
+	return err
+}
+
 func labelOf(n string) string {
 	b := path.Base(n)
 	if b == "layer.tar" {
@@ -279,7 +287,7 @@ func (l *loader) docker() ([]Loaded, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfgData, err := os.ReadFile(l.s.BlobPath(cb.Digest))
+		cfgData, err := l.s.ReadJSONBlob(cb.Digest)
 		if err != nil {
 			return nil, err
 		}
@@ -357,9 +365,9 @@ func (l *loader) oci() ([]Loaded, error) {
 	var plans []plan
 	var checkImage func(d v1.Descriptor) (v1.Image, error)
 	checkImage = func(d v1.Descriptor) (v1.Image, error) {
-		raw, err := os.ReadFile(l.s.BlobPath(d.Digest))
+		raw, err := l.s.ReadJSONBlob(d.Digest)
 		if err != nil {
-			return nil, fmt.Errorf("archive has no blob %s", d.Digest)
+			return nil, blobError(d.Digest, err)
 		}
 		img, err := l.s.ImageFromManifest(raw)
 		if err != nil {
@@ -395,9 +403,9 @@ func (l *loader) oci() ([]Loaded, error) {
 			}
 		}
 		if d.MediaType.IsIndex() {
-			raw, err := os.ReadFile(l.s.BlobPath(d.Digest))
+			raw, err := l.s.ReadJSONBlob(d.Digest)
 			if err != nil {
-				return nil, fmt.Errorf("archive has no blob %s", d.Digest)
+				return nil, blobError(d.Digest, err)
 			}
 			idx, err := l.s.IndexFromManifest(raw)
 			if err != nil {
