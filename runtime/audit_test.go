@@ -389,6 +389,47 @@ sleep 60`)
 			t.Fatalf("pid file %s: %v, %v", pidFile, st, err)
 		}
 	})
+
+	t.Run("ExecInitNeverHasTheHostRoot", func(t *testing.T) {
+		// The init exec'd into a running container is in its pid
+		// namespace from birth. Had it the host's root (or cwd) until it
+		// entered the container's mount namespace, a container process
+		// allowed to ptrace it (CAP_SYS_PTRACE) could reach the host's
+		// files through /proc/<pid>/root; runc joins the mount namespace
+		// first.
+		marker := filepath.Join(e.tmp, "host-only-marker")
+		if err := os.MkdirAll(marker, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dir, id := e.bundle(t, func(s *specs.Spec) {
+			c := s.Process.Capabilities
+			c.Bounding = append(c.Bounding, "CAP_SYS_PTRACE")
+			c.Effective = append(c.Effective, "CAP_SYS_PTRACE")
+			c.Permitted = append(c.Permitted, "CAP_SYS_PTRACE")
+			s.Process.Args = []string{"/probe", "rootrace", marker, "/stop-race"}
+		})
+		e.detach(t, dir, id)
+		for i := 0; i < 30; i++ {
+			if out, err := e.execOut(t, id, "/bin/true"); err != nil {
+				t.Fatalf("exec: %v: %s", err, out)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "rootfs/stop-race"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var log []byte
+		for i := 0; i < 200 && !strings.Contains(string(log), "rootrace: done"); i++ {
+			time.Sleep(50 * time.Millisecond)
+			log, _ = os.ReadFile(filepath.Join(dir, "run.log"))
+		}
+		if !strings.Contains(string(log), "rootrace: done") {
+			t.Fatalf("the racer did not finish: %q", log)
+		}
+		if strings.Contains(string(log), "ESCAPED") {
+			t.Fatalf("a container process reached the host's files through the exec'd init:\n%s", log)
+		}
+		t.Logf("%s", log)
+	})
 }
 
 // rewriteSpec edits the config.json of a bundle made by bundle.

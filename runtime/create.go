@@ -190,6 +190,7 @@ type launch struct {
 	cg         *cgroup.Cgroup // the init is born in it
 	cgSelfJoin bool           // only in cg's v2 part: the init joins the v1 hierarchies itself
 	forker     *forker        // the thread to fork from, if started early
+	jail       bool           // exec: the init starts in an initproc.Jail, not the host's root
 	debug      bool           // tell the init when it was forked, to time its phases
 	forked     time.Time
 }
@@ -201,6 +202,13 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		return nil, nil, err
 	}
 	defer exe.Close()
+	var jail *os.File
+	if l.jail {
+		if jail, err = initproc.Jail(exe); err != nil {
+			return nil, nil, err
+		}
+		defer jail.Close()
+	}
 	parent, child, err := initproc.SocketPair()
 	if err != nil {
 		return nil, nil, err
@@ -224,8 +232,22 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 	}
 	argv := []string{"berth", initproc.Arg, strconv.Itoa(l.preserve)}
 	exePath := "/proc/self/fd/" + strconv.Itoa(exeFd)
+	enterJail := jail != nil && l.wrapper == nil
+	if enterJail {
+		exePath = "/" + initproc.JailExe
+	}
 	if l.wrapper != nil {
-		argv = append(append(append([]string{}, l.wrapper...), exePath), argv[1:]...)
+		wrapper := l.wrapper
+		if jail != nil && l.mntNS == nil {
+			// nsenter opens its --wd before entering the namespaces, and
+			// execs the init from there. The jail goes in the unused mount
+			// namespace slot, which the init closes.
+			mnt := 3 + l.preserve + initproc.FdMntNS
+			files[mnt] = jail
+			exePath = "./" + initproc.JailExe
+			wrapper = append([]string{wrapper[0], "--wd=/proc/self/fd/" + strconv.Itoa(mnt)}, wrapper[1:]...)
+		}
+		argv = append(append(append([]string{}, wrapper...), exePath), argv[1:]...)
 		exePath = l.wrapper[0]
 		if l.relay {
 			argv = append(argv, l.relayArgs.Encode()...)
@@ -245,7 +267,7 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		}
 	}
 	var p *os.Process
-	if l.forker == nil && len(l.joins) == 0 && l.cg == nil {
+	if l.forker == nil && len(l.joins) == 0 && l.cg == nil && !enterJail {
 		p, err = os.StartProcess(exePath, argv, attr)
 	} else {
 		if l.forker == nil {
@@ -255,7 +277,14 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 		if l.cgSelfJoin {
 			join = nil
 		}
-		p, err = l.forker.fork(join, l.joins, func() (*os.Process, error) { return os.StartProcess(exePath, argv, attr) })
+		p, err = l.forker.fork(join, l.joins, func() (*os.Process, error) {
+			if enterJail {
+				if err := initproc.EnterJail(jail); err != nil {
+					return nil, err
+				}
+			}
+			return os.StartProcess(exePath, argv, attr)
+		})
 	}
 	if err != nil {
 		parent.Close()

@@ -90,29 +90,36 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	if err != nil {
 		return nil, fmt.Errorf("container %q: user namespace: %w", c.ID, err)
 	}
-	allByNsenter := mineU != theirsU // nsenter enters every namespace
-	if allByNsenter || joinTime {
+	// nsenter enters every namespace: the mount namespace before it forks
+	// into the pid namespace, so that nothing with the host's root is ever
+	// in the container's pid namespace (see initproc.Jail).
+	allByNsenter := mineU != theirsU || joinTime
+	if allByNsenter {
 		ns, err := exec.LookPath("nsenter")
 		if err != nil {
 			return nil, fmt.Errorf("exec into container %q with its own user or time namespace needs nsenter (util-linux): %w", c.ID, err)
 		}
 		l.wrapper = []string{ns, "--target", pidS}
-		if allByNsenter {
-			// Not --mount: nsenter would then exec the init's path
-			// (/proc/self/fd/N) through the container's /proc, which a
-			// container root with CAP_SYS_ADMIN can cover with its own
-			// program. The init enters the mount namespace itself, by fd.
-			l.wrapper = append(l.wrapper, "--user", "--pid", "--net", "--ipc", "--uts", "--cgroup")
+		if mineU != theirsU {
+			l.wrapper = append(l.wrapper, "--user")
 		}
+		l.wrapper = append(l.wrapper, "--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup")
+		cfg.JoinMnt = false
 		if joinTime {
 			l.wrapper = append(l.wrapper, "--time")
 		}
 		l.wrapper = append(l.wrapper, "--")
 	}
-	if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
-		return nil, err
+	if !allByNsenter {
+		if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
+			return nil, err
+		}
+		defer l.mntNS.Close()
 	}
-	defer l.mntNS.Close()
+	// The init is in the container's pid namespace from birth: it must
+	// never have the host's root there, nor be exec'd by a path the
+	// container's /proc resolves (see initproc.Jail).
+	l.jail = true
 	// Re-check that the pid is still our init now that we hold its ns.
 	if !c.alive() {
 		return nil, fmt.Errorf("container %q is not running", c.ID)

