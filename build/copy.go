@@ -673,6 +673,14 @@ func octalToMode(m uint32) fs.FileMode {
 }
 
 func writeEntry(lw *layerWriter, e *copyEntry) error {
+	// In a layer a .wh. name is a whiteout: a context file named
+	// .wh.passwd (or .wh..wh..opq) would delete what the base image has
+	// there instead of adding a file.
+	for _, c := range strings.Split(e.dst, "/") {
+		if strings.HasPrefix(c, ".wh.") {
+			return fmt.Errorf("%q: a name starting with .wh. cannot be stored in a layer (it would be a whiteout)", "/"+e.dst)
+		}
+	}
 	h := &tar.Header{Name: e.dst, Mode: int64(modeBits(e.mode)), Uid: e.uid, Gid: e.gid, ModTime: e.mtime}
 	switch {
 	case e.mode.IsDir():

@@ -164,3 +164,31 @@ func readFileOr(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
+
+// TestCopyWhiteoutNames: a context file named .wh.NAME or .wh..wh..opq
+// would be a whiteout in the COPY layer, deleting the base image's NAME
+// (or everything in the directory) instead of adding a file.
+func TestCopyWhiteoutNames(t *testing.T) {
+	e := newEnv(t)
+	base := mkTar(t, map[string]string{"app/keep": "base", "app/config": "base"})
+	if _, _, err := image.Import(e.store, bytes.NewReader(base), "localhost/app:1", image.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, files := range []map[string]string{
+		{"up/.wh.config": "", "up/new": "x"},
+		{"up/.wh..wh..opq": ""},
+		{"up/.wh.d/f": ""},
+	} {
+		files["Dockerfile"] = "FROM localhost/app:1\nCOPY up/ /app/\n"
+		dir := writeContext(t, files)
+		r, out, err := e.build(dir, nil)
+		if err == nil {
+			root := rootfsOf(t, onlyImage(t, r))
+			t.Errorf("%v built: /app/config %q, /app/keep %q", keys2(files), readFileOr(root+"/app/config"), readFileOr(root+"/app/keep"))
+			continue
+		}
+		if !strings.Contains(err.Error(), ".wh.") || !strings.Contains(err.Error(), "Dockerfile:2") {
+			t.Errorf("%v: err = %v\n%s", keys2(files), err, out)
+		}
+	}
+}
