@@ -430,6 +430,21 @@ sleep 60`)
 		}
 		t.Logf("%s", log)
 	})
+
+	t.Run("LSMLabelsNotDropped", func(t *testing.T) {
+		// A profile or label the spec asks for that cannot be applied (no
+		// such profile, or no AppArmor or SELinux on the host) must stop
+		// the container, not let it run unconfined.
+		for _, edit := range []func(*specs.Process){
+			func(p *specs.Process) { p.ApparmorProfile = "berth-audit-no-such-profile" },
+			func(p *specs.Process) { p.SelinuxLabel = "system_u:system_r:berth_audit_no_such_t:s0" },
+		} {
+			r := e.run(t, func(s *specs.Spec) { edit(s.Process) }, "/bin/echo", "RAN")
+			if r.code == 0 || strings.Contains(r.out, "RAN") {
+				t.Errorf("ran without the profile or label it asked for: exit %d, %q", r.code, r.out)
+			}
+		}
+	})
 }
 
 // rewriteSpec edits the config.json of a bundle made by bundle.

@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -67,6 +68,9 @@ func (in *initProc) prepareProcess() (*execProc, error) {
 	// CVE-2024-21626: nothing of ours may survive the exec. Before any
 	// seccomp filter, which may not allow close_range.
 	if err := cloexecFrom(3 + in.preserve); err != nil {
+		return nil, err
+	}
+	if err := execLabels(p.ApparmorProfile, p.SelinuxLabel); err != nil {
 		return nil, err
 	}
 	sc, filter := in.cfg.Spec.Linux.Seccomp, in.cfg.Seccomp
@@ -263,4 +267,35 @@ func resetIgnoredSignals() {
 			unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&def)), 0, 8, 0, 0)
 		}
 	}
+}
+
+// execLabels asks the LSM to confine the process from its execve on: an
+// AppArmor profile or SELinux label the spec names is applied, or the
+// process does not start (running it unconfined would fail open). The
+// attr file is checked to be procfs's: an exec'd init resolves /proc in
+// the container, which could have covered it.
+func execLabels(apparmor, selinux string) error {
+	for _, l := range []struct{ name, value, file, data string }{
+		{"apparmorProfile", apparmor, "apparmor/exec", "exec " + apparmor},
+		{"selinuxLabel", selinux, "exec", selinux},
+	} {
+		if l.value == "" {
+			continue
+		}
+		fd, err := unix.Open("/proc/thread-self/attr/"+l.file, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			var fs unix.Statfs_t
+			if err = unix.Fstatfs(fd, &fs); err == nil && fs.Type != unix.PROC_SUPER_MAGIC {
+				err = errors.New("not on procfs")
+			}
+			if err == nil {
+				_, err = unix.Write(fd, []byte(l.data))
+			}
+			unix.Close(fd)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %q: cannot be applied (is the LSM enabled on this host?): %w", l.name, l.value, err)
+		}
+	}
+	return nil
 }

@@ -150,6 +150,8 @@ type initProcess struct {
 	Capabilities    *specs.LinuxCapabilities `json:"capabilities,omitempty"`
 	Rlimits         []specs.POSIXRlimit      `json:"rlimits,omitempty"`
 	NoNewPrivileges bool                     `json:"noNewPrivileges,omitempty"`
+	ApparmorProfile string                   `json:"apparmorProfile,omitempty"`
+	SelinuxLabel    string                   `json:"selinuxLabel,omitempty"`
 }
 
 type initHooks struct {
@@ -177,7 +179,8 @@ func TrimSpec(s *specs.Spec, p *specs.Process) *Spec {
 	}
 	t := &Spec{
 		Process: &initProcess{Terminal: p.Terminal, User: p.User, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
-			Capabilities: caps, Rlimits: p.Rlimits, NoNewPrivileges: p.NoNewPrivileges},
+			Capabilities: caps, Rlimits: p.Rlimits, NoNewPrivileges: p.NoNewPrivileges,
+			ApparmorProfile: p.ApparmorProfile, SelinuxLabel: p.SelinuxLabel},
 		Hostname: s.Hostname, Domainname: s.Domainname, Mounts: s.Mounts, Annotations: s.Annotations,
 	}
 	if s.Root != nil {
