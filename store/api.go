@@ -64,6 +64,18 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("store %s: %w", root, err)
 		}
 	}
+	// Only the owner may enter the store: below it are image snapshots and
+	// container upper dirs (whose paths /proc/self/mountinfo shows anyone)
+	// holding whatever setuid-root files an image or a container's root
+	// put there, which any host user could otherwise run, and the layers
+	// of private images.
+	if fi, err := os.Stat(root); err != nil {
+		return nil, fmt.Errorf("store %s: %w", root, err)
+	} else if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(root, fi.Mode().Perm()&0o700); err != nil {
+			return nil, fmt.Errorf("store %s: %w", root, err)
+		}
+	}
 	_, err1 := os.Stat(filepath.Join(root, "oci", "oci-layout"))
 	_, err2 := os.Stat(s.indexPath())
 	if err1 == nil && err2 == nil {
