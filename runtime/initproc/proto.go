@@ -171,16 +171,25 @@ type initLinux struct {
 
 // trimSpec takes from s (validated) what the init needs, with process p.
 func TrimSpec(s *specs.Spec, p *specs.Process) *Spec {
-	caps := p.Capabilities
-	if caps == nil && s.Process != nil {
-		// An exec'd process that names no capabilities gets the
-		// container's, as under runc, never all of ours.
-		caps = s.Process.Capabilities
+	caps, apparmor, selinux := p.Capabilities, p.ApparmorProfile, p.SelinuxLabel
+	if c := s.Process; c != nil {
+		// An exec'd process that names no capabilities or LSM label gets
+		// the container's, as under runc: never all of our capabilities,
+		// nor no confinement. (Rlimits are its own, as under runc.)
+		if caps == nil {
+			caps = c.Capabilities
+		}
+		if apparmor == "" {
+			apparmor = c.ApparmorProfile
+		}
+		if selinux == "" {
+			selinux = c.SelinuxLabel
+		}
 	}
 	t := &Spec{
 		Process: &initProcess{Terminal: p.Terminal, User: p.User, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
 			Capabilities: caps, Rlimits: p.Rlimits, NoNewPrivileges: p.NoNewPrivileges,
-			ApparmorProfile: p.ApparmorProfile, SelinuxLabel: p.SelinuxLabel},
+			ApparmorProfile: apparmor, SelinuxLabel: selinux},
 		Hostname: s.Hostname, Domainname: s.Domainname, Mounts: s.Mounts, Annotations: s.Annotations,
 	}
 	if s.Root != nil {
