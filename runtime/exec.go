@@ -103,7 +103,9 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 		if mineU != theirsU {
 			l.wrapper = append(l.wrapper, "--user")
 		}
-		l.wrapper = append(l.wrapper, "--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup")
+		// --root: the init's root, which is not its mount namespace's
+		// when it only chrooted (no mount namespace of its own).
+		l.wrapper = append(l.wrapper, "--mount", "--root", "--pid", "--net", "--ipc", "--uts", "--cgroup")
 		cfg.JoinMnt = false
 		if joinTime {
 			l.wrapper = append(l.wrapper, "--time")

@@ -126,6 +126,17 @@ func (in *initProc) run() error {
 		if err := unix.Setns(in.fd(FdMntNS), unix.CLONE_NEWNS); err != nil {
 			return fmt.Errorf("join mount namespace: %w", err)
 		}
+		// A container without a mount namespace shares ours, where / is
+		// the host's: its init only chrooted. Exec must too, at once, or
+		// the process would be in the host's filesystem.
+		if cfg.Exec && !s.hasNS(specs.MountNamespace) {
+			if err := unix.Chroot(cfg.Rootfs); err != nil {
+				return fmt.Errorf("chroot %s: %w", cfg.Rootfs, err)
+			}
+			if err := unix.Chdir("/"); err != nil {
+				return err
+			}
+		}
 	}
 	unix.Close(in.fd(FdMntNS))
 	if !cfg.Exec {
@@ -142,21 +153,8 @@ func (in *initProc) run() error {
 		if err := in.afterRootfs(); err != nil {
 			return err
 		}
-	} else {
-		if err := in.waitGo(); err != nil {
-			return err
-		}
-		// A container without a mount namespace shares ours, where / is
-		// the host's: its init only chrooted. Exec must too, or the
-		// process would run in the host's filesystem.
-		if !s.hasNS(specs.MountNamespace) {
-			if err := unix.Chroot(cfg.Rootfs); err != nil {
-				return fmt.Errorf("chroot %s: %w", cfg.Rootfs, err)
-			}
-			if err := unix.Chdir("/"); err != nil {
-				return err
-			}
-		}
+	} else if err := in.waitGo(); err != nil {
+		return err
 	}
 	if cfg.Console {
 		if err := in.setupTerminal(); err != nil {
