@@ -395,40 +395,60 @@ sleep 60`)
 		// namespace from birth. Had it the host's root (or cwd) until it
 		// entered the container's mount namespace, a container process
 		// allowed to ptrace it (CAP_SYS_PTRACE) could reach the host's
-		// files through /proc/<pid>/root; runc joins the mount namespace
-		// first.
+		// files through /proc/<pid>/root or cwd; runc joins the mount
+		// namespace first. With a user namespace nsenter forks the init:
+		// the same holds for nsenter's child.
+		fixture.RequireBinary(t, "nsenter", "util-linux")
 		marker := filepath.Join(e.tmp, "host-only-marker")
 		if err := os.MkdirAll(marker, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		dir, id := e.bundle(t, func(s *specs.Spec) {
-			c := s.Process.Capabilities
-			c.Bounding = append(c.Bounding, "CAP_SYS_PTRACE")
-			c.Effective = append(c.Effective, "CAP_SYS_PTRACE")
-			c.Permitted = append(c.Permitted, "CAP_SYS_PTRACE")
-			s.Process.Args = []string{"/probe", "rootrace", marker, "/stop-race"}
-		})
-		e.detach(t, dir, id)
-		for i := 0; i < 30; i++ {
-			if out, err := e.execOut(t, id, "/bin/true"); err != nil {
-				t.Fatalf("exec: %v: %s", err, out)
+		// The user namespace's root (host uid 100000) must be able to see
+		// the marker, were it to get there.
+		for _, d := range []string{filepath.Dir(e.tmp), e.tmp} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
 			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, "rootfs/stop-race"), nil, 0o644); err != nil {
-			t.Fatal(err)
+		for _, userns := range []bool{false, true} {
+			dir, id := e.bundle(t, func(s *specs.Spec) {
+				c := s.Process.Capabilities
+				c.Bounding = append(c.Bounding, "CAP_SYS_PTRACE")
+				c.Effective = append(c.Effective, "CAP_SYS_PTRACE")
+				c.Permitted = append(c.Permitted, "CAP_SYS_PTRACE")
+				s.Process.Args = []string{"/probe", "rootrace", marker, "/stop-race"}
+				if userns {
+					s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+					s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+					s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+					s.Linux.Resources = nil
+				}
+			})
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			e.detach(t, dir, id)
+			for i := 0; i < 30; i++ {
+				if out, err := e.execOut(t, id, "/bin/true"); err != nil {
+					t.Fatalf("user namespace %v: exec: %v: %s", userns, err, out)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, "rootfs/stop-race"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var log []byte
+			for i := 0; i < 200 && !strings.Contains(string(log), "rootrace: done"); i++ {
+				time.Sleep(50 * time.Millisecond)
+				log, _ = os.ReadFile(filepath.Join(dir, "run.log"))
+			}
+			if !strings.Contains(string(log), "rootrace: done") {
+				t.Fatalf("user namespace %v: the racer did not finish: %q", userns, log)
+			}
+			if strings.Contains(string(log), "ESCAPED") {
+				t.Fatalf("user namespace %v: a container process reached the host's files through the exec'd init:\n%s", userns, log)
+			}
+			t.Logf("user namespace %v: %s", userns, log)
 		}
-		var log []byte
-		for i := 0; i < 200 && !strings.Contains(string(log), "rootrace: done"); i++ {
-			time.Sleep(50 * time.Millisecond)
-			log, _ = os.ReadFile(filepath.Join(dir, "run.log"))
-		}
-		if !strings.Contains(string(log), "rootrace: done") {
-			t.Fatalf("the racer did not finish: %q", log)
-		}
-		if strings.Contains(string(log), "ESCAPED") {
-			t.Fatalf("a container process reached the host's files through the exec'd init:\n%s", log)
-		}
-		t.Logf("%s", log)
 	})
 
 	t.Run("LSMLabelsNotDropped", func(t *testing.T) {
