@@ -222,7 +222,9 @@ func (e *Engine) CopyTo(ref, dir string, r io.Reader) error {
 			return fmt.Errorf("cp: destination directory %s does not exist in container %s", dir, c.Name)
 		}
 		defer target.Close()
-		_, err = layer.ApplyAt(target, r, layer.Options{})
+		// A cp tar is not a layer: its .wh. names are files, not
+		// whiteouts of what the container has.
+		_, err = layer.ApplyAt(target, r, layer.Options{PlainWhiteouts: true})
 		return err
 	})
 }

@@ -193,6 +193,25 @@ func TestCpStatSwappingContainer(t *testing.T) {
 	}
 }
 
+// TestCpWhiteoutNamesAreFiles: a tar copied into a container is not a
+// layer: its .wh.passwd is a file, not the removal of /etc/passwd.
+func TestCpWhiteoutNamesAreFiles(t *testing.T) {
+	bb := busyboxImage(t)
+	id := strings.TrimSpace(berthOK(t, "create", bb, "true"))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	e := testEngine(t)
+	for _, n := range []string{".wh.passwd", ".wh..wh..opq"} {
+		if err := e.CopyTo(id, "/etc", bytes.NewReader(mkTarBytes(t, n, ""))); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"/etc/passwd", "/etc/" + n} {
+			if ok, _, err := e.StatPath(id, p); err != nil || !ok {
+				t.Errorf("after copying %s: %s is gone (%v)", n, p, err)
+			}
+		}
+	}
+}
+
 // mkTarBytes is a tar holding one file.
 func mkTarBytes(t *testing.T, name, body string) []byte {
 	t.Helper()

@@ -66,6 +66,15 @@ type Options struct {
 	// rootfs (ADD x.tar /). Without it such an entry is refused. The last
 	// component of a name is never followed, in either mode.
 	InRootSymlinks bool
+	// PlainWhiteouts takes .wh. names as ordinary files, for a tar that is
+	// not a layer (cp): else a file a container named .wh..wh..opq would
+	// empty the directory it is copied into.
+	PlainWhiteouts bool
+	// HostCopy is for a tree from a container landing on the host (cp
+	// out): as PlainWhiteouts, and device nodes are refused, and the files
+	// are the caller's, with no setuid/setgid bits or security.*/trusted.*
+	// xattrs (capabilities), whatever the tar says.
+	HostCopy bool
 	// Sync flushes the target's file system (syncfs) before Apply returns,
 	// so that a layer recorded as unpacked survives a power loss.
 	Sync bool

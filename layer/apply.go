@@ -187,6 +187,20 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if err != nil {
 		return err
 	}
+	if a.o.HostCopy {
+		if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
+			return errors.New("device nodes are not copied out of a container")
+		}
+		// The caller's files, as docker cp's: a container must not hand a
+		// host user a setuid-root binary or a file-capability one.
+		hdr.Uid, hdr.Gid = os.Getuid(), os.Getgid()
+		hdr.Mode &^= 0o6000
+		for k := range hdr.PAXRecords {
+			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok && (strings.HasPrefix(x, "security.") || strings.HasPrefix(x, "trusted.")) {
+				delete(hdr.PAXRecords, k)
+			}
+		}
+	}
 	// Tar ids are 64-bit, uid_t is 32: chown would truncate 1<<32 to root
 	// (and -1 means "unchanged", the applier's root), so a setuid file the
 	// tar lists as unprivileged would land setuid root.
@@ -199,14 +213,15 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		}
 		return a.rootDir(hdr)
 	}
+	plain := a.o.PlainWhiteouts || a.o.HostCopy
 	for _, c := range comps[:len(comps)-1] {
-		if strings.HasPrefix(c, whPrefix) {
+		if strings.HasPrefix(c, whPrefix) && !plain {
 			return fmt.Errorf("parent %q is a whiteout name", c)
 		}
 	}
 	base := comps[len(comps)-1]
 	parentComps := comps[:len(comps)-1]
-	if strings.HasPrefix(base, whPrefix) {
+	if strings.HasPrefix(base, whPrefix) && !plain {
 		return a.whiteout(hdr, parentComps, base)
 	}
 	if (hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock) && a.o.NoDevices {

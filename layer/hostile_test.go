@@ -3,10 +3,13 @@ package layer
 import (
 	"archive/tar"
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestOwnerOutOfRange: tar ids are 64-bit, the kernel's uid_t 32-bit. A
@@ -37,4 +40,51 @@ func TestOwnerOutOfRange(t *testing.T) {
 	// The largest valid id still applies.
 	dir, _ := sandbox(t)
 	mustApply(t, dir, mkTar(t, ent{name: "f", typ: tar.TypeReg, mode: 0o644, uid: 1<<32 - 2, gid: 1<<32 - 2}), Options{})
+}
+
+// TestHostCopy: a tree a container hands to the host (cp out) keeps no
+// device node, owner, set-id bit or capability of the container's, and
+// its .wh. names are files: a container's /data/.wh..wh..opq emptied the
+// host directory `cp CTR:/data/. DIR` copied into.
+func TestHostCopy(t *testing.T) {
+	dir, check := sandbox(t)
+	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr := mkTar(t,
+		ent{name: "sh", body: "x", typ: tar.TypeReg, mode: 0o6755, uid: 0, gid: 0},
+		ent{name: "mine", body: "x", typ: tar.TypeReg, mode: 0o644, uid: 1000, gid: 1000},
+		ent{name: "capped", body: "x", typ: tar.TypeReg, mode: 0o755, xattrs: map[string]string{"security.capability": "\x01\x00\x00\x02\xc0\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}},
+		ent{name: "sgid/", typ: tar.TypeDir, mode: 0o2755, uid: 1000},
+		file(".wh.precious", ""),
+		file(".wh..wh..opq", ""),
+	)
+	mustApply(t, dir, tr, Options{HostCopy: true})
+	check()
+	if got := readFile(t, filepath.Join(dir, "precious")); got != "mine" {
+		t.Errorf("precious = %q: a .wh. name removed the host's file", got)
+	}
+	for _, n := range []string{".wh.precious", ".wh..wh..opq"} {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s not copied as a file: %v", n, err)
+		}
+	}
+	for _, n := range []string{"sh", "mine", "capped", "sgid"} {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(dir, n), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode&0o6000 != 0 || int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
+			t.Errorf("%s: mode %o owner %d:%d", n, st.Mode, st.Uid, st.Gid)
+		}
+	}
+	if n, err := unix.Lgetxattr(filepath.Join(dir, "capped"), "security.capability", make([]byte, 64)); err == nil {
+		t.Errorf("capped kept a file capability (%d bytes)", n)
+	}
+	// A device node is refused outright.
+	dir2, _ := sandbox(t)
+	_, err := Apply(dir2, bytes.NewReader(mkTar(t, ent{name: "sda", typ: tar.TypeBlock, mode: 0o666, major: 8})), Options{HostCopy: true})
+	if err == nil || !strings.Contains(err.Error(), `"sda"`) {
+		t.Errorf("device node: err = %v", err)
+	}
 }
