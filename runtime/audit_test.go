@@ -465,6 +465,32 @@ sleep 60`)
 			}
 		}
 	})
+
+	t.Run("ReadonlyPathThroughSymlinkStaysReadonly", func(t *testing.T) {
+		// A readonly path the image made a symlink was skipped: what it
+		// names stayed writable. runc follows it (inside the root).
+		dir, id := e.bundle(t, func(s *specs.Spec) {
+			s.Root.Readonly = false
+			s.Linux.ReadonlyPaths = append(s.Linux.ReadonlyPaths, "/rolink")
+			s.Process.Args = sh("touch /rolink/x && echo WROTE; touch /rw/x && echo RW-OK")
+		})
+		rootfs := filepath.Join(dir, "rootfs")
+		for _, d := range []string{"rodir", "rw"} {
+			if err := os.Mkdir(filepath.Join(rootfs, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink("/rodir", filepath.Join(rootfs, "rolink")); err != nil {
+			t.Fatal(err)
+		}
+		r := e.runBundle(t, dir, id)
+		if strings.Contains(r.out, "WROTE") {
+			t.Fatalf("wrote through a symlinked readonly path: %q %q", r.out, r.err)
+		}
+		if !strings.Contains(r.out, "RW-OK") {
+			t.Fatalf("the container did not run (the rest of its root should be writable): exit %d, %q %q", r.code, r.out, r.err)
+		}
+	})
 }
 
 // rewriteSpec edits the config.json of a bundle made by bundle.

@@ -475,9 +475,11 @@ func remountReadonlyRoot() error {
 }
 
 // readonlyPath stacks a read-only clone of p (and what is mounted below
-// it) on top of p.
+// it) on top of p. A symlink is followed, as under runc: we are in the
+// container's root, it cannot lead out, and skipping it would leave
+// what it names writable.
 func readonlyPath(p string) error {
-	mfd, err := unix.OpenTree(unix.AT_FDCWD, p, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW)
+	mfd, err := unix.OpenTree(unix.AT_FDCWD, p, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		if err == unix.ENOENT {
 			return nil
@@ -489,7 +491,7 @@ func readonlyPath(p string) error {
 		&unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}); err != nil {
 		return err
 	}
-	return unix.MoveMount(mfd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH)
+	return unix.MoveMount(mfd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS)
 }
 
 // maskPath hides p: a directory under an empty read-only tmpfs, anything
