@@ -466,6 +466,30 @@ sleep 60`)
 		}
 	})
 
+	t.Run("MaskedPathThroughSymlinkStaysMasked", func(t *testing.T) {
+		// Likewise a masked path the image made a symlink.
+		dir, id := e.bundle(t, func(s *specs.Spec) {
+			s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/masklink", "/maskdirlink")
+			s.Process.Args = sh("cat /masklink; ls /maskdirlink; echo RAN")
+		})
+		rootfs := filepath.Join(dir, "rootfs")
+		if err := os.WriteFile(filepath.Join(rootfs, "secret"), []byte("SECRET\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(rootfs, "secretdir/SECRET-FILE"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for l, target := range map[string]string{"masklink": "/secret", "maskdirlink": "secretdir"} {
+			if err := os.Symlink(target, filepath.Join(rootfs, l)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := e.runBundle(t, dir, id)
+		if strings.Contains(r.out, "SECRET") || !strings.Contains(r.out, "RAN") {
+			t.Fatalf("masked paths through symlinks: exit %d, %q %q", r.code, r.out, r.err)
+		}
+	})
+
 	t.Run("ReadonlyPathThroughSymlinkStaysReadonly", func(t *testing.T) {
 		// A readonly path the image made a symlink was skipped: what it
 		// names stayed writable. runc follows it (inside the root).

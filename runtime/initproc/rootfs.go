@@ -497,8 +497,10 @@ func readonlyPath(p string) error {
 // maskPath hides p: a directory under an empty read-only tmpfs, anything
 // else under /dev/null.
 func maskPath(p string) error {
+	// A symlink is followed, as under runc: we are in the container's
+	// root, and skipping it would leave what it names unmasked.
 	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
+	if err := unix.Stat(p, &st); err != nil {
 		if err == unix.ENOENT {
 			return nil
 		}
@@ -508,8 +510,6 @@ func maskPath(p string) error {
 	var err error
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		mfd, err = newFS("tmpfs", "tmpfs", &mountOpts{data: []string{"size=0", "mode=755"}}, unix.MOUNT_ATTR_RDONLY)
-	} else if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		return nil // mounting over a symlink would follow it
 	} else {
 		mfd, err = unix.OpenTree(unix.AT_FDCWD, "/dev/null", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_SYMLINK_NOFOLLOW)
 	}
@@ -530,7 +530,7 @@ func maskPath(p string) error {
 			return errors.New("/dev/null is not the null device")
 		}
 	}
-	return unix.MoveMount(mfd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH)
+	return unix.MoveMount(mfd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS)
 }
 
 // bindConsole makes /dev/console the container's pty slave.
