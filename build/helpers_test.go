@@ -183,7 +183,7 @@ func tree(t *testing.T, dir string) map[string]fileInfo {
 func rootfsOf(t *testing.T, img v1.Image) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "rootfs")
-	if err := exportRootfs(img, dir); err != nil {
+	if err := exportRootfs(img, dir, false); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -229,7 +229,7 @@ func (e *env) runImage(img v1.Image, argv ...string) (string, int) {
 	e.t.Helper()
 	fixture.RequireRoot(e.t)
 	bundle := e.t.TempDir()
-	if err := exportRootfs(img, filepath.Join(bundle, "rootfs")); err != nil {
+	if err := exportRootfs(img, filepath.Join(bundle, "rootfs"), false); err != nil {
 		e.t.Fatal(err)
 	}
 	cf := configOf(e.t, img)

@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/image"
 	"github.com/berthproject/berth/internal/fixture"
@@ -49,7 +52,8 @@ func TestLocalOutputKeepsWhatWasThere(t *testing.T) {
 }
 
 // TestLocalOutputReadOnlyDirs: the merge into dest moves read-only
-// directories of the image (and their contents) with their modes.
+// directories of the image (and their contents) with their modes (less
+// set-id bits: see TestLocalOutputIsTheCallers).
 func TestLocalOutputReadOnlyDirs(t *testing.T) {
 	e := newEnv(t)
 	var b bytes.Buffer
@@ -75,7 +79,7 @@ func TestLocalOutputReadOnlyDirs(t *testing.T) {
 	os.Mkdir(filepath.Join(dest, "both"), 0o750)
 	os.WriteFile(filepath.Join(dest, "both", "mine"), []byte("mine"), 0o644)
 	e.mustBuild(dir, func(o *Options) { o.Output = "type=local,dest=" + dest })
-	for p, want := range map[string]fs.FileMode{"ro": fs.ModeDir | 0o555, "ro/sub": fs.ModeDir | fs.ModeSetgid | 0o555, "ro/sub/f": 0o444, "both": fs.ModeDir | 0o750, "both/g": 0o444, "both/mine": 0o644} {
+	for p, want := range map[string]fs.FileMode{"ro": fs.ModeDir | 0o555, "ro/sub": fs.ModeDir | 0o555, "ro/sub/f": 0o444, "both": fs.ModeDir | 0o750, "both/g": 0o444, "both/mine": 0o644} {
 		fi, err := os.Lstat(filepath.Join(dest, p))
 		if err != nil || fi.Mode() != want {
 			t.Errorf("%s: %v %v, want %v", p, fi.Mode(), err, want)
@@ -190,5 +194,46 @@ func TestCopyWhiteoutNames(t *testing.T) {
 		if !strings.Contains(err.Error(), ".wh.") || !strings.Contains(err.Error(), "Dockerfile:2") {
 			t.Errorf("%v: err = %v\n%s", keys2(files), err, out)
 		}
+	}
+}
+
+// TestLocalOutputIsTheCallers: --output type=local writes host files: an
+// image's setuid-root shell, file capabilities or owners must not come
+// along (a host user could run the shell as root), nor its device nodes.
+func TestLocalOutputIsTheCallers(t *testing.T) {
+	e := newEnv(t)
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, h := range []*tar.Header{
+		{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "bin/rootsh", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 1},
+		{Name: "bin/grp", Typeflag: tar.TypeReg, Mode: 0o2755, Uid: 1000, Gid: 1000, Size: 1},
+		{Name: "bin/capped", Typeflag: tar.TypeReg, Mode: 0o755, Size: 1, PAXRecords: map[string]string{
+			"SCHILY.xattr.security.capability": "\x01\x00\x00\x02\xc0\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}},
+	} {
+		h.Format = tar.FormatPAX
+		tw.WriteHeader(h)
+		if h.Size > 0 {
+			tw.Write([]byte("x"))
+		}
+	}
+	tw.Close()
+	if _, _, err := image.Import(e.store, &b, "localhost/suid:1", image.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM localhost/suid:1\n"})
+	dest := t.TempDir()
+	e.mustBuild(dir, func(o *Options) { o.Output = "type=local,dest=" + dest })
+	for _, n := range []string{"bin/rootsh", "bin/grp", "bin/capped"} {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(dest, n), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode&0o6000 != 0 || int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
+			t.Errorf("%s: mode %o owner %d:%d", n, st.Mode, st.Uid, st.Gid)
+		}
+	}
+	if _, err := unix.Lgetxattr(filepath.Join(dest, "bin/capped"), "security.capability", make([]byte, 64)); err == nil {
+		t.Error("bin/capped kept its file capability")
 	}
 }

@@ -83,13 +83,13 @@ func writeOutput(o output, opts Options, plats []v1.Platform, imgs []v1.Image) (
 		if len(imgs) > 1 {
 			for i, img := range imgs {
 				d := filepath.Join(o.dest, strings.ReplaceAll(platformString(plats[i]), "/", "_"))
-				if err := exportRootfs(img, d); err != nil {
+				if err := exportRootfs(img, d, true); err != nil {
 					return v1.Hash{}, err
 				}
 			}
 			return imgs[0].Digest()
 		}
-		if err := exportRootfs(imgs[0], o.dest); err != nil {
+		if err := exportRootfs(imgs[0], o.dest, true); err != nil {
 			return v1.Hash{}, err
 		}
 		return imgs[0].Digest()
@@ -216,8 +216,10 @@ func tarDir(dir string, w io.Writer) error {
 // exportRootfs writes the image's final filesystem as plain files. The
 // layers are merged in a fresh directory first: applied onto dest itself,
 // their whiteouts (".wh.x", an opaque root) would remove the user's own
-// files there as if a lower layer had made them.
-func exportRootfs(img v1.Image, dest string) error {
+// files there as if a lower layer had made them. host is for files left
+// on the host (--output): no devices, owners, set-id bits or capabilities
+// from the image, which could hand a host user a setuid-root shell.
+func exportRootfs(img v1.Image, dest string, host bool) error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
@@ -235,7 +237,7 @@ func exportRootfs(img v1.Image, dest string) error {
 		if err != nil {
 			return err
 		}
-		_, err = layer.Apply(tmp, rc, layer.Options{NoDevices: os.Geteuid() != 0})
+		_, err = layer.Apply(tmp, rc, layer.Options{NoDevices: os.Geteuid() != 0, HostCopy: host})
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("--output type=local: %w", err)

@@ -70,10 +70,12 @@ type Options struct {
 	// not a layer (cp): else a file a container named .wh..wh..opq would
 	// empty the directory it is copied into.
 	PlainWhiteouts bool
-	// HostCopy is for a tree from a container landing on the host (cp
-	// out): as PlainWhiteouts, and device nodes are refused, and the files
-	// are the caller's, with no setuid/setgid bits or security.*/trusted.*
-	// xattrs (capabilities), whatever the tar says.
+	// HostCopy is for a tree from a container or image landing on the
+	// host (cp out, with PlainWhiteouts too; build --output type=local):
+	// device nodes are refused, and the files are the caller's, with no
+	// setuid/setgid bits or security.*/trusted.* xattrs (capabilities),
+	// whatever the tar says: else a host user could be handed a raw disk
+	// node or a setuid-root shell.
 	HostCopy bool
 	// Sync flushes the target's file system (syncfs) before Apply returns,
 	// so that a layer recorded as unpacked survives a power loss.

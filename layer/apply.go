@@ -213,7 +213,7 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		}
 		return a.rootDir(hdr)
 	}
-	plain := a.o.PlainWhiteouts || a.o.HostCopy
+	plain := a.o.PlainWhiteouts
 	for _, c := range comps[:len(comps)-1] {
 		if strings.HasPrefix(c, whPrefix) && !plain {
 			return fmt.Errorf("parent %q is a whiteout name", c)

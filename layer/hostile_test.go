@@ -59,7 +59,7 @@ func TestHostCopy(t *testing.T) {
 		file(".wh.precious", ""),
 		file(".wh..wh..opq", ""),
 	)
-	mustApply(t, dir, tr, Options{HostCopy: true})
+	mustApply(t, dir, tr, Options{HostCopy: true, PlainWhiteouts: true})
 	check()
 	if got := readFile(t, filepath.Join(dir, "precious")); got != "mine" {
 		t.Errorf("precious = %q: a .wh. name removed the host's file", got)
