@@ -22,10 +22,10 @@ func TestLoadRefusesHugeConfig(t *testing.T) {
 	for name, files := range map[string]map[string]string{
 		"docker": {"c.json": cfg, "manifest.json": `[{"Config":"c.json","RepoTags":["x:1"],"Layers":[]}]`},
 		"oci": {
-			"oci-layout":                            `{"imageLayoutVersion":"1.0.0"}`,
+			"oci-layout":                           `{"imageLayoutVersion":"1.0.0"}`,
 			fmt.Sprintf("blobs/sha256/%x", cfgSum): cfg,
 			fmt.Sprintf("blobs/sha256/%x", manSum): man,
-			"index.json":                            fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%x","size":%d,"annotations":{"org.opencontainers.image.ref.name":"localhost/big:1"}}]}`, manSum, len(man)),
+			"index.json":                           fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%x","size":%d,"annotations":{"org.opencontainers.image.ref.name":"localhost/big:1"}}]}`, manSum, len(man)),
 		},
 	} {
 		_, err := Load(dst, bytes.NewReader(tarOf(t, files)))
