@@ -406,10 +406,7 @@ func makeCgroup(head *specs.Spec, id string, selfJoin bool) *cgroupJob {
 	var r result
 	j.wait = func() (*cgroup.Cgroup, error) {
 		once.Do(func() { r = <-ch })
-		if r.err != nil {
-			return nil, r.err
-		}
-		return r.cg, nil
+		return r.cg, r.err
 	}
 	return j
 }
@@ -589,7 +586,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 		}
 		prep()
 		if cg, _ := mkcg.wait(); cg != nil {
-			_ = cg.Destroy()
+			cg.Discard() // after the init is gone (see Cgroup.Make)
 		}
 		os.RemoveAll(dir)
 	}()
@@ -715,6 +712,9 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	p, sc, err := l.start(r)
 	if err != nil {
+		if _, cerr := mkcg.wait(); cerr != nil {
+			return nil, nil, cerr // the cause, if the fork failed for want of the cgroup
+		}
 		return nil, nil, err
 	}
 	child = p

@@ -47,6 +47,7 @@ func New(path string, r *specs.LinuxResources) (*Cgroup, error) {
 	}
 	c.existed = c.exists()
 	if err := c.Make(r); err != nil {
+		c.Discard()
 		return nil, err
 	}
 	return c, nil
@@ -73,16 +74,21 @@ func Prepare(path string) (*Cgroup, error) {
 }
 
 // Make creates the cgroup's directories and applies r (see Prepare). On
-// failure a cgroup that did not exist before is removed again.
+// failure the caller Discards the cgroup, once no process it forked into
+// the v2 directory can still be on its way there.
 func (c *Cgroup) Make(r *specs.LinuxResources) error {
-	err := c.create()
-	if err == nil {
-		err = c.Set(r)
+	if err := c.create(); err != nil {
+		return err
 	}
-	if err != nil && !c.existed { // a reused cgroup (a pod's, say) is not ours to remove
+	return c.Set(r)
+}
+
+// Discard removes a cgroup that did not exist before New or Prepare; a
+// reused one (a pod's, say) is not ours to remove.
+func (c *Cgroup) Discard() {
+	if !c.existed {
 		_ = c.mgr.Destroy()
 	}
-	return err
 }
 
 // Load opens the existing cgroup at path (as given to New) without
