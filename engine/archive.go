@@ -156,6 +156,13 @@ func pathRoot(c *Container, rootfs, p string) (root, rel string) {
 			root, rel = m.Source, "/"+strings.TrimPrefix(strings.TrimPrefix(p, m.Destination), "/")
 		}
 	}
+	// A file bound in (-v /host/file:/etc/x) is looked up in its
+	// directory: lookups are made in a root, which must be a directory.
+	if root != rootfs {
+		if st, err := os.Stat(root); err == nil && !st.IsDir() {
+			root, rel = filepath.Dir(root), "/"+filepath.Base(root)+strings.TrimSuffix(rel, "/")
+		}
+	}
 	return root, rel
 }
 

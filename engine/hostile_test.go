@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,6 +210,37 @@ func TestCpWhiteoutNamesAreFiles(t *testing.T) {
 				t.Errorf("after copying %s: %s is gone (%v)", n, p, err)
 			}
 		}
+	}
+}
+
+// TestCpFileBindMount: a file bound into the container is still found
+// and copied out now that lookups go through a root (a directory).
+func TestCpFileBindMount(t *testing.T) {
+	bb := busyboxImage(t)
+	src := filepath.Join(t.TempDir(), "bound")
+	if err := os.WriteFile(src, []byte("bound content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(berthOK(t, "create", "-v", src+":/etc/x", bb, "true"))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	e := testEngine(t)
+	if ok, isDir, err := e.StatPath(id, "/etc/x"); err != nil || !ok || isDir {
+		t.Fatalf("stat /etc/x: exists %v dir %v err %v", ok, isDir, err)
+	}
+	if ok, _, _ := e.StatPath(id, "/etc/x/y"); ok {
+		t.Error("/etc/x/y exists below a file")
+	}
+	var buf bytes.Buffer
+	if err := e.CopyFrom(id, "/etc/x", "x", &buf); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&buf)
+	h, err := tr.Next()
+	if err != nil || h.Name != "x" {
+		t.Fatalf("first entry %v, %v", h, err)
+	}
+	if b, _ := io.ReadAll(tr); string(b) != "bound content" {
+		t.Errorf("content %q", b)
 	}
 }
 
