@@ -188,6 +188,18 @@ func (e *Engine) CopyFrom(ref, src, name string, w io.Writer) error {
 	})
 }
 
+// CopyOut extracts path src of the container into host directory dir as
+// name (docker cp CONTAINER:SRC DEST). What lands on the host is a copy
+// the caller owns: no device nodes, no set-id bits or security xattrs, and
+// .wh. names are files (a container's .wh..wh..opq must not empty dir).
+func (e *Engine) CopyOut(ref, src, dir, name string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(e.CopyFrom(ref, src, name, pw)) }()
+	_, err := layer.Apply(dir, pr, layer.Options{HostCopy: true, PlainWhiteouts: true})
+	pr.CloseWithError(err)
+	return err
+}
+
 // StatPath reports whether p exists in the container and is a directory.
 func (e *Engine) StatPath(ref, p string) (exists, isDir bool, err error) {
 	err = e.withRootfs(ref, func(c *Container, rootfs string) error {

@@ -256,3 +256,56 @@ func mkTarBytes(t *testing.T, name, body string) []byte {
 	tw.Close()
 	return b.Bytes()
 }
+
+// TestCpOutIsAHostCopy: what cp copies out of a container lands on the
+// host as the caller's plain files: a container's .wh..wh..opq does not
+// empty the destination, set-id bits go, and device nodes are refused.
+func TestCpOutIsAHostCopy(t *testing.T) {
+	bb := busyboxImage(t)
+	id := strings.TrimSpace(berthOK(t, "create", bb, "true"))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	e := testEngine(t)
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, h := range []*tar.Header{
+		{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "data/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o644},
+		{Name: "data/suid", Typeflag: tar.TypeReg, Mode: 0o4755},
+		{Name: "dev0/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "dev0/tty9", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 4, Devminor: 9},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	if err := e.CopyTo(id, "/", &b); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	keep := filepath.Join(dst, "data", "keep")
+	if err := os.MkdirAll(filepath.Dir(keep), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keep, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CopyOut(id, "/data", dst, "data"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("the host's own file is gone: %v", err)
+	}
+	if st, err := os.Lstat(filepath.Join(dst, "data", ".wh..wh..opq")); err != nil || !st.Mode().IsRegular() {
+		t.Errorf(".wh..wh..opq did not land as a file: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(dst, "data", "suid")); err != nil || st.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("suid: %v, mode %v: the set-id bit reached the host", err, st.Mode())
+	}
+	if err := e.CopyOut(id, "/dev0", dst, "dev0"); err == nil {
+		t.Error("a device node was copied out to the host")
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "dev0", "tty9")); err == nil {
+		t.Error("the device node exists on the host")
+	}
+}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/berthproject/berth/engine"
 	"github.com/berthproject/berth/image"
-	"github.com/berthproject/berth/layer"
 )
 
 // splitCtrPath splits CONTAINER:PATH; ok is false for a host path.
@@ -98,11 +97,7 @@ func copyOut(e *engine.Engine, ctr, src, dst string) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("cp: destination directory %s does not exist", dir)
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(e.CopyFrom(ctr, src, name, pw)) }()
-	_, err = layer.Apply(dir, pr, layer.Options{NoDevices: os.Geteuid() != 0})
-	pr.CloseWithError(err)
-	return err
+	return e.CopyOut(ctr, src, dir, name)
 }
 
 func copyIn(e *engine.Engine, src, ctr, dst string) error {
