@@ -236,6 +236,9 @@ func validateSpec(s *specs.Spec) error {
 	if !filepath.IsAbs(s.Process.Cwd) {
 		return fmt.Errorf("process.cwd %q is not absolute", s.Process.Cwd)
 	}
+	if err := checkUser(s.Process.User); err != nil {
+		return err
+	}
 	if _, uts := hasNS(s, specs.UTSNamespace); s.Hostname != "" && !uts {
 		return errors.New("hostname is set but there is no uts namespace")
 	}
@@ -343,4 +346,21 @@ func timensOffsets(s *specs.Spec) (string, error) {
 func newNS(s *specs.Spec, t specs.LinuxNamespaceType) bool {
 	ns, ok := hasNS(s, t)
 	return ok && ns.Path == ""
+}
+
+// noID is (uid_t)-1: to setresuid and setresgid "leave this id as it
+// is", so a process given it would keep the runtime's root.
+const noID = 1<<32 - 1
+
+// checkUser refuses a process user that names noID.
+func checkUser(u specs.User) error {
+	if u.UID == noID || u.GID == noID {
+		return fmt.Errorf("process.user %d:%d: 4294967295 is no id (it means 'unchanged': root)", u.UID, u.GID)
+	}
+	for _, g := range u.AdditionalGids {
+		if g == noID {
+			return errors.New("process.user.additionalGids: 4294967295 is no group id")
+		}
+	}
+	return nil
 }

@@ -56,6 +56,9 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	if p == nil || len(p.Args) == 0 {
 		return nil, errors.New("exec: no process args")
 	}
+	if err := checkUser(p.User); err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	}
 	if p.Cwd == "" {
 		p.Cwd = "/"
 	}

@@ -567,6 +567,12 @@ func TestBadBundles(t *testing.T) {
 			e.rewrite(dir, func(s *specs.Spec) { s.Version = "2.0.0" })
 		}},
 		{"no-config", "config.json not found", func(dir string) { os.Remove(filepath.Join(dir, "config.json")) }},
+		{"uid-minus-one", "4294967295 is no id", func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) { s.Process.User.UID = 1<<32 - 1 })
+		}},
+		{"gid-minus-one", "4294967295 is no id", func(dir string) {
+			e.rewrite(dir, func(s *specs.Spec) { s.Process.User.GID = 1<<32 - 1 })
+		}},
 		{"bad-resources", "cpuset", func(dir string) {
 			e.rewrite(dir, func(s *specs.Spec) { s.Linux.Resources.CPU = &specs.LinuxCPU{Cpus: "999"} })
 		}},
