@@ -83,7 +83,7 @@ func (m *Manager) natTable(st *state) (*natTable, error) {
 func (t *natTable) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {\n", t.name)
-	b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tfib daddr type local jump publish\n\t}\n")
+	b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr != 127.0.0.0/8 fib daddr type local jump publish\n\t}\n")
 	b.WriteString("\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tfib daddr type local jump publish\n\t}\n")
 	b.WriteString("\tchain publish {\n")
 	for _, p := range t.publish {
@@ -99,6 +99,10 @@ func (t *natTable) String() string {
 		fmt.Fprintf(&b, "\t\tip saddr %s oifname != %s masquerade\n", n.subnet, br)
 		fmt.Fprintf(&b, "\t\toifname %s ip saddr 127.0.0.0/8 masquerade\n", br)
 		fmt.Fprintf(&b, "\t\toifname %s ip saddr %s ct status dnat masquerade\n", br, n.subnet)
+	}
+	b.WriteString("\t}\n\tchain guard {\n\t\ttype filter hook prerouting priority raw; policy accept;\n")
+	for _, n := range t.nets {
+		fmt.Fprintf(&b, "\t\tiifname \"%s\" ip daddr 127.0.0.0/8 drop\n", n.bridge)
 	}
 	b.WriteString("\t}\n}\n")
 	return b.String()
@@ -120,13 +124,21 @@ func (t *natTable) queue(c *nftables.Conn, tab *nftables.Table) {
 		c.AddRule(&nftables.Rule{Table: tab, Chain: ch, Exprs: e})
 	}
 
+	loopback := &net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}
+	toLocal := []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: pub.Name}}
+	// ip daddr != 127.0.0.0/8 fib daddr type local jump publish: a packet
+	// for 127/8 from outside the host (a container, the LAN) is never
+	// DNATed, so the kernel drops it as a martian; otherwise a port
+	// published on 127.0.0.1 was open to anyone who could reach the
+	// host's MAC.
+	add(pre, append([]expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{127}}}, toLocal...)...)
 	// fib daddr type local jump publish
-	for _, ch := range []*nftables.Chain{pre, out} {
-		add(ch,
-			&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-			&expr.Verdict{Kind: expr.VerdictJump, Chain: pub.Name})
-	}
+	add(out, toLocal...)
 	for _, p := range t.publish {
 		var e []expr.Any
 		if p.hostIP != nil {
@@ -146,7 +158,6 @@ func (t *natTable) queue(c *nftables.Conn, tab *nftables.Table) {
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true})
 		add(pub, e...)
 	}
-	loopback := &net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}
 	for _, n := range t.nets {
 		oif := func(op expr.CmpOp) []expr.Any {
 			return []expr.Any{
@@ -169,6 +180,24 @@ func (t *natTable) queue(c *nftables.Conn, tab *nftables.Table) {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 			&expr.Masq{})
 		add(post, e...)
+	}
+	// The bridges have route_localnet on (the host's connections to
+	// 127.0.0.1:PORT are DNATed into them, and their replies come back
+	// for 127.0.0.1), which also made the kernel take a container's
+	// packets for 127.0.0.0/8: the host's loopback-only services were
+	// open to containers. Replies to the host are still addressed to the
+	// gateway when this runs (before conntrack undoes the masquerade).
+	raw := nftables.ChainPriorityRaw
+	guard := c.AddChain(&nftables.Chain{Name: "guard", Table: tab, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: raw, Policy: &accept})
+	for _, n := range t.nets {
+		// iifname BRIDGE ip daddr 127.0.0.0/8 drop
+		e := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(n.bridge)},
+		}
+		e = append(e, ipMatch(16, loopback)...)
+		add(guard, append(e, &expr.Verdict{Kind: expr.VerdictDrop})...)
 	}
 }
 

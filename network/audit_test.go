@@ -1,0 +1,226 @@
+package network
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Attacks on the host's loopback from a container and from the LAN. A
+// container has CAP_NET_RAW by default (as in docker), so it can put any
+// IPv4 packet on its eth0; the tests send theirs from the box's netns
+// with an AF_PACKET socket, as such a container would.
+
+// sendIPv4UDP puts one UDP datagram src:sport -> dst:dport on ifname (in
+// the calling thread's netns) addressed to the MAC dstMAC, bypassing the
+// sender's routing.
+func sendIPv4UDP(ifname string, dstMAC net.HardwareAddr, src, dst net.IP, sport, dport uint16, payload []byte) error {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return err
+	}
+	pkt := make([]byte, 20+8+len(payload))
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	pkt[8] = 64
+	pkt[9] = unix.IPPROTO_UDP
+	copy(pkt[12:16], src.To4())
+	copy(pkt[16:20], dst.To4())
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(pkt[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(pkt[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(pkt[20:], sport)
+	binary.BigEndian.PutUint16(pkt[22:], dport)
+	binary.BigEndian.PutUint16(pkt[24:], uint16(8+len(payload))) // checksum 0: none (IPv4)
+	copy(pkt[28:], payload)
+
+	proto := uint16(unix.ETH_P_IP)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(proto<<8|proto>>8))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	sa := &unix.SockaddrLinklayer{Protocol: proto<<8 | proto>>8, Ifindex: l.Attrs().Index, Halen: 6}
+	copy(sa.Addr[:], dstMAC)
+	return unix.Sendto(fd, pkt, 0, sa)
+}
+
+// heard reads datagrams from pc until one says "control" (the probe that
+// must get through, sent after the attack) and reports whether "attack"
+// came before it.
+func heard(t *testing.T, pc net.PacketConn) (attack bool) {
+	t.Helper()
+	buf := make([]byte, 512)
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("the control datagram never came (%v): the test's packets do not get through at all", err)
+		}
+		switch string(buf[:n]) {
+		case "attack":
+			attack = true
+		case "control":
+			return attack
+		}
+	}
+}
+
+// linkMAC is the MAC of a host device.
+func linkMAC(t *testing.T, name string) net.HardwareAddr {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().HardwareAddr
+}
+
+// The bridge has route_localnet on (for -p 127.0.0.1:... from the host),
+// which makes the kernel take packets for 127.0.0.0/8 arriving on it: a
+// container reached services bound to the host's 127.0.0.1 only
+// (CVE-2020-8558's kind).
+func TestContainerCannotReachHostLoopback(t *testing.T) {
+	m := newManager(t)
+	a := newBox(t, "intruder")
+	ep, err := m.Attach(a.opts(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := m.Inspect(DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A host service: on every address, so that the control datagram to
+	// the gateway reaches it too.
+	pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+	gwMAC := linkMAC(t, n.Bridge)
+	src := net.ParseIP(ep.IP)
+	err = inNetns(t, a.cmd.Process.Pid, func() error {
+		if err := sendIPv4UDP("eth0", gwMAC, src, net.IPv4(127, 0, 0, 1), 4000, port, []byte("attack")); err != nil {
+			return err
+		}
+		return sendIPv4UDP("eth0", gwMAC, src, net.ParseIP(n.Gateway), 4000, port, []byte("control"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heard(t, pc) {
+		t.Error("a container's packet to 127.0.0.1 reached a host service on loopback")
+	}
+}
+
+// A port published on 127.0.0.1 is for the host's own programs. The DNAT
+// in prerouting turned packets for 127.0.0.1 arriving from anywhere (a
+// container, a neighbour on the LAN sending to the host's MAC) into
+// packets for the container before the kernel could drop them as
+// martians.
+func TestLoopbackPublishedPortStaysLocal(t *testing.T) {
+	m := newManager(t)
+	srv, intruder, lan := newBox(t, "srv"), newBox(t, "intruder"), newBox(t, "lan")
+
+	// The published port's listener lives in srv's netns.
+	var pc net.PacketConn
+	if err := inNetns(t, srv.cmd.Process.Pid, func() (err error) {
+		pc, err = net.ListenPacket("udp4", "0.0.0.0:9001")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	epS, err := m.Attach(srv.opts("", PortBinding{Proto: "udp", HostIP: "127.0.0.1", ContainerPort: 9001}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := uint16(epS.Ports[0].HostPort)
+	// The host's own connection to it works.
+	c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(int(hostPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("control"))
+	c.Close()
+	if heard(t, pc) {
+		t.Fatal("unexpected datagram")
+	}
+
+	epI, err := m.Attach(intruder.opts(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := m.Inspect(DefaultName)
+	gwMAC := linkMAC(t, n.Bridge)
+	// From a container on the bridge: to the gateway's MAC, for 127.0.0.1.
+	err = inNetns(t, intruder.cmd.Process.Pid, func() error {
+		src := net.ParseIP(epI.IP)
+		if err := sendIPv4UDP("eth0", gwMAC, src, net.IPv4(127, 0, 0, 1), 4000, hostPort, []byte("attack")); err != nil {
+			return err
+		}
+		return sendIPv4UDP("eth0", gwMAC, src, net.ParseIP(epS.IP), 4000, 9001, []byte("control"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heard(t, pc) {
+		t.Error("a container reached a port published on 127.0.0.1")
+	}
+
+	// From the LAN: lan's netns hangs off a host interface that is no
+	// berth bridge (a veth standing for eth0), in a /30 of its own.
+	hostEnd, lanEnd := fmt.Sprintf("vbt%05d", lan.cmd.Process.Pid%100000), "lan0"
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostEnd}, PeerName: lanEnd,
+		PeerNamespace: netlink.NsPid(lan.cmd.Process.Pid)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteLink(hostEnd) })
+	hl, err := netlink.LinkByName(hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostIP, lanIP := net.IPv4(192, 0, 2, 249), net.IPv4(192, 0, 2, 250) // TEST-NET-1
+	if err := netlink.AddrAdd(hl, &netlink.Addr{IPNet: &net.IPNet{IP: hostIP, Mask: net.CIDRMask(30, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(hl); err != nil {
+		t.Fatal(err)
+	}
+	err = inNetns(t, lan.cmd.Process.Pid, func() error {
+		l, err := netlink.LinkByName(lanEnd)
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: lanIP, Mask: net.CIDRMask(30, 32)}}); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return err
+		}
+		if err := sendIPv4UDP(lanEnd, hl.Attrs().HardwareAddr, lanIP, net.IPv4(127, 0, 0, 1), 4000, hostPort, []byte("attack")); err != nil {
+			return err
+		}
+		return sendIPv4UDP(lanEnd, hl.Attrs().HardwareAddr, lanIP, net.ParseIP(epS.IP), 4000, 9001, []byte("control"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heard(t, pc) {
+		t.Error("a LAN neighbour reached a port published on 127.0.0.1")
+	}
+}
