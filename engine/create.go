@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,10 +34,8 @@ func validate(o *Options) error {
 			return err
 		}
 	}
-	for _, h := range o.AddHosts {
-		if name, ip, ok := strings.Cut(h, ":"); !ok || name == "" || ip == "" {
-			return fmt.Errorf("invalid --add-host %q: want HOST:IP", h)
-		}
+	if err := checkEtcValues(o.Hostname, o.AddHosts); err != nil {
+		return err
 	}
 	if o.LogMaxSize != "" {
 		if _, err := parseSize(o.LogMaxSize); err != nil {

@@ -162,9 +162,36 @@ func underMount(arg0 string, env []string, mounts []specs.Mount) bool {
 	return false
 }
 
+// checkEtcValues refuses a --hostname or --add-host that is not one
+// token of a hosts file: a newline or blank in one wrote lines of the
+// caller's choosing (6.6.6.6 bank.example) into /etc/hosts, and the
+// hostname also went to sethostname and /etc/hostname as given.
+func checkEtcValues(hostname string, addHosts []string) error {
+	if hostname != "" && (len(hostname) > 64 || !nameRe.MatchString(hostname)) {
+		return fmt.Errorf("invalid --hostname %q: at most 64 of [a-zA-Z0-9][a-zA-Z0-9_.-]", hostname)
+	}
+	for _, h := range addHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if !ok || name == "" || ip == "" {
+			return fmt.Errorf("invalid --add-host %q: want HOST:IP", h)
+		}
+		if !nameRe.MatchString(name) {
+			return fmt.Errorf("invalid --add-host %q: host %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", h, name)
+		}
+		if ip != "host-gateway" && net.ParseIP(ip) == nil {
+			return fmt.Errorf("invalid --add-host %q: %q is not an IP address", h, ip)
+		}
+	}
+	return nil
+}
+
 // writeEtcFiles writes hosts, hostname and resolv.conf into the container
 // directory; they are bind-mounted over the image's.
 func writeEtcFiles(d, hostname string, o *Options) error {
+	// Records made before checkEtcValues existed are checked again.
+	if err := checkEtcValues(hostname, o.AddHosts); err != nil {
+		return err
+	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 	switch kind, _ := networkMode(o.Network); kind {
 	case netHost:
