@@ -227,6 +227,15 @@ func (n *Node) sniff(r io.Reader) error {
 	return nil
 }
 
+// The kernel refuses (ENOEXEC) a PT_INTERP longer than PATH_MAX; the
+// loader opens no name longer than that either.
+const pathMax = 4096
+
+// maxDynStrings bounds the DT_NEEDED/RPATH/RUNPATH strings kept from one
+// object (real ones have a few dozen): a hostile .dynamic section can
+// repeat an entry pointing at one long string tens of thousands of times.
+const maxDynStrings = 1024
+
 func parseELF(data []byte) *ELFInfo {
 	f, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
@@ -237,6 +246,11 @@ func parseELF(data []byte) *ELFInfo {
 	for _, p := range f.Progs {
 		switch p.Type {
 		case elf.PT_INTERP:
+			// The header's size is the image's word: bound it before
+			// allocating (a PT_INTERP of 1 TB made doctor die of OOM).
+			if p.Filesz < 2 || p.Filesz > pathMax || p.Off+p.Filesz > uint64(len(data)) {
+				return nil
+			}
 			b := make([]byte, p.Filesz)
 			if _, err := p.ReadAt(b, 0); err == nil {
 				info.Interp = strings.TrimRight(string(b), "\x00")
@@ -246,11 +260,71 @@ func parseELF(data []byte) *ELFInfo {
 		}
 	}
 	if info.Dynamic {
-		info.Needed, _ = f.DynString(elf.DT_NEEDED)
-		info.RPath = splitPaths(f.DynString(elf.DT_RPATH))
-		info.RunPath = splitPaths(f.DynString(elf.DT_RUNPATH))
+		dyn := dynStrings(f)
+		info.Needed = dyn[elf.DT_NEEDED]
+		info.RPath = splitPaths(dyn[elf.DT_RPATH], nil)
+		info.RunPath = splitPaths(dyn[elf.DT_RUNPATH], nil)
 	}
 	return info
+}
+
+// dynStrings reads the string entries of the dynamic section in one pass,
+// each name once and at most pathMax bytes, and at most maxDynStrings of
+// them. debug/elf's DynString copies the string of every entry whole: a
+// 2 MB file of 65536 DT_NEEDED entries naming one 1 MB string asked for
+// 64 GB.
+func dynStrings(f *elf.File) map[elf.DynTag][]string {
+	out := map[elf.DynTag][]string{}
+	ds := f.SectionByType(elf.SHT_DYNAMIC)
+	if ds == nil || int(ds.Link) >= len(f.Sections) {
+		return out
+	}
+	d, err := ds.Data()
+	if err != nil {
+		return out
+	}
+	str, err := f.Sections[ds.Link].Data()
+	if err != nil {
+		return out
+	}
+	size := 8
+	if f.Class == elf.ELFCLASS64 {
+		size = 16
+	}
+	seen := map[elf.DynTag]map[string]bool{}
+	kept := 0
+	for ; len(d) >= size && kept < maxDynStrings; d = d[size:] {
+		var tag elf.DynTag
+		var v uint64
+		if size == 8 {
+			tag, v = elf.DynTag(f.ByteOrder.Uint32(d)), uint64(f.ByteOrder.Uint32(d[4:]))
+		} else {
+			tag, v = elf.DynTag(f.ByteOrder.Uint64(d)), f.ByteOrder.Uint64(d[8:])
+		}
+		if tag == elf.DT_NULL {
+			break
+		}
+		if tag != elf.DT_NEEDED && tag != elf.DT_RPATH && tag != elf.DT_RUNPATH || v >= uint64(len(str)) {
+			continue
+		}
+		s := str[v:]
+		if len(s) > pathMax {
+			s = s[:pathMax]
+		}
+		if i := bytes.IndexByte(s, 0); i >= 0 {
+			s = s[:i]
+		}
+		if seen[tag] == nil {
+			seen[tag] = map[string]bool{}
+		}
+		if !seen[tag][string(s)] { // a lookup that copies nothing
+			name := string(s)
+			seen[tag][name] = true
+			out[tag] = append(out[tag], name)
+			kept++
+		}
+	}
+	return out
 }
 
 func splitPaths(v []string, err error) []string {

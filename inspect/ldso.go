@@ -52,11 +52,11 @@ var muslArch = map[elf.Machine]string{
 func (fs *FS) searchDirs(m elf.Machine, musl bool) []string {
 	if musl {
 		if data := fs.Data("/etc/ld-musl-" + muslArch[m] + ".path"); data != nil {
-			return strings.FieldsFunc(string(data), func(r rune) bool { return r == ':' || r == '\n' })
+			return uniqueDirs(strings.FieldsFunc(string(data), func(r rune) bool { return r == ':' || r == '\n' }))
 		}
 		return []string{"/lib", "/usr/local/lib", "/usr/lib"}
 	}
-	dirs := fs.ldSoConf("/etc/ld.so.conf", 0)
+	dirs := fs.ldSoConf("/etc/ld.so.conf", 0, map[string]bool{})
 	if ma := multiarch[m]; ma != "" {
 		dirs = append(dirs, "/lib/"+ma, "/usr/lib/"+ma)
 	}
@@ -64,13 +64,39 @@ func (fs *FS) searchDirs(m elf.Machine, musl bool) []string {
 	if m == elf.EM_X86_64 || m == elf.EM_AARCH64 || m == elf.EM_PPC64 || m == elf.EM_S390 {
 		dirs = append(dirs, "/lib64", "/usr/lib64")
 	}
-	return append(dirs, "/lib", "/usr/lib")
+	return uniqueDirs(append(dirs, "/lib", "/usr/lib"))
 }
 
-func (fs *FS) ldSoConf(file string, depth int) []string {
+// maxSearchDirs bounds a search list: every library lookup walks it, and
+// a hostile ld.so.conf (or RPATH) can name a million directories.
+const maxSearchDirs = 1024
+
+// uniqueDirs drops repeated directories, keeping the first (the loader
+// looks there first) and at most maxSearchDirs.
+func uniqueDirs(dirs []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range dirs {
+		if !seen[d] && len(out) < maxSearchDirs {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// ldSoConf reads each file once (seen): files that include each other
+// (or a glob that matches themselves) made the search list grow as
+// files^depth, a hang on a hostile image with a handful of conf files.
+func (fs *FS) ldSoConf(file string, depth int, seen map[string]bool) []string {
 	if depth > 8 {
 		return nil
 	}
+	_, real, _ := fs.Resolve(file)
+	if seen[real] {
+		return nil
+	}
+	seen[real] = true
 	var dirs []string
 	for _, line := range strings.Split(string(fs.Data(file)), "\n") {
 		line, _, _ = strings.Cut(line, "#")
@@ -83,7 +109,7 @@ func (fs *FS) ldSoConf(file string, depth int) []string {
 					pat = path.Join(path.Dir(file), pat)
 				}
 				for _, inc := range fs.glob(pat) {
-					dirs = append(dirs, fs.ldSoConf(inc, depth+1)...)
+					dirs = append(dirs, fs.ldSoConf(inc, depth+1, seen)...)
 				}
 			}
 		default:
@@ -181,7 +207,7 @@ func (fs *FS) LoadClosure(exe string, info *ELFInfo, ldLibraryPath []string) *Cl
 			order = append(order, ldLibraryPath...)
 			order = append(order, expand(o.info.RunPath)...)
 		}
-		order = append(order, dirs...)
+		order = uniqueDirs(append(order, dirs...))
 		for _, need := range o.info.Needed {
 			if _, done := c.Libs[need]; done {
 				continue
