@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -23,7 +24,8 @@ import (
 // Options tune Pull and Push.
 type Options struct {
 	// Insecure (--tls-verify=false): plain HTTP or unverified TLS. Plain
-	// HTTP is used for localhost and 127.0.0.1 regardless, as docker.
+	// HTTP is used for localhost and loopback addresses regardless, as
+	// docker; anything else (private addresses too) needs HTTPS.
 	Insecure     bool
 	Platform     string // pull: os/arch[/variant], "" = host
 	AllPlatforms bool   // pull: keep the whole index
@@ -45,8 +47,15 @@ func (o Options) remoteTransport() http.RoundTripper {
 	if o.Insecure {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	}
-	return tr
+	if testDial != nil {
+		tr.DialContext = testDial
+	}
+	return secureTransport{base: tr, insecure: o.Insecure}
 }
+
+// testDial, set by tests, connects every request to a test server
+// whatever host it names.
+var testDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 func (o Options) remoteOpts(ctx context.Context) []remote.Option {
 	tr := o.remoteTransport()
@@ -71,6 +80,9 @@ func oneLine(what string, err error) error {
 		case http.StatusNotFound:
 			return fmt.Errorf("%s: not found in the registry: %s", what, flat(err))
 		}
+	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return fmt.Errorf("%s: %s (a plain-HTTP registry: --tls-verify=false to use it)", what, flat(err))
 	}
 	return fmt.Errorf("%s: %s", what, flat(err))
 }
@@ -108,8 +120,12 @@ func Pull(ctx context.Context, s *store.Store, ref string, o Options) (Pulled, e
 	if err != nil {
 		return Pulled{}, oneLine("pull "+ref, err)
 	}
+	guard := &pullGuard{}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
+		if err == nil {
+			idx, err = guard.index(idx, 0)
+		}
 		if err != nil {
 			return Pulled{}, oneLine("pull "+ref, err)
 		}
@@ -132,6 +148,9 @@ func Pull(ctx context.Context, s *store.Store, ref string, o Options) (Pulled, e
 		return writeImage(s, img, tags, res, ref)
 	}
 	img, err := desc.Image()
+	if err == nil {
+		img, err = guard.image(img)
+	}
 	if err != nil {
 		return Pulled{}, oneLine("pull "+ref, err)
 	}

@@ -323,10 +323,11 @@ func TestCLILoginPushPull(t *testing.T) {
 	}
 	bb := importBusybox(t, s, "bb")
 	_, e, code := run("", "login", "-u", "berth", "-p", "nope", reg)
-	if code != 125 || e != "berth: login "+reg+": wrong username or password\n" {
+	warn := "WARNING! --password shows the password to every user of this host (ps, /proc/PID/cmdline): use --password-stdin\n"
+	if code != 125 || e != warn+"berth: login "+reg+": wrong username or password\n" {
 		t.Fatalf("login with a wrong password: exit %d, %q", code, e)
 	}
-	if o, e, code := run("s3cret\n", "login", "-u", "berth", "--password-stdin", reg); code != 0 || o != "Login Succeeded\n" {
+	if o, e, code := run("s3cret\n", "login", "-u", "berth", "--password-stdin", reg); code != 0 || o != "Login Succeeded\n" || e != "" {
 		t.Fatalf("login: %d %q %q", code, o, e)
 	}
 	if o, e, code := run("", "push", "-q", "bb", reg+"/bb:1"); code != 0 {

@@ -111,6 +111,10 @@ func init() {
 	login.Flags().BoolVar(&tlsVerify, "tls-verify", true, "require HTTPS with a verified certificate")
 	login.Flags().StringVar(&authFile, "authfile", "", "credential file (default $BERTH_AUTH_FILE or ~/.config/berth/auth.json)")
 	login.RunE = func(c *cobra.Command, args []string) error {
+		if c.Flags().Changed("password") {
+			// Any user of the host reads a process's arguments (ps, /proc/PID/cmdline).
+			fmt.Fprintln(os.Stderr, "WARNING! --password shows the password to every user of this host (ps, /proc/PID/cmdline): use --password-stdin")
+		}
 		if stdin {
 			if password != "" {
 				return errors.New("--password and --password-stdin are exclusive")
