@@ -224,3 +224,58 @@ func TestLoopbackPublishedPortStaysLocal(t *testing.T) {
 		t.Error("a LAN neighbour reached a port published on 127.0.0.1")
 	}
 }
+
+// User-defined networks are isolated from each other, as docker's: a
+// container on one could open connections to any container on another,
+// since the host routed between the bridges. Published ports stay
+// reachable from every network (they are the host's).
+func TestNetworksAreIsolated(t *testing.T) {
+	m := newManager(t)
+	for _, name := range []string{"berthtest-iso-a", "berthtest-iso-b"} {
+		if _, err := m.Create(CreateOpts{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Remove(name) })
+	}
+	a, b, c := newBox(t, "iso-a"), newBox(t, "iso-b"), newBox(t, "iso-c")
+	epA, err := m.Attach(a.opts("berthtest-iso-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epB, err := m.Attach(b.opts("berthtest-iso-b", PortBinding{Proto: "tcp", ContainerPort: 80}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epC, err := m.Attach(c.opts("")) // the default bridge is a network like the others
+	if err != nil {
+		t.Fatal(err)
+	}
+	na, _ := m.Inspect("berthtest-iso-a")
+	pub := net.JoinHostPort(na.Gateway, strconv.Itoa(epB.Ports[0].HostPort))
+	dial := func(addr string) error {
+		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	for _, x := range []struct {
+		from *box
+		to   string
+	}{{a, epB.IP}, {b, epA.IP}, {c, epA.IP}, {a, epC.IP}} {
+		err = inNetns(t, x.from.cmd.Process.Pid, func() error {
+			// The published port answers (routing works)...
+			if body, err := rawGet(pub); err != nil || body != "hello from iso-b" {
+				return fmt.Errorf("published port %s: %q %v", pub, body, err)
+			}
+			// ...the other network's container does not.
+			if dial(x.to+":80") == nil {
+				return fmt.Errorf("connected to %s:80 on another network", x.to)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("from %s: %v", x.from.name, err)
+		}
+	}
+}
