@@ -279,3 +279,96 @@ func TestNetworksAreIsolated(t *testing.T) {
 		}
 	}
 }
+
+// berth has no IPv6, yet the containers' interfaces had it on, taking
+// router advertisements: a container (CAP_NET_RAW) could send one on
+// the bridge and become the IPv6 default router of its neighbours, who
+// then sent it their IPv6 traffic (CVE-2020-13401's kind). Interfaces
+// on berth's networks have IPv6 off, as docker's on networks without
+// IPv6.
+func TestRogueRouterAdvertisementIgnored(t *testing.T) {
+	m := newManager(t)
+	a, b := newBox(t, "rogue"), newBox(t, "victim")
+	if _, err := m.Attach(a.opts("")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach(b.opts("")); err != nil {
+		t.Fatal(err)
+	}
+	ra := routerAdvertisement()
+	err := inNetns(t, a.cmd.Process.Pid, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		copy(ra[6:12], l.Attrs().HardwareAddr)
+		proto := uint16(unix.ETH_P_IPV6)
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto<<8|proto>>8))
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrLinklayer{Protocol: proto<<8 | proto>>8, Ifindex: l.Attrs().Index, Halen: 6}
+		copy(sa.Addr[:], ra[:6])
+		for i := 0; i < 3; i++ {
+			if err := unix.Sendto(fd, ra, 0, sa); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An RA is taken as it arrives; allow the kernel a moment.
+	var routes []netlink.Route
+	var addrs []netlink.Addr
+	for i := 0; i < 10; i++ {
+		err = inNetns(t, b.cmd.Process.Pid, func() error {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			routes, _ = netlink.RouteList(l, netlink.FAMILY_V6)
+			addrs, _ = netlink.AddrList(l, netlink.FAMILY_V6)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(routes) > 0 || len(addrs) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(routes) > 0 || len(addrs) > 0 {
+		t.Errorf("the victim's eth0 has IPv6 routes %v and addresses %v (after a neighbour's RA)", routes, addrs)
+	}
+}
+
+// routerAdvertisement is an Ethernet frame to all nodes (source MAC left
+// zero): fe80::bad is the default router, 2001:db8:bad::/64 to
+// autoconfigure from.
+func routerAdvertisement() []byte {
+	icmp := []byte{134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0}
+	prefix := []byte{3, 4, 64, 0xc0, 0, 0, 0x1c, 0x20, 0, 0, 0x1c, 0x20, 0, 0, 0, 0}
+	prefix = append(prefix, net.ParseIP("2001:db8:bad::")...)
+	icmp = append(icmp, prefix...)
+	src, dst := net.ParseIP("fe80::bad"), net.ParseIP("ff02::1")
+	// checksum over the pseudo-header and the message
+	var sum uint32
+	pseudo := append(append(append([]byte{}, src...), dst...), 0, 0, byte(len(icmp)>>8), byte(len(icmp)), 0, 0, 0, 58)
+	for _, part := range [][]byte{pseudo, icmp} {
+		for i := 0; i+1 < len(part); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(part[i:]))
+		}
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(icmp[2:], ^uint16(sum))
+	ip := []byte{0x60, 0, 0, 0, byte(len(icmp) >> 8), byte(len(icmp)), 58, 255}
+	ip = append(append(append(ip, src...), dst...), icmp...)
+	eth := append([]byte{0x33, 0x33, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x86, 0xdd}, ip...)
+	return eth
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	goruntime "runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -244,6 +245,13 @@ func plumb(n *Network, ep *Endpoint, nsPath string) (err error) {
 	if err != nil {
 		return fmt.Errorf("container side of %s: %w", ep.HostVeth, err)
 	}
+	// No IPv6 on berth's networks, so none on the interface: with it on
+	// (the kernel's default), the container took router advertisements,
+	// and any neighbour on the bridge could make itself its IPv6 default
+	// router. Set before the link is up, so it never gets an address.
+	if err := disableIPv6(ns, ep.IfName); err != nil {
+		return fmt.Errorf("disabling IPv6 on %s in the container: %w", ep.IfName, err)
+	}
 	_, sn, _ := net.ParseCIDR(n.Subnet)
 	if err := h.AddrAdd(in, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: sn.Mask}}); err != nil {
 		return fmt.Errorf("address %s in the container: %w", ip, err)
@@ -279,4 +287,25 @@ func freeIfName(links []netlink.Link) string {
 			return n
 		}
 	}
+}
+
+// disableIPv6 sets disable_ipv6 on ifname in the netns ns. /proc/sys/net
+// is that of the task opening it, so the write happens on a thread
+// inside ns, thrown away afterwards (it is never unlocked).
+func disableIPv6(ns netns.NsHandle, ifname string) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		p := "/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6"
+		err := os.WriteFile(p, []byte("1"), 0o644)
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil // a kernel without IPv6: nothing to turn off
+		}
+		errc <- err
+	}()
+	return <-errc
 }
