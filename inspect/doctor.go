@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"archive/tar"
+	"bytes"
 	"fmt"
 	"io"
 	"path"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -381,7 +383,10 @@ func yesNo(b bool) string {
 }
 
 // WriteText prints the report for a person.
-func (r *Report) WriteText(w io.Writer) {
+func (r *Report) WriteText(out io.Writer) {
+	var buf bytes.Buffer
+	defer writePrintable(out, &buf)
+	w := io.Writer(&buf)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	f := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 	f("image", "%s (%s)", r.Image, r.Platform)
@@ -492,7 +497,10 @@ func orDefault(s, d string) string {
 }
 
 // WriteCompare prints seed 001's table, one column per image.
-func WriteCompare(w io.Writer, reports []*Report) {
+func WriteCompare(out io.Writer, reports []*Report) {
+	var buf bytes.Buffer
+	defer writePrintable(out, &buf)
+	w := io.Writer(&buf)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k string, fn func(r *Report) string) {
 		cells := []string{k}
@@ -528,4 +536,17 @@ func WriteCompare(w io.Writer, reports []*Report) {
 		return MB(r.Slim.Bytes)
 	})
 	tw.Flush()
+}
+
+// writePrintable writes the report with control characters shown as '?':
+// os-release, passwd, file names and the config are the image's words,
+// and escape sequences in them would drive the reader's terminal (rewrite
+// the screen, set the clipboard with OSC 52).
+func writePrintable(w io.Writer, buf *bytes.Buffer) {
+	w.Write(bytes.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, buf.Bytes()))
 }

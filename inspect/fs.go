@@ -12,6 +12,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"regexp"
 	"sort"
@@ -65,6 +66,10 @@ type FS struct {
 	root   *Node
 	Layers []LayerStat
 	Wasted int64 // bytes of files shadowed or deleted by a later layer
+
+	held  int64    // bytes the nodes take, against maxHeld
+	kept  int64    // config file bytes kept, against maxKept
+	spool *os.File // large ELF files are parsed from here, not memory
 }
 
 // Config files small enough to keep: read when the tree is built, so
@@ -73,9 +78,26 @@ var keepData = regexp.MustCompile(`^/(etc/(os-release|passwd|group|nsswitch\.con
 
 var glibcVersion = regexp.MustCompile(`GNU C Library [^\n]*?(?:release )?version (\d+\.\d+)`)
 
-// maxELF bounds the size of a file read into memory to parse its ELF
-// headers; larger files are recorded without ELF details.
-const maxELF = 512 << 20
+// What one image's view may take: a layer of a few MB (zeros compress
+// well) can hold files of many GB, millions of entries or names of a
+// MB. Doctor and slim read images they do not trust.
+const (
+	// maxELF bounds the size of a file parsed for its ELF headers;
+	// larger files are recorded without ELF details.
+	maxELF = 512 << 20
+	// maxInMemELF: larger ELF files are parsed from a temp file, not
+	// read into memory whole.
+	maxInMemELF = 32 << 20
+	// maxKeptFile and maxKept bound the config files kept in memory,
+	// one and all (a thousand 1 MB files in /etc/ld.so.conf.d were a GB).
+	maxKeptFile = 1 << 20
+	maxKept     = 64 << 20
+	// maxHeld bounds the bytes of the nodes themselves: a view of more is
+	// refused.
+	maxHeld = 1 << 30
+	// nodeBytes is about what a node takes beside its path and link.
+	nodeBytes = 256
+)
 
 // ReadFS applies img's layers in order into a merged view.
 func ReadFS(img v1.Image) (*FS, error) {
@@ -96,17 +118,40 @@ func ReadFS(img v1.Image) (*FS, error) {
 		err = fs.apply(i, rc, &st)
 		rc.Close()
 		if err != nil {
+			fs.closeSpool()
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
 		fs.Layers = append(fs.Layers, st)
 		fs.Wasted += st.Wasted
 	}
+	fs.closeSpool()
 	return fs, nil
+}
+
+func (fs *FS) closeSpool() {
+	if fs.spool != nil {
+		fs.spool.Close()
+		fs.spool = nil
+	}
+}
+
+// hold counts a new node against maxHeld.
+func (fs *FS) hold(p, link string) error {
+	fs.held += nodeBytes + int64(len(p)+len(link))
+	if fs.held > maxHeld {
+		return fmt.Errorf("the image's file tree takes more than %d MB: refused", maxHeld>>20)
+	}
+	return nil
 }
 
 // clean turns a tar entry name into an absolute clean path, refusing
 // names that climb out of the root.
 func clean(name string) (string, error) {
+	// No path the kernel can look up is longer; a 1 MB name of "a/a/a..."
+	// implied half a million directories, each holding its own path.
+	if len(name) > pathMax {
+		return "", fmt.Errorf("entry %.40q...: name of %d bytes, longer than PATH_MAX", name, len(name))
+	}
 	p := path.Clean("/" + name)
 	for _, part := range strings.Split(name, "/") {
 		if part == ".." {
@@ -158,7 +203,13 @@ func (fs *FS) apply(layer int, r io.Reader, st *LayerStat) error {
 			}
 			continue
 		}
-		parent := fs.mkdirAll(dir, layer)
+		parent, err := fs.mkdirAll(dir, layer)
+		if err != nil {
+			return err
+		}
+		if err := fs.hold(p, h.Linkname); err != nil {
+			return err
+		}
 		n := &Node{Path: p, Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Layer: layer, Link: h.Linkname}
 		if n.Type == tar.TypeRegA {
 			n.Type = tar.TypeReg
@@ -177,7 +228,7 @@ func (fs *FS) apply(layer int, r io.Reader, st *LayerStat) error {
 		case tar.TypeReg:
 			n.Size = h.Size
 			st.Bytes += h.Size
-			if err := n.sniff(tr); err != nil {
+			if err := fs.sniff(n, tr); err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
 		case tar.TypeLink:
@@ -197,11 +248,18 @@ func (fs *FS) apply(layer int, r io.Reader, st *LayerStat) error {
 
 // sniff reads what the report needs from a regular file's content: ELF
 // headers, a script's shebang line, glibc's version, small config files.
-func (n *Node) sniff(r io.Reader) error {
+func (fs *FS) sniff(n *Node, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 4096)
 	head, _ := br.Peek(256)
+	isELF := bytes.HasPrefix(head, []byte("\x7fELF"))
 	switch {
-	case bytes.HasPrefix(head, []byte("\x7fELF")) && n.Size <= maxELF:
+	case isELF && n.Size > maxInMemELF && n.Size <= maxELF:
+		f, size, err := fs.spoolFile(br)
+		if err != nil {
+			return err
+		}
+		n.ELF = parseELFAt(f, size)
+	case isELF && n.Size <= maxInMemELF:
 		data, err := io.ReadAll(br)
 		if err != nil {
 			return err
@@ -217,14 +275,37 @@ func (n *Node) sniff(r io.Reader) error {
 		line, _, _ := strings.Cut(string(head[2:]), "\n")
 		n.Shebang = strings.TrimSpace(line)
 	}
-	if keepData.MatchString(n.Path) && n.Size <= 1<<20 {
-		data, err := io.ReadAll(br)
+	if keepData.MatchString(n.Path) && n.Size <= maxKeptFile && fs.kept+n.Size <= maxKept {
+		data, err := io.ReadAll(io.LimitReader(br, maxKeptFile))
 		if err != nil {
 			return err
 		}
 		n.data = data
+		fs.kept += int64(len(data))
 	}
 	return nil
+}
+
+// spoolFile copies r to the view's temp file (made once, unlinked at
+// once so that nothing is left behind) and returns it with the size.
+func (fs *FS) spoolFile(r io.Reader) (*os.File, int64, error) {
+	if fs.spool == nil {
+		f, err := os.CreateTemp("", "berth-inspect-*")
+		if err != nil {
+			return nil, 0, err
+		}
+		os.Remove(f.Name())
+		fs.spool = f
+	}
+	f := fs.spool
+	if err := f.Truncate(0); err != nil {
+		return nil, 0, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, err
+	}
+	size, err := io.Copy(f, io.LimitReader(r, maxELF))
+	return f, size, err
 }
 
 // The kernel refuses (ENOEXEC) a PT_INTERP longer than PATH_MAX; the
@@ -236,8 +317,14 @@ const pathMax = 4096
 // repeat an entry pointing at one long string tens of thousands of times.
 const maxDynStrings = 1024
 
-func parseELF(data []byte) *ELFInfo {
-	f, err := elf.NewFile(bytes.NewReader(data))
+// maxDynamic and maxDynStr bound the sections read for them (real ones
+// are a few hundred bytes and a few MB).
+const maxDynamic, maxDynStr = 1 << 20, 64 << 20
+
+func parseELF(data []byte) *ELFInfo { return parseELFAt(bytes.NewReader(data), int64(len(data))) }
+
+func parseELFAt(r io.ReaderAt, size int64) *ELFInfo {
+	f, err := elf.NewFile(r)
 	if err != nil {
 		return nil
 	}
@@ -248,7 +335,7 @@ func parseELF(data []byte) *ELFInfo {
 		case elf.PT_INTERP:
 			// The header's size is the image's word: bound it before
 			// allocating (a PT_INTERP of 1 TB made doctor die of OOM).
-			if p.Filesz < 2 || p.Filesz > pathMax || p.Off+p.Filesz > uint64(len(data)) {
+			if p.Filesz < 2 || p.Filesz > pathMax || p.Off+p.Filesz > uint64(size) {
 				return nil
 			}
 			b := make([]byte, p.Filesz)
@@ -276,7 +363,7 @@ func parseELF(data []byte) *ELFInfo {
 func dynStrings(f *elf.File) map[elf.DynTag][]string {
 	out := map[elf.DynTag][]string{}
 	ds := f.SectionByType(elf.SHT_DYNAMIC)
-	if ds == nil || int(ds.Link) >= len(f.Sections) {
+	if ds == nil || int(ds.Link) >= len(f.Sections) || ds.Size > maxDynamic || f.Sections[ds.Link].Size > maxDynStr {
 		return out
 	}
 	d, err := ds.Data()
@@ -387,7 +474,7 @@ func (fs *FS) remove(p string) {
 
 // mkdirAll returns the directory at p, creating implied parents (a layer
 // may omit them); a non-directory in the way is replaced, as tar would.
-func (fs *FS) mkdirAll(p string, layer int) *Node {
+func (fs *FS) mkdirAll(p string, layer int) (*Node, error) {
 	n := fs.root
 	cur := "/"
 	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
@@ -397,12 +484,15 @@ func (fs *FS) mkdirAll(p string, layer int) *Node {
 		cur = path.Join(cur, part)
 		c := n.children[part]
 		if c == nil || c.Type != tar.TypeDir {
+			if err := fs.hold(cur, ""); err != nil {
+				return nil, err
+			}
 			c = &Node{Path: cur, Type: tar.TypeDir, Mode: 0o755, Layer: layer, children: map[string]*Node{}}
 			n.children[part] = c
 		}
 		n = c
 	}
-	return n
+	return n, nil
 }
 
 // maxHops is the kernel's limit on symlinks followed in one lookup.

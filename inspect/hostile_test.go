@@ -1,15 +1,19 @@
 package inspect
 
 import (
+	"archive/tar"
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // hostileELF builds an x86-64 ELF with a PT_INTERP of interpSize bytes
@@ -129,5 +133,150 @@ func TestHostileLdSoConfIncludes(t *testing.T) {
 			got = got[:300] + fmt.Sprintf("... (%d dirs)", len(dirs))
 		}
 		t.Errorf("search dirs %s\nwant %s", got, want)
+	}
+}
+
+// Big config files are kept in memory up to a budget for the image, an
+// ELF file of more than maxInMemELF is parsed from a temp file, and a
+// name longer than PATH_MAX is refused (a 1 MB "a/a/a..." implied half a
+// million directories, each holding its own path).
+func TestHostileSizes(t *testing.T) {
+	files := map[string]file{}
+	mb := strings.Repeat("x", maxKeptFile)
+	for i := 0; i < maxKept/maxKeptFile+16; i++ {
+		files[fmt.Sprintf("etc/ld.so.conf.d/%03d.conf", i)] = file{data: mb}
+	}
+	fs, err := ReadFS(imageOf(t, v1.Config{}, layerOf(t, files)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept int
+	fs.Walk(func(n *Node) { kept += len(n.data) })
+	if kept > maxKept {
+		t.Errorf("%d bytes of config files kept in memory, want at most %d", kept, maxKept)
+	}
+
+	interp := "/lib64/ld-linux-x86-64.so.2\x00"
+	elfData := hostileELF(interp, uint64(len(interp)), []byte("\x00libc.so.6\x00"), [][2]uint64{{uint64(elf.DT_NEEDED), 1}})
+	big := string(elfData) + strings.Repeat("\x00", maxInMemELF+1)
+	img := imageOf(t, v1.Config{}, layerOf(t, map[string]file{"app": {mode: 0o755, data: big}}))
+	if n := allocated(func() { fs, err = ReadFS(img) }); n > maxInMemELF/2 {
+		t.Errorf("reading a %d MB ELF allocated %d MB", len(big)>>20, n>>20)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fs.lookup("/app"); n == nil || n.ELF == nil || n.ELF.Interp != "/lib64/ld-linux-x86-64.so.2" || strings.Join(n.ELF.Needed, ",") != "libc.so.6" {
+		t.Errorf("large ELF parsed as %+v", n)
+	}
+
+	long := strings.Repeat("a/", 8<<10) + "f"
+	_, err = ReadFS(imageOf(t, v1.Config{}, layerOf(t, map[string]file{long: {data: "x"}})))
+	if err == nil || !strings.Contains(err.Error(), "PATH_MAX") {
+		t.Errorf("a %d-byte name: %v, want refused", len(long), err)
+	}
+}
+
+// zeroLayer is a layer holding name: head followed by zeros up to size,
+// streamed (never in memory whole).
+func zeroLayer(t *testing.T, name string, head []byte, size int64) v1.Layer {
+	t.Helper()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() {
+			tw := tar.NewWriter(pw)
+			tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: size, Typeflag: tar.TypeReg})
+			tw.Write(head)
+			io.CopyN(tw, zeros{}, size-int64(len(head)))
+			pw.CloseWithError(tw.Close())
+		}()
+		return pr, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// Slim streams kept files into its layer: it held every kept file in
+// memory, twice (a 10 GB entrypoint of zeros is a few MB of gzip).
+func TestHostileSlimBigFile(t *testing.T) {
+	elfData := hostileELF("", 0, []byte("\x00"), nil)
+	// A static ELF: no PT_INTERP (hostileELF always adds one; blank it).
+	binary.LittleEndian.PutUint32(elfData[64:], uint32(elf.PT_NOTE))
+	const size = 192 << 20
+	img := imageOf(t, v1.Config{Entrypoint: []string{"/app"}}, zeroLayer(t, "app", elfData, size))
+	var res *SlimResult
+	var err error
+	n := allocated(func() { res, err = Slim(img, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(res.Close)
+	if n > size/4 {
+		t.Errorf("slim of a %d MB entrypoint allocated %d MB", size>>20, n>>20)
+	}
+	fs, err := ReadFS(res.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := fs.lookup("/app"); a == nil || a.Size != size || a.ELF == nil {
+		t.Errorf("slim image's /app: %+v", a)
+	}
+	tmp := res.tmp
+	res.Close()
+	if _, err := os.Stat(tmp); err == nil {
+		t.Errorf("Close left %s", tmp)
+	}
+}
+
+// What doctor and slim read is the image, never the host: paths climbing
+// out and symlinks pointing at host files resolve inside the view.
+func TestHostileSymlinksStayInImage(t *testing.T) {
+	bin := staticGo(t)
+	img := scratchImage(t, bin, map[string]file{
+		"etc/os-release": {link: "../../../../etc/os-release"},
+		"data":           {link: "/../../../etc"},
+		"etc/passwd":     {link: "/proc/self/root/etc/passwd"},
+	})
+	r := mustDoctor(t, "links", img)
+	if r.OS != "none" || len(r.Users) != 0 {
+		t.Errorf("doctor read the host: os %q users %v", r.OS, r.Users)
+	}
+	for _, inc := range []string{"../../../etc/shadow", "/data/shadow", "/data/hostname"} {
+		if _, err := Slim(img, []string{inc}); err == nil || !strings.Contains(err.Error(), "no such path in the image") {
+			t.Errorf("--include %s: %v, want no such path in the image", inc, err)
+		}
+	}
+}
+
+// The report prints the image's words (os-release, passwd, names, the
+// config): escape sequences in them reach the terminal as '?'.
+func TestHostileEscapesInReport(t *testing.T) {
+	esc := "\x1b]52;c;aGk=\x07\x1b[2J\u009b31m"
+	img := imageOf(t, v1.Config{Entrypoint: []string{"/bin/" + esc}, User: esc}, layerOf(t, map[string]file{
+		"etc/os-release":  {data: "PRETTY_NAME=\"Evil " + esc + "\"\n"},
+		"etc/passwd":      {data: "root" + esc + ":x:0:0::/:/bin/sh\n"},
+		"big" + esc:       {data: strings.Repeat("x", 4096)},
+		"tmp" + esc + "/": {mode: 0o777},
+	}))
+	r := mustDoctor(t, "esc"+esc, img)
+	var one, cmp bytes.Buffer
+	r.WriteText(&one)
+	WriteCompare(&cmp, []*Report{r, r})
+	for name, out := range map[string]string{"doctor": one.String(), "compare": cmp.String()} {
+		if strings.ContainsAny(out, "\x1b\x07\u009b") {
+			t.Errorf("%s output carries the image's escape sequences: %q", name, out)
+		}
+		if !strings.Contains(out, "Evil ?]52;c;aGk=??[2J?31m") {
+			t.Errorf("%s output lacks the os name with its escapes as '?': %q", name, out)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path"
 	"sort"
@@ -249,6 +250,15 @@ type SlimResult struct {
 	BeforeBytes, AfterBytes int64
 	BeforeFiles, AfterFiles int
 	Missing                 []string // problems the original entrypoint already had
+	tmp                     string   // the layer's tar, until Close
+}
+
+// Close removes the slim layer's temp file: call it once Image is stored.
+func (r *SlimResult) Close() {
+	if r.tmp != "" {
+		os.Remove(r.tmp)
+		r.tmp = ""
+	}
 }
 
 // Slim makes a single-layer copy of img holding only what MakePlan keeps,
@@ -281,60 +291,41 @@ func Slim(img v1.Image, includes []string) (*SlimResult, error) {
 			pl.Keep[d] = "parent"
 		}
 	}
-	content, err := fs.contents(img, pl)
+	// The layer goes to a temp file, file contents streamed from the
+	// original's layers: kept in memory, a kept file of many GB (zeros
+	// compress to almost nothing) took as much memory, twice.
+	tmp, err := os.CreateTemp("", "berth-slim-*.tar")
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	res := &SlimResult{Plan: pl, Missing: pl.Entry.Problems, tmp: tmp.Name()}
+	err = fs.writeLayer(img, pl, tmp)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	var layer v1.Layer
+	if err == nil {
+		layer, err = tarball.LayerFromFile(tmp.Name())
+	}
+	if err != nil {
+		res.Close()
+		return nil, err
+	}
 	mtime := time.Unix(0, 0)
-	for _, p := range pl.Paths() {
-		n := fs.lookup(p)
-		if n == nil {
-			continue
-		}
-		h := &tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: n.Mode, Uid: n.UID, Gid: n.GID, ModTime: mtime, Format: tar.FormatPAX}
-		switch n.Type {
-		case tar.TypeDir:
-			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
-		case tar.TypeSymlink:
-			h.Typeflag, h.Linkname = tar.TypeSymlink, n.Link
-		case tar.TypeReg, tar.TypeLink:
-			// Hardlinks become copies: their target may not be kept.
-			h.Typeflag = tar.TypeReg
-			h.Size = int64(len(content[p]))
-		default:
-			continue // devices, fifos: the runtime provides /dev
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(content[p]); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		return nil, err
-	}
 	nc := cfg.DeepCopy()
 	nc.RootFS = v1.RootFS{Type: "layers"}
 	nc.History = nil
 	base, err := mutate.ConfigFile(empty.Image, nc)
 	if err != nil {
+		res.Close()
 		return nil, err
 	}
 	out, err := mutate.Append(base, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "berth slim", Created: v1.Time{Time: mtime}}})
 	if err != nil {
+		res.Close()
 		return nil, err
 	}
-	res := &SlimResult{Image: out, Plan: pl, Missing: pl.Entry.Problems}
+	res.Image = out
 	// Counted as doctor counts: everything but directories and symlinks.
 	fs.Walk(func(n *Node) {
 		if n.Type != tar.TypeDir && n.Type != tar.TypeSymlink {
@@ -346,80 +337,119 @@ func Slim(img v1.Image, includes []string) (*SlimResult, error) {
 	return res, nil
 }
 
-// contents reads the kept regular files (and hardlinks' targets) from the
-// layers that wrote them, one pass over each layer needed.
-func (fs *FS) contents(img v1.Image, pl *Plan) (map[string][]byte, error) {
+// writeLayer writes the slim layer's tar to w: directories and symlinks
+// in path order, then each kept regular file as the original's layers
+// are read (one pass over each layer needed), its content copied from
+// the layer that wrote it; a file kept at several paths (a hardlink's
+// target) is written once and linked from the others.
+func (fs *FS) writeLayer(img v1.Image, pl *Plan, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	mtime := time.Unix(0, 0)
+	header := func(p string, n *Node) *tar.Header {
+		return &tar.Header{Name: strings.TrimPrefix(p, "/"), Mode: n.Mode, Uid: n.UID, Gid: n.GID, ModTime: mtime, Format: tar.FormatPAX}
+	}
 	want := map[int]map[string][]string{} // layer -> path in layer -> kept paths
-	for p := range pl.Keep {
+	for _, p := range pl.Paths() {
 		n := fs.lookup(p)
 		if n == nil {
 			continue
 		}
-		s := n
-		if n.Type == tar.TypeLink {
-			if n.src == nil {
-				return nil, fmt.Errorf("%s: hardlink to %s whose target is gone", p, n.Link)
+		h := header(p, n)
+		switch n.Type {
+		case tar.TypeDir:
+			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
+		case tar.TypeSymlink:
+			h.Typeflag, h.Linkname = tar.TypeSymlink, n.Link
+		case tar.TypeReg, tar.TypeLink:
+			s := n
+			if n.Type == tar.TypeLink {
+				if n.src == nil {
+					return fmt.Errorf("%s: hardlink to %s whose target is gone", p, n.Link)
+				}
+				s = n.src
 			}
-			s = n.src
+			if s.Type == tar.TypeReg {
+				if want[s.Layer] == nil {
+					want[s.Layer] = map[string][]string{}
+				}
+				want[s.Layer][s.Path] = append(want[s.Layer][s.Path], p)
+				continue
+			}
+			h.Typeflag = tar.TypeReg // a hardlink to a non-file: empty, as before
+		default:
+			continue // devices, fifos: the runtime provides /dev
 		}
-		if s.Type != tar.TypeReg {
-			continue
+		if err := tw.WriteHeader(h); err != nil {
+			return err
 		}
-		if want[s.Layer] == nil {
-			want[s.Layer] = map[string][]string{}
-		}
-		want[s.Layer][s.Path] = append(want[s.Layer][s.Path], p)
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := map[string][]byte{}
 	for i, l := range layers {
-		w := want[i]
-		if len(w) == 0 {
+		files := want[i]
+		if len(files) == 0 {
 			continue
 		}
-		rc, err := l.Uncompressed()
+		if err := fs.copyFiles(i, l, files, tw, header); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// copyFiles copies the kept files layer i wrote (every occurrence: a
+// later entry of the same name replaces an earlier one, in the view as
+// when the slim layer is applied).
+func (fs *FS) copyFiles(i int, l v1.Layer, w map[string][]string, tw *tar.Writer, header func(string, *Node) *tar.Header) error {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	found := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("layer %d: %w", i, err)
 		}
-		tr := tar.NewReader(rc)
-		for len(w) > 0 {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				rc.Close()
-				return nil, fmt.Errorf("layer %d: %w", i, err)
-			}
-			p, err := clean(h.Name)
-			if err != nil {
-				continue
-			}
-			dst, ok := w[p]
-			if !ok || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
-				continue
-			}
-			data, err := io.ReadAll(tr)
-			if err != nil {
-				rc.Close()
-				return nil, err
-			}
-			for _, d := range dst {
-				out[d] = data
-			}
-			delete(w, p)
+		p, err := clean(h.Name)
+		if err != nil {
+			continue
 		}
-		rc.Close()
-		if len(w) > 0 {
-			for p := range w {
-				return nil, fmt.Errorf("layer %d: %s vanished while reading", i, p)
+		dst, ok := w[p]
+		if !ok || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
+			continue
+		}
+		found[p] = true
+		for j, d := range dst {
+			out := header(d, fs.lookup(d))
+			if j == 0 {
+				out.Typeflag, out.Size = tar.TypeReg, h.Size
+			} else {
+				out.Typeflag, out.Linkname = tar.TypeLink, strings.TrimPrefix(dst[0], "/")
+			}
+			if err := tw.WriteHeader(out); err != nil {
+				return err
+			}
+			if j == 0 {
+				if _, err := io.Copy(tw, tr); err != nil {
+					return fmt.Errorf("layer %d: %s: %w", i, p, err)
+				}
 			}
 		}
 	}
-	return out, nil
+	for p := range w {
+		if !found[p] {
+			return fmt.Errorf("layer %d: %s vanished while reading", i, p)
+		}
+	}
+	return nil
 }
 
 // noEnv expands no variables in --probe's words.

@@ -116,6 +116,7 @@ and fails if their output or exit status differ.`,
 			if err != nil {
 				return fmt.Errorf("slim %s: %w", args[0], err)
 			}
+			defer res.Close()
 			for _, p := range res.Missing {
 				fmt.Fprintf(os.Stderr, "warning: the original already fails: %s\n", p)
 			}
