@@ -129,6 +129,10 @@ func Keychain(authFile string) authn.Keychain {
 // Login checks user/password against the registry and, when they work,
 // saves them in the auth file.
 func Login(ctx context.Context, registry, user, password string, o Options) error {
+	return printable(login(ctx, registry, user, password, o))
+}
+
+func login(ctx context.Context, registry, user, password string, o Options) error {
 	reg, err := name.NewRegistry(strings.TrimPrefix(strings.TrimPrefix(registry, "https://"), "http://"), o.nameOpts()...)
 	if err != nil {
 		return fmt.Errorf("invalid registry %q: %v", registry, err)

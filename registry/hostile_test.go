@@ -323,3 +323,32 @@ func mustRegistry(t *testing.T, addr string) name.Registry {
 	}
 	return r
 }
+
+// A registry's words (error messages, platform names) reach the terminal
+// with their control characters as '?'.
+func TestPullErrorsPrintable(t *testing.T) {
+	h := newHostile()
+	esc := "\x1b]52;c;aGk=\x07\x1b[2J"
+	body, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{{
+		MediaType: types.OCIManifestSchema1, Size: 2, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)},
+		Platform: &v1.Platform{OS: "plan9" + esc, Architecture: "mips"}}}})
+	h.manifest("index", types.OCIImageIndex, body)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/manifests/gone") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			msg, _ := json.Marshal("not here" + esc)
+			fmt.Fprintf(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":%s}]}`, msg)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for _, ref := range []string{"gone", "index"} {
+		_, err := Pull(context.Background(), openStore(t), addr+"/x:"+ref, Options{})
+		if err == nil || strings.ContainsAny(err.Error(), "\x1b\x07") || !strings.Contains(err.Error(), "?]52;c;aGk=??[2J") {
+			t.Errorf("pull %s: %q, want the registry's escapes as '?'", ref, err)
+		}
+	}
+}

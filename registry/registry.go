@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/berthproject/berth/image/progress"
 	"github.com/berthproject/berth/store"
@@ -91,6 +92,33 @@ func flat(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
+// printableError shows control characters of err's text as '?': a
+// registry's error messages, platform names and media types are its
+// words, and escape sequences in them would drive the user's terminal.
+type printableError struct {
+	msg string
+	err error
+}
+
+func (e printableError) Error() string { return e.msg }
+func (e printableError) Unwrap() error { return e.err }
+
+func printable(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return printableError{msg, err}
+}
+
 // Pulled says what Pull stored.
 type Pulled struct {
 	Name   string  // full name, "" for a pull by digest
@@ -102,6 +130,11 @@ type Pulled struct {
 // the image for the host (or opts.Platform) from an index, or the whole
 // index with AllPlatforms.
 func Pull(ctx context.Context, s *store.Store, ref string, o Options) (Pulled, error) {
+	res, err := pull(ctx, s, ref, o)
+	return res, printable(err)
+}
+
+func pull(ctx context.Context, s *store.Store, ref string, o Options) (Pulled, error) {
 	r, err := name.ParseReference(ref, o.nameOpts()...)
 	if err != nil {
 		return Pulled{}, fmt.Errorf("invalid reference %q: %v", ref, err)
@@ -183,6 +216,11 @@ func writeImage(s *store.Store, img v1.Image, tags []string, res Pulled, ref str
 // Push sends the stored image (or multi-platform index, with all its
 // images) src to dst ("" = src's own name) and returns the digest pushed.
 func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (v1.Hash, error) {
+	d, err := push(ctx, s, src, dst, o)
+	return d, printable(err)
+}
+
+func push(ctx context.Context, s *store.Store, src, dst string, o Options) (v1.Hash, error) {
 	e, err := s.Resolve(src)
 	if err != nil {
 		return v1.Hash{}, err
