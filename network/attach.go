@@ -2,6 +2,7 @@ package network
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -261,8 +262,16 @@ func refreshHosts(st *state, n *Network) {
 // network with id after the marker in its hosts file. The file is
 // rewritten in place: it is bind-mounted, so its inode must stay.
 func writeHosts(st *state, id, path string) {
-	b, err := os.ReadFile(path)
+	// The container may write its hosts file: one it made larger than
+	// any hosts file is left alone, rather than read whole into every
+	// berth that attaches or detaches a neighbour.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
+		return
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxHostsFile+1))
+	if err != nil || len(b) > maxHostsFile {
 		return
 	}
 	s := string(b)
@@ -306,10 +315,10 @@ func writeHosts(st *state, id, path string) {
 	if len(lines) > 0 {
 		s += hostsMarker + strings.Join(lines, "\n") + "\n"
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return
+	if f.Truncate(0) == nil {
+		f.WriteAt([]byte(s), 0)
 	}
-	f.WriteString(s)
-	f.Close()
 }
+
+// maxHostsFile is the largest container hosts file berth rewrites.
+const maxHostsFile = 1 << 20

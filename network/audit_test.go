@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +125,22 @@ func TestContainerCannotReachHostLoopback(t *testing.T) {
 	}
 	if heard(t, pc) {
 		t.Error("a container's packet to 127.0.0.1 reached a host service on loopback")
+	}
+	// Nor may it pass for the host itself: a packet from 127.0.0.1 (which
+	// route_localnet lets past the martian check; the kernel's source
+	// validation drops it, as the address is local) to a service that
+	// trusts loopback.
+	err = inNetns(t, a.cmd.Process.Pid, func() error {
+		if err := sendIPv4UDP("eth0", gwMAC, net.IPv4(127, 0, 0, 1), net.ParseIP(n.Gateway), 4000, port, []byte("attack")); err != nil {
+			return err
+		}
+		return sendIPv4UDP("eth0", gwMAC, src, net.ParseIP(n.Gateway), 4000, port, []byte("control"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heard(t, pc) {
+		t.Error("a container's packet from 127.0.0.1 reached a host service")
 	}
 }
 
@@ -371,4 +389,37 @@ func routerAdvertisement() []byte {
 	ip = append(append(append(ip, src...), dst...), icmp...)
 	eth := append([]byte{0x33, 0x33, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x86, 0xdd}, ip...)
 	return eth
+}
+
+// A container may write its own /etc/hosts, the file berth rewrites when
+// a neighbour comes or goes: made huge, it was read whole into memory by
+// every berth attaching or detaching a container on its networks. One
+// larger than any hosts file is left alone, and the others go on.
+func TestHugeHostsFileLeftAlone(t *testing.T) {
+	m := newManager(t)
+	if _, err := m.Create(CreateOpts{Name: "berthtest-hosts"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Remove("berthtest-hosts") })
+	a, b, c := newBox(t, "big"), newBox(t, "small"), newBox(t, "late")
+	if _, err := m.Attach(a.opts("berthtest-hosts")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach(b.opts("berthtest-hosts")); err != nil {
+		t.Fatal(err)
+	}
+	// a grows its hosts file (sparse: no disk used) past any sane size.
+	const size = 64 << 20
+	if err := os.Truncate(a.hosts, size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach(c.opts("berthtest-hosts")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(a.hosts); st.Size() != size {
+		t.Errorf("the huge hosts file was rewritten: %d bytes, was %d", st.Size(), size)
+	}
+	if h, _ := os.ReadFile(b.hosts); !strings.Contains(string(h), "\tlate ") {
+		t.Errorf("the neighbour's hosts file lacks the new container:\n%s", h)
+	}
 }
