@@ -204,6 +204,11 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d/ns/pid", o.Pid)); err != nil {
 		return 125, fmt.Errorf("debug: target pid %d: %w", o.Pid, err)
 	}
+	pinned, unpin, err := pinTarget(o.Pid)
+	if err != nil {
+		return 125, err
+	}
+	defer unpin()
 	cfg, err := toolbox.ConfigFile()
 	if err != nil {
 		return 125, err
@@ -279,6 +284,11 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 	}
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
 	spec := DebugSpec(rootfs, o.Pid, args, env)
+	for i, ns := range spec.Linux.Namespaces {
+		if p, ok := pinned[ns.Type]; ok {
+			spec.Linux.Namespaces[i].Path = p
+		}
+	}
 	var sock string
 	var done <-chan struct{}
 	if o.Tty && len(o.Stdio) == 3 {
@@ -315,6 +325,54 @@ func Debug(s *store.Store, run Runner, toolbox v1.Image, o DebugOptions) (int, e
 		return 125, fmt.Errorf("debug: running the toolbox: %w", err)
 	}
 	return code, nil
+}
+
+// pinTarget holds the target's namespaces open and returns paths to
+// them (/proc/<berth>/fd/N) for the toolbox to join. Joined by pid, a
+// target that exited before the toolbox started left its pid to any new
+// process: a host process's, and the toolbox (root, CAP_SYS_PTRACE)
+// joined the host's pid and net namespaces with /target the host's root.
+// The namespaces are opened while a pidfd proves the process is the one
+// asked for, and a process whose root is berth's own is no container.
+func pinTarget(pid int) (map[specs.LinuxNamespaceType]string, func(), error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("debug: target pid %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	var files []*os.File
+	unpin := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	paths := map[specs.LinuxNamespaceType]string{}
+	for t, name := range map[specs.LinuxNamespaceType]string{specs.PIDNamespace: "pid", specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts"} {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, name))
+		if err != nil {
+			unpin()
+			return nil, nil, fmt.Errorf("debug: target pid %d: %w", pid, err)
+		}
+		files = append(files, f)
+		paths[t] = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
+	}
+	var root, own unix.Stat_t
+	err = unix.Stat(fmt.Sprintf("/proc/%d/root", pid), &root)
+	if err == nil {
+		err = unix.Stat("/", &own)
+	}
+	if err == nil && root.Dev == own.Dev && root.Ino == own.Ino {
+		err = errors.New("its root is the host's: not a container (did it exit and its pid go to another process?)")
+	}
+	if err == nil {
+		// Still alive, so the pid was not reused while we looked.
+		err = unix.PidfdSendSignal(pidfd, 0, nil, 0)
+	}
+	if err != nil {
+		unpin()
+		return nil, nil, fmt.Errorf("debug: target pid %d: %w", pid, err)
+	}
+	return paths, unpin, nil
 }
 
 // nsInode identifies a process's namespace (0 if unreadable).

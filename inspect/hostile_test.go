@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/berthproject/berth/internal/fixture"
+	"github.com/berthproject/berth/store"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -278,5 +281,28 @@ func TestHostileEscapesInReport(t *testing.T) {
 		if !strings.Contains(out, "Evil ?]52;c;aGk=??[2J?31m") {
 			t.Errorf("%s output lacks the os name with its escapes as '?': %q", name, out)
 		}
+	}
+}
+
+// A target pid that belongs to a host process (the container exited and
+// its pid was reused) is refused: the toolbox would have joined the
+// host's pid and net namespaces, /target the host's root.
+func TestDebugRefusesHostProcess(t *testing.T) {
+	fixture.RequireRoot(t)
+	host := exec.Command("sleep", "60")
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Process.Kill(); host.Wait() })
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := imageOf(t, v1.Config{Cmd: []string{"sh"}}, layerOf(t, map[string]file{"bin/": {}}))
+	ran := false
+	run := func(id, dir string, stdio []*os.File, sock string) (int, error) { ran = true; return 0, nil }
+	_, err = Debug(s, run, tb, DebugOptions{Pid: host.Process.Pid, WorkDir: t.TempDir(), Cmd: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), "root is the host's") || ran {
+		t.Errorf("debug of a host process: %v (toolbox run: %v), want refused", err, ran)
 	}
 }

@@ -352,3 +352,44 @@ func TestPullErrorsPrintable(t *testing.T) {
 		}
 	}
 }
+
+// A registry that takes credentials and redirects blob fetches to
+// another host (as registries do to object stores): the credentials stay
+// with the registry.
+func TestRedirectKeepsCredentials(t *testing.T) {
+	other := newHostile()
+	h := newHostile()
+	img := mustRandom(t)
+	h.image(t, "1", img)
+	for d, b := range h.blobs {
+		other.blobs[d] = b
+	}
+	otherAddr := serveHostile(t, other)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="hostile"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/v2/x/blobs/") {
+			http.Redirect(w, r, "http://"+otherAddr+r.URL.Path, http.StatusTemporaryRedirect)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	auth := filepath.Join(t.TempDir(), "auth.json")
+	if err := Login(context.Background(), addr, "user", "secret", Options{AuthFile: auth}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(context.Background(), openStore(t), addr+"/x:1", Options{AuthFile: auth}); err != nil {
+		t.Fatal(err)
+	}
+	if len(other.requests()) == 0 {
+		t.Fatal("no blob was fetched from the redirect target")
+	}
+	if len(other.auths) != 0 {
+		t.Errorf("the redirect target got the registry's credentials: %v", other.auths)
+	}
+}
