@@ -223,10 +223,10 @@ func (l *launch) start(r *Runtime) (*os.Process, *initproc.Sync, error) {
 	exeFd := 3 + l.preserve + initproc.FdExe
 	attr := &os.ProcAttr{
 		Dir: "/",
-		// Our environment (hooks run by the init inherit it, as under
-		// runc; the container's process gets only its spec's env), and no
-		// GC for the short-lived init.
-		Env:   append([]string{"GOGC=off"}, os.Environ()...), // first wins
+		// Our environment, unchanged: hooks run by the init inherit it, as
+		// under runc (the container's process gets only its spec's env).
+		// The init turns its own GC off (initproc.Main).
+		Env:   os.Environ(),
 		Files: files,
 		Sys:   l.sys,
 	}

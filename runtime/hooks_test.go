@@ -259,3 +259,38 @@ func TestHooksThroughCLI(t *testing.T) {
 		t.Fatalf("hooks ran as %q, want %q", got, want)
 	}
 }
+
+// TestHooksGetTheRuntimesEnvironment: a hook that names no env gets the
+// environment berth was started with, from the runtime and from the init
+// alike, and nothing berth adds for itself (GOGC=off would turn a Go
+// hook's garbage collector off).
+func TestHooksGetTheRuntimesEnvironment(t *testing.T) {
+	e := newCLIEnv(t)
+	hook := func(phase string) specs.Hook {
+		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `echo "` + phase + ` gogc=$(env | grep -c '^GOGC=') marker=$MARKER" >> ` + e.log}}
+	}
+	dir := e.bundle("hookenv", &specs.Hooks{
+		CreateRuntime:   []specs.Hook{hook("createRuntime")},
+		CreateContainer: []specs.Hook{hook("createContainer")},
+		StartContainer:  []specs.Hook{hook("startContainer")},
+	})
+	run := e.berth("run", "--bundle", dir, "hookenv")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOGC=") {
+			run.Env = append(run.Env, kv)
+		}
+	}
+	run.Env = append(run.Env, "MARKER=from-the-caller")
+	if out, err := run.CombinedOutput(); err != nil {
+		t.Fatalf("run: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, phase := range []string{"createRuntime", "createContainer", "startContainer"} {
+		if want := phase + " gogc=0 marker=from-the-caller"; !strings.Contains(string(data), want) {
+			t.Errorf("want %q in %q", want, data)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"runtime/debug"
 	"strconv"
 	"time"
 	"unsafe"
@@ -21,6 +22,9 @@ func Main(args []string) int {
 	// Namespace changes (setns, unshare of the cgroup ns), capset and the
 	// final execve are per thread: keep all of them on this one.
 	goruntime.LockOSThread()
+	// No GC for the short-lived init; set here, not through GOGC in our
+	// environment, which hooks and nsenter would inherit.
+	debug.SetGCPercent(-1)
 	entered := time.Now()
 	preserve := 0
 	if len(args) > 0 {
