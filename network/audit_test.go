@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -79,6 +80,30 @@ func heard(t *testing.T, pc net.PacketConn) (attack bool) {
 	}
 }
 
+// warm sends "warmup" datagrams (send's) until one reaches pc: links just
+// made up may drop the first packets, which must not pass for the
+// attack's failure.
+func warm(t *testing.T, pc net.PacketConn, send func([]byte) error) {
+	t.Helper()
+	buf := make([]byte, 512)
+	for i := 0; i < 25; i++ {
+		if err := send([]byte("warmup")); err != nil {
+			t.Fatal(err)
+		}
+		pc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if string(buf[:n]) == "warmup" {
+				return
+			}
+		}
+	}
+	t.Fatal("no warmup datagram got through: the test's packets do not arrive at all")
+}
+
 // linkMAC is the MAC of a host device.
 func linkMAC(t *testing.T, name string) net.HardwareAddr {
 	t.Helper()
@@ -114,6 +139,11 @@ func TestContainerCannotReachHostLoopback(t *testing.T) {
 	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
 	gwMAC := linkMAC(t, n.Bridge)
 	src := net.ParseIP(ep.IP)
+	warm(t, pc, func(p []byte) error {
+		return inNetns(t, a.cmd.Process.Pid, func() error {
+			return sendIPv4UDP("eth0", gwMAC, src, net.ParseIP(n.Gateway), 4000, port, p)
+		})
+	})
 	err = inNetns(t, a.cmd.Process.Pid, func() error {
 		if err := sendIPv4UDP("eth0", gwMAC, src, net.IPv4(127, 0, 0, 1), 4000, port, []byte("attack")); err != nil {
 			return err
@@ -162,21 +192,24 @@ func TestLoopbackPublishedPortStaysLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	epS, err := m.Attach(srv.opts("", PortBinding{Proto: "udp", HostIP: "127.0.0.1", ContainerPort: 9001}))
+	// The same port also on every address, for the LAN's control probe
+	// (the LAN reaches published ports only).
+	epS, err := m.Attach(srv.opts("", PortBinding{Proto: "udp", HostIP: "127.0.0.1", ContainerPort: 9001},
+		PortBinding{Proto: "udp", ContainerPort: 9001}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	hostPort := uint16(epS.Ports[0].HostPort)
 	// The host's own connection to it works.
-	c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(int(hostPort)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Write([]byte("control"))
-	c.Close()
-	if heard(t, pc) {
-		t.Fatal("unexpected datagram")
-	}
+	warm(t, pc, func(p []byte) error {
+		c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(int(hostPort)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write(p)
+		return err
+	})
 
 	epI, err := m.Attach(intruder.opts(""))
 	if err != nil {
@@ -185,6 +218,11 @@ func TestLoopbackPublishedPortStaysLocal(t *testing.T) {
 	n, _ := m.Inspect(DefaultName)
 	gwMAC := linkMAC(t, n.Bridge)
 	// From a container on the bridge: to the gateway's MAC, for 127.0.0.1.
+	warm(t, pc, func(p []byte) error {
+		return inNetns(t, intruder.cmd.Process.Pid, func() error {
+			return sendIPv4UDP("eth0", gwMAC, net.ParseIP(epI.IP), net.ParseIP(epS.IP), 4000, 9001, p)
+		})
+	})
 	err = inNetns(t, intruder.cmd.Process.Pid, func() error {
 		src := net.ParseIP(epI.IP)
 		if err := sendIPv4UDP("eth0", gwMAC, src, net.IPv4(127, 0, 0, 1), 4000, hostPort, []byte("attack")); err != nil {
@@ -227,13 +265,22 @@ func TestLoopbackPublishedPortStaysLocal(t *testing.T) {
 		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: lanIP, Mask: net.CIDRMask(30, 32)}}); err != nil {
 			return err
 		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			return err
-		}
+		return netlink.LinkSetUp(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lanControl := uint16(epS.Ports[1].HostPort)
+	warm(t, pc, func(p []byte) error {
+		return inNetns(t, lan.cmd.Process.Pid, func() error {
+			return sendIPv4UDP(lanEnd, hl.Attrs().HardwareAddr, lanIP, hostIP, 4000, lanControl, p)
+		})
+	})
+	err = inNetns(t, lan.cmd.Process.Pid, func() error {
 		if err := sendIPv4UDP(lanEnd, hl.Attrs().HardwareAddr, lanIP, net.IPv4(127, 0, 0, 1), 4000, hostPort, []byte("attack")); err != nil {
 			return err
 		}
-		return sendIPv4UDP(lanEnd, hl.Attrs().HardwareAddr, lanIP, net.ParseIP(epS.IP), 4000, 9001, []byte("control"))
+		return sendIPv4UDP(lanEnd, hl.Attrs().HardwareAddr, lanIP, hostIP, 4000, lanControl, []byte("control"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -421,5 +468,100 @@ func TestHugeHostsFileLeftAlone(t *testing.T) {
 	}
 	if h, _ := os.ReadFile(b.hosts); !strings.Contains(string(h), "\tlate ") {
 		t.Errorf("the neighbour's hosts file lacks the new container:\n%s", h)
+	}
+}
+
+// lanPeer links box b's netns to the host by a veth that is no berth
+// bridge (standing for the host's eth0 and a neighbour on its LAN), in
+// 192.0.2.252/30, with a route to subnet via the host.
+func lanPeer(t *testing.T, b *box, subnet string) (hostIP, lanIP net.IP) {
+	t.Helper()
+	hostEnd := fmt.Sprintf("vbl%05d", b.cmd.Process.Pid%100000)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostEnd}, PeerName: "lan0",
+		PeerNamespace: netlink.NsPid(b.cmd.Process.Pid)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteLink(hostEnd) })
+	hostIP, lanIP = net.IPv4(192, 0, 2, 253), net.IPv4(192, 0, 2, 254)
+	mask := net.CIDRMask(30, 32)
+	hl, err := netlink.LinkByName(hostEnd)
+	if err == nil {
+		err = netlink.AddrAdd(hl, &netlink.Addr{IPNet: &net.IPNet{IP: hostIP, Mask: mask}})
+	}
+	if err == nil {
+		err = netlink.LinkSetUp(hl)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sn, _ := net.ParseCIDR(subnet)
+	err = inNetns(t, b.cmd.Process.Pid, func() error {
+		l, err := netlink.LinkByName("lan0")
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: lanIP, Mask: mask}}); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return err
+		}
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: sn, Gw: hostIP})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hostIP, lanIP
+}
+
+// A neighbour on the LAN that routes a network's subnet via the host
+// reached every port of every container, published or not: the host
+// forwarded anything into the bridges. Only published ports (DNATed)
+// and answers to the containers' own connections get in, as with
+// docker 28.
+func TestLANReachesOnlyPublishedPorts(t *testing.T) {
+	m := newManager(t)
+	web, lan := newBox(t, "web"), newBox(t, "lan")
+	ep, err := m.Attach(web.opts("", PortBinding{Proto: "tcp", ContainerPort: 80}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := m.Inspect(DefaultName)
+	hostIP, lanIP := lanPeer(t, lan, n.Subnet)
+	// A server on the LAN, for the container's outbound connection.
+	var l net.Listener
+	if err := inNetns(t, lan.cmd.Process.Pid, func() (err error) {
+		l, err = net.Listen("tcp4", net.JoinHostPort(lanIP.String(), "0"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "lan server") }))
+
+	err = inNetns(t, lan.cmd.Process.Pid, func() error {
+		pub := net.JoinHostPort(hostIP.String(), strconv.Itoa(ep.Ports[0].HostPort))
+		if body, err := rawGet(pub); err != nil || body != "hello from web" {
+			return fmt.Errorf("published port %s: %q %v", pub, body, err)
+		}
+		c, err := net.DialTimeout("tcp4", ep.IP+":80", time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("connected to the container's unpublished %s:80 from the LAN", ep.IP)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	err = inNetns(t, web.cmd.Process.Pid, func() error {
+		if body, err := rawGet(l.Addr().String()); err != nil || body != "lan server" {
+			return fmt.Errorf("container -> LAN server %s: %q %v", l.Addr(), body, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }

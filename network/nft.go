@@ -106,12 +106,9 @@ func (t *natTable) String() string {
 	}
 	b.WriteString("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
 	for _, n := range t.nets {
-		fmt.Fprintf(&b, "\t\tiifname \"%s\" oifname != \"%s\" jump isolate\n", n.bridge, n.bridge)
+		fmt.Fprintf(&b, "\t\toifname \"%s\" iifname != \"%s\" jump inbound\n", n.bridge, n.bridge)
 	}
-	b.WriteString("\t}\n\tchain isolate {\n\t\tct status dnat return\n")
-	for _, n := range t.nets {
-		fmt.Fprintf(&b, "\t\toifname \"%s\" drop\n", n.bridge)
-	}
+	b.WriteString("\t}\n\tchain inbound {\n\t\tct status dnat return\n\t\tct state established,related return\n\t\tdrop\n")
 	b.WriteString("\t}\n}\n")
 	return b.String()
 }
@@ -207,32 +204,34 @@ func (t *natTable) queue(c *nftables.Conn, tab *nftables.Table) {
 		e = append(e, ipMatch(16, loopback)...)
 		add(guard, append(e, &expr.Verdict{Kind: expr.VerdictDrop})...)
 	}
-	// Networks are isolated from each other, as docker's: what leaves one
-	// bridge for another is dropped, unless it goes to a published port
-	// (DNATed: the host's port, open to all) or answers such a connection.
+	// What the host forwards into a bridge from elsewhere (another
+	// network, the LAN) is dropped, unless it goes to a published port
+	// (DNATed) or answers a connection made from inside: networks are
+	// isolated from each other, and a neighbour routing a subnet via the
+	// host reaches no unpublished port (as with docker 28).
 	filter := nftables.ChainPriorityFilter
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: tab, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: filter, Policy: &accept})
-	iso := c.AddChain(&nftables.Chain{Name: "isolate", Table: tab})
+	in := c.AddChain(&nftables.Chain{Name: "inbound", Table: tab})
 	dev := func(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
 		return []expr.Any{&expr.Meta{Key: key, Register: 1}, &expr.Cmp{Op: op, Register: 1, Data: ifname(name)}}
 	}
 	for _, n := range t.nets {
-		// iifname BRIDGE oifname != BRIDGE jump isolate
-		e := append(dev(expr.MetaKeyIIFNAME, expr.CmpOpEq, n.bridge), dev(expr.MetaKeyOIFNAME, expr.CmpOpNeq, n.bridge)...)
-		add(fwd, append(e, &expr.Verdict{Kind: expr.VerdictJump, Chain: iso.Name})...)
+		// oifname BRIDGE iifname != BRIDGE jump inbound
+		e := append(dev(expr.MetaKeyOIFNAME, expr.CmpOpEq, n.bridge), dev(expr.MetaKeyIIFNAME, expr.CmpOpNeq, n.bridge)...)
+		add(fwd, append(e, &expr.Verdict{Kind: expr.VerdictJump, Chain: in.Name})...)
 	}
-	// ct status dnat return
-	add(iso,
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-		&expr.Verdict{Kind: expr.VerdictReturn})
-	for _, n := range t.nets {
-		// oifname BRIDGE drop
-		add(iso, append(dev(expr.MetaKeyOIFNAME, expr.CmpOpEq, n.bridge), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	ctBits := func(key expr.CtKey, bits uint32, v expr.VerdictKind) []expr.Any {
+		return []expr.Any{
+			&expr.Ct{Register: 1, Key: key},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+			&expr.Verdict{Kind: v}}
 	}
+	add(in, ctBits(expr.CtKeySTATUS, ipsDstNAT, expr.VerdictReturn)...)
+	add(in, ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, expr.VerdictReturn)...)
+	add(in, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 
 // ipMatch matches the IPv4 header's address at off (12 source, 16
