@@ -42,3 +42,25 @@ func TestEtcFilesRefuseInjection(t *testing.T) {
 		}
 	}
 }
+
+// /etc/hostname is the container's to write. `network connect` read it
+// back from the host as the name to give the container's new address:
+// whatever the container wrote (any size: read whole) became its name
+// in its hosts file. The hostname is berth's record's.
+func TestNetworkConnectIgnoresContainerWrittenHostname(t *testing.T) {
+	bb := busyboxImage(t)
+	const net1 = "berthtest-audit-hn"
+	berthOK(t, "network", "create", net1)
+	t.Cleanup(func() { berth(t, "", "network", "rm", net1) })
+	id := netRun(t, "--name", "netaudit-hn", "--network", "bridge", bb, "sleep", "60")
+	berthOK(t, "exec", "netaudit-hn", "sh", "-c", "echo bank.example > /etc/hostname")
+	berthOK(t, "network", "connect", net1, "netaudit-hn")
+	ep := inspectNetwork(t, net1).Endpoints[id]
+	if ep == nil {
+		t.Fatalf("not connected to %s", net1)
+	}
+	hosts := berthOK(t, "exec", "netaudit-hn", "cat", "/etc/hosts")
+	if strings.Contains(hosts, "bank.example") || !strings.Contains(hosts, ep.IP+"\t"+id[:12]+"\n") {
+		t.Errorf("hosts after connect (want %s\t%s):\n%s", ep.IP, id[:12], hosts)
+	}
+}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -128,13 +127,12 @@ func (e *Engine) attachNetwork(c *Container, pid int, publish []string, publishA
 	if err != nil {
 		return err
 	}
-	// prepare wrote the hostname file; the attachment maps it to the
-	// container's address in its hosts file.
-	hn, _ := os.ReadFile(filepath.Join(e.dir(c.ID), "hostname"))
+	// The attachment maps the hostname to the container's address in its
+	// hosts file.
 	_, err = e.Networks().Attach(network.AttachOpts{
 		Network: name, ContainerID: c.ID, ContainerName: c.Name, Aliases: aliases,
 		Pid: pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Ports: ports,
-		Hostname: strings.TrimSpace(string(hn)),
+		Hostname: containerHostname(c),
 	})
 	if err != nil {
 		return fmt.Errorf("network %s: %w", name, err)
@@ -164,10 +162,9 @@ func (e *Engine) NetworkConnect(netRef, ref string, aliases []string) error {
 	if kind, _ := networkMode(c.Opts.Network); kind == netHost || kind == netContainer {
 		return fmt.Errorf("container %s uses --network %s: it has no network of its own to connect", c.Name, c.Opts.Network)
 	}
-	hn, _ := os.ReadFile(filepath.Join(e.dir(c.ID), "hostname"))
 	_, err = e.Networks().Attach(network.AttachOpts{
 		Network: n.Name, ContainerID: c.ID, ContainerName: c.Name, Aliases: aliases,
-		Pid: c.State.Pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Hostname: strings.TrimSpace(string(hn)),
+		Pid: c.State.Pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Hostname: containerHostname(c),
 	})
 	return err
 }

@@ -53,13 +53,7 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 			return nil, err
 		}
 	}
-	hostname := c.Opts.Hostname
-	if hostname == "" {
-		hostname = c.ShortID()
-		if c.Opts.Network == netHost {
-			hostname, _ = os.Hostname()
-		}
-	}
+	hostname := containerHostname(c)
 	if err := writeEtcFiles(d, hostname, &c.Opts); err != nil {
 		return nil, err
 	}
@@ -160,6 +154,21 @@ func underMount(arg0 string, env []string, mounts []specs.Mount) bool {
 		}
 	}
 	return false
+}
+
+// containerHostname is the hostname berth gives the container: -h, else
+// its short ID (the host's with --network host). The /etc/hostname file
+// is the container's to rewrite, so this, not the file, is what berth
+// goes by.
+func containerHostname(c *Container) string {
+	if c.Opts.Hostname != "" {
+		return c.Opts.Hostname
+	}
+	if c.Opts.Network == netHost {
+		h, _ := os.Hostname()
+		return h
+	}
+	return c.ShortID()
 }
 
 // checkEtcValues refuses a --hostname or --add-host that is not one
