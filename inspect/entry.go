@@ -102,6 +102,9 @@ func (fs *FS) ResolveEntry(cfg *v1.ConfigFile) *Entry {
 	} else {
 		e.lang(fs, prog, args, "")
 	}
+	if msg := fs.TooComplex(); msg != "" {
+		e.Problems = append(e.Problems, msg)
+	}
 	return e
 }
 

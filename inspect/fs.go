@@ -67,9 +67,10 @@ type FS struct {
 	Layers []LayerStat
 	Wasted int64 // bytes of files shadowed or deleted by a later layer
 
-	held  int64    // bytes the nodes take, against maxHeld
-	kept  int64    // config file bytes kept, against maxKept
-	spool *os.File // large ELF files are parsed from here, not memory
+	held    int64    // bytes the nodes take, against maxHeld
+	lookups int      // library lookups made, against maxLookups
+	kept    int64    // config file bytes kept, against maxKept
+	spool   *os.File // large ELF files are parsed from here, not memory
 }
 
 // Config files small enough to keep: read when the tree is built, so
@@ -202,6 +203,9 @@ func (fs *FS) apply(layer int, r io.Reader, st *LayerStat) error {
 				fs.remove(victim)
 			}
 			continue
+		}
+		if len(h.Linkname) > pathMax {
+			return fmt.Errorf("%s: link target of %d bytes, longer than PATH_MAX", p, len(h.Linkname))
 		}
 		parent, err := fs.mkdirAll(dir, layer)
 		if err != nil {

@@ -178,6 +178,10 @@ func TestHostileSizes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "PATH_MAX") {
 		t.Errorf("a %d-byte name: %v, want refused", len(long), err)
 	}
+	_, err = ReadFS(imageOf(t, v1.Config{}, layerOf(t, map[string]file{"l": {link: long}})))
+	if err == nil || !strings.Contains(err.Error(), "PATH_MAX") {
+		t.Errorf("a %d-byte symlink target: %v, want refused", len(long), err)
+	}
 }
 
 // zeroLayer is a layer holding name: head followed by zeros up to size,
@@ -304,5 +308,30 @@ func TestDebugRefusesHostProcess(t *testing.T) {
 	_, err = Debug(s, run, tb, DebugOptions{Pid: host.Process.Pid, WorkDir: t.TempDir(), Cmd: []string{"true"}})
 	if err == nil || !strings.Contains(err.Error(), "root is the host's") || ran {
 		t.Errorf("debug of a host process: %v (toolbox run: %v), want refused", err, ran)
+	}
+}
+
+// Library lookups are bounded for a view: objects x names x search dirs
+// is the image's to choose (here a low bound stands for a huge image).
+func TestHostileLookupBudget(t *testing.T) {
+	old := maxLookups
+	maxLookups = 500
+	t.Cleanup(func() { maxLookups = old })
+	interp := "/lib64/ld-linux-x86-64.so.2\x00"
+	var names bytes.Buffer
+	var dyn [][2]uint64
+	names.WriteByte(0)
+	for i := 0; i < 100; i++ {
+		dyn = append(dyn, [2]uint64{uint64(elf.DT_NEEDED), uint64(names.Len())})
+		fmt.Fprintf(&names, "libnone%d.so\x00", i)
+	}
+	app := hostileELF(interp, uint64(len(interp)), names.Bytes(), dyn)
+	img := imageOf(t, v1.Config{Entrypoint: []string{"/app"}}, layerOf(t, map[string]file{"app": {mode: 0o755, data: string(app)}}))
+	r := mustDoctor(t, "lookups", img)
+	if !strings.Contains(strings.Join(r.Entry.Problems, "\n"), "analysis stopped after 500 library lookups") {
+		t.Errorf("problems %q, want the analysis stopped", r.Entry.Problems)
+	}
+	if _, err := Slim(img, nil); err == nil || !strings.Contains(err.Error(), "too complex") {
+		t.Errorf("slim: %v, want refused as too complex", err)
 	}
 }

@@ -3,6 +3,7 @@ package inspect
 import (
 	"archive/tar"
 	"debug/elf"
+	"fmt"
 	"path"
 	"sort"
 	"strings"
@@ -65,6 +66,21 @@ func (fs *FS) searchDirs(m elf.Machine, musl bool) []string {
 		dirs = append(dirs, "/lib64", "/usr/lib64")
 	}
 	return uniqueDirs(append(dirs, "/lib", "/usr/lib"))
+}
+
+// maxLookups bounds the library lookups of one view (a lookup is one
+// directory tried for one name): objects, their DT_NEEDED names and
+// their search dirs multiply, and a hostile image can hold a hundred
+// thousand objects needing a thousand names each. Real images need a
+// few hundred thousand. A variable for tests.
+var maxLookups = 20_000_000
+
+// TooComplex tells why an analysis stopped short, "" if it did not.
+func (fs *FS) TooComplex() string {
+	if fs.lookups > maxLookups {
+		return fmt.Sprintf("analysis stopped after %d library lookups: the image is too complex (or built to be)", maxLookups)
+	}
+	return ""
 }
 
 // maxSearchDirs bounds a search list: every library lookup walks it, and
@@ -246,6 +262,9 @@ func (fs *FS) LoadClosure(exe string, info *ELFInfo, ldLibraryPath []string) *Cl
 // ELF object of the same class and machine, as the loader does.
 func (fs *FS) findLib(name string, dirs []string, want *ELFInfo, seen map[string]bool, c *Closure) (string, bool) {
 	for _, d := range dirs {
+		if fs.lookups++; fs.lookups > maxLookups {
+			return "", false
+		}
 		p := path.Join(d, name)
 		if d == "" {
 			p = name

@@ -3,6 +3,7 @@ package inspect
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -200,6 +201,9 @@ func (fs *FS) MakePlan(cfg *v1.ConfigFile, includes []string) (*Plan, error) {
 				}
 			}
 		}
+	}
+	if msg := fs.TooComplex(); msg != "" {
+		return nil, errors.New(msg)
 	}
 	for p := range pl.Keep {
 		if n := fs.lookup(p); n != nil && n.Type == tar.TypeReg {
