@@ -244,14 +244,22 @@ func TestJoinUserAndTimeNamespaceByPath(t *testing.T) {
 	id := e.id("ukilled")
 	done := make(chan int, 1)
 	go func() {
-		_, code, _ := e.run(id, e.bundle("", []string{"sleep", "60"}, join))
+		_, code, err := e.run(id, e.bundle("", []string{"sleep", "60"}, join))
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
 		done <- code
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		// Running, and the process is sleep already: run's container
+		// shows as running while it is still being set up (it has no
+		// exec fifo), and a kill then is a failed start, not an exit.
 		if st, err := e.r.State(id); err == nil && st.Status == specs.StateRunning {
-			e.r.Kill(id, unix.SIGKILL, false)
-			break
+			if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/cmdline"); strings.HasPrefix(string(cmd), "sleep\x00") {
+				e.r.Kill(id, unix.SIGKILL, false)
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the joining container never ran")
