@@ -280,7 +280,7 @@ func (m *Manager) syncRules(st *state) error {
 	if len(t.nets) == 0 {
 		text = "" // no networks, no table
 	}
-	if b, err := os.ReadFile(m.rulesCache()); err == nil && string(b) == text {
+	if b, err := os.ReadFile(m.rulesCache()); err == nil && string(b) == text && tableIntact(t.name) {
 		return nil
 	}
 	os.Remove(m.rulesCache()) // unknown until the batch succeeds
@@ -308,6 +308,20 @@ func (m *Manager) syncRules(st *state) error {
 		os.WriteFile(m.rulesCache(), []byte(text), 0o600)
 	}
 	return nil
+}
+
+// tableIntact reports whether the kernel still has the table's inbound
+// chain with its rules (one netlink dump): a firewall reload (`nft flush
+// ruleset`, `nft -f` of a ruleset) deletes or empties it, and with the
+// cache alone berth went on without isolation or loopback guards, and
+// without NAT, until a prune.
+func tableIntact(name string) bool {
+	c, err := nftables.New()
+	if err != nil {
+		return false
+	}
+	rules, err := c.GetRules(&nftables.Table{Name: name, Family: nftables.TableFamilyIPv4}, &nftables.Chain{Name: "inbound"})
+	return err == nil && len(rules) == 3
 }
 
 // nftError is one line, naming the missing kernel support when that is
