@@ -565,3 +565,17 @@ func TestLANReachesOnlyPublishedPorts(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// An image's EXPOSE keys were read as -p values: with -P, an image
+// exposing "0.0.0.0:22:22/tcp" chose the host port and address it took.
+func TestExposedPortsChooseNoHostPort(t *testing.T) {
+	for _, k := range []string{"0.0.0.0:22:22/tcp", "8080:80", "127.0.0.1::53/udp"} {
+		if ps, err := ExposedPorts(map[string]struct{}{k: {}}); err == nil {
+			t.Errorf("EXPOSE %q taken: %+v", k, ps)
+		}
+	}
+	ps, err := ExposedPorts(map[string]struct{}{"80/tcp": {}, "53/udp": {}})
+	if err != nil || len(ps) != 2 || ps[0].HostPort != 0 || ps[0].HostIP != "" || ps[1].HostPort != 0 {
+		t.Errorf("plain EXPOSE: %+v %v", ps, err)
+	}
+}

@@ -89,6 +89,12 @@ func ParsePort(s string) (PortBinding, error) {
 func ExposedPorts(exposed map[string]struct{}) ([]PortBinding, error) {
 	var out []PortBinding
 	for k := range exposed {
+		// Only PORT[/PROTO]: the host side is the user's to choose. As a
+		// -p value, "0.0.0.0:22:22" let an image pick the host port and
+		// address it took with -P.
+		if strings.Contains(k, ":") {
+			return nil, fmt.Errorf("image EXPOSE %q: want PORT[/tcp|/udp]", k)
+		}
 		p, err := ParsePort(k)
 		if err != nil {
 			return nil, fmt.Errorf("image EXPOSE %s: %w", k, err)
