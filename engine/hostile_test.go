@@ -309,3 +309,28 @@ func TestCpOutIsAHostCopy(t *testing.T) {
 		t.Error("the device node exists on the host")
 	}
 }
+
+// TestJoinedNetnsIsChecked: a container made with --network container:NAME
+// is checked, before it starts, to be in NAME's network namespace; one that
+// is elsewhere (NAME died and its pid went to another process) is refused.
+func TestJoinedNetnsIsChecked(t *testing.T) {
+	bb := busyboxImage(t)
+	id := strings.TrimSpace(berthOK(t, "run", "-d", "--network", "none", bb, "sleep", "60"))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	e := testEngine(t)
+	st, err := e.Runtime.State(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.checkJoinedNetns("container:"+id, st.Pid); err != nil {
+		t.Errorf("the container's own init: %v", err)
+	}
+	// This test process stands for the pid's new owner: the host's netns.
+	if err := e.checkJoinedNetns("container:"+id, os.Getpid()); err == nil || !strings.Contains(err.Error(), "went away") {
+		t.Errorf("a process in another network namespace: %v, want refused", err)
+	}
+	berthOK(t, "stop", "-t", "0", id)
+	if err := e.checkJoinedNetns("container:"+id, st.Pid); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("after the container stopped: %v, want not running", err)
+	}
+}

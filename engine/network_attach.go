@@ -2,11 +2,13 @@ package engine
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/berthproject/berth/network"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Network modes of --network: none, host, container:NAME, or a bridge
@@ -89,6 +91,47 @@ func (e *Engine) containerNetns(mode string) (string, error) {
 		return "", fmt.Errorf("--network %s: container %s is not running", mode, other.Name)
 	}
 	return "/proc/" + strconv.Itoa(other.State.Pid) + "/ns/net", nil
+}
+
+// checkJoinedNetns makes sure that pid, the init of a container made with
+// --network container:NAME, is in NAME's network namespace. The spec names
+// it by /proc/<NAME's pid>/ns/net when the container is prepared: had NAME
+// died and its pid gone to another process before create, the new
+// container would be in that process's network namespace.
+func (e *Engine) checkJoinedNetns(mode string, pid int) error {
+	_, name := networkMode(mode)
+	other, err := e.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("--network %s: %w", mode, err)
+	}
+	// The runtime's state checks the init's start time: read the
+	// namespace between two checks that the pid is still that init.
+	alive := func() (int, bool) {
+		st, err := e.Runtime.State(other.ID)
+		if err != nil {
+			return 0, false
+		}
+		return st.Pid, (st.Status == specs.StateRunning || st.Status == specs.StateCreated) && st.Pid > 0
+	}
+	tpid, ok := alive()
+	if !ok {
+		return fmt.Errorf("--network %s: container %s is not running", mode, other.Name)
+	}
+	want, err := os.Readlink("/proc/" + strconv.Itoa(tpid) + "/ns/net")
+	if err != nil {
+		return fmt.Errorf("--network %s: %w", mode, err)
+	}
+	if again, ok := alive(); !ok || again != tpid {
+		return fmt.Errorf("--network %s: container %s is not running", mode, other.Name)
+	}
+	got, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("--network %s: container %s went away while this one was made", mode, other.Name)
+	}
+	return nil
 }
 
 // portBindings are the container's -p values plus, with -P, every port

@@ -330,6 +330,12 @@ func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (i
 		e.Runtime.Delete(c.ID, true)
 		return 0, err
 	}
+	if kind, _ := networkMode(c.Opts.Network); kind == netContainer {
+		if err := e.checkJoinedNetns(c.Opts.Network, st.Pid); err != nil {
+			e.Runtime.Delete(c.ID, true)
+			return 0, err
+		}
+	}
 	// lo up (none), or a veth into a bridge network with its ports.
 	if err := e.attachNetwork(c, st.Pid, c.Opts.Publish, c.Opts.PublishAll, c.Opts.NetAliases); err != nil {
 		e.Runtime.Delete(c.ID, true)
