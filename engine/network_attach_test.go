@@ -399,3 +399,25 @@ func syscallKill(pid int) {
 		p.Kill()
 	}
 }
+
+// TestAddHostGateway: --add-host NAME:host-gateway is the host's address
+// on the container's bridge network, as under docker (not the container's
+// own loopback), on the default bridge and on a user network alike.
+func TestAddHostGateway(t *testing.T) {
+	bb := busyboxImage(t)
+	const net1 = "berthtest-hostgw"
+	berthOK(t, "network", "create", net1)
+	t.Cleanup(func() { berth(t, "", "network", "rm", net1) })
+	for _, netName := range []string{"bridge", net1} {
+		name := "hostgw-" + strings.TrimPrefix(netName, "berthtest-")
+		netRun(t, "--name", name, "--network", netName, "--add-host", "gw:host-gateway", "--add-host", "db:10.0.0.5", bb, "sleep", "60")
+		gw := inspectNetwork(t, netName).Gateway
+		hosts := berthOK(t, "exec", name, "cat", "/etc/hosts")
+		if gw == "" || !strings.Contains(hosts, "\n"+gw+"\tgw\n") || strings.Contains(hosts, "127.0.0.1\tgw") {
+			t.Errorf("%s: want %s\tgw in /etc/hosts:\n%s", netName, gw, hosts)
+		}
+		if !strings.Contains(hosts, "10.0.0.5\tdb\n") {
+			t.Errorf("%s: the other --add-host is gone:\n%s", netName, hosts)
+		}
+	}
+}

@@ -210,11 +210,19 @@ func writeEtcFiles(d, hostname string, o *Options) error {
 	case netNone:
 		hosts += "127.0.1.1\t" + hostname + "\n"
 	}
-	// (on a bridge network the attachment adds the container's address)
+	// (on a bridge network the attachment adds the container's address,
+	// and host-gateway names, see addHostGateway)
+	bridged := false
+	if kind, _ := networkMode(o.Network); kind == netBridge {
+		bridged = true
+	}
 	for _, h := range o.AddHosts {
 		name, ip, _ := strings.Cut(h, ":")
 		if ip == "host-gateway" {
-			ip = "127.0.0.1"
+			if bridged {
+				continue
+			}
+			ip = "127.0.0.1" // the host's own loopback under --network host
 		}
 		hosts += ip + "\t" + name + "\n"
 	}

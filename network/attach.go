@@ -241,8 +241,9 @@ func (m *Manager) Ports(containerID string) ([]PortBinding, error) {
 	return out, nil
 }
 
-// hostsMarker starts berth's part of a container's /etc/hosts.
-const hostsMarker = "# berth: containers on the same networks\n"
+// HostsMarker starts berth's part of a container's /etc/hosts: what comes
+// before it is the engine's, and every rewrite keeps it.
+const HostsMarker = "# berth: containers on the same networks\n"
 
 // refreshHosts rewrites the hosts file of every container on a
 // user-defined network n (the default bridge has no names but each
@@ -275,7 +276,7 @@ func writeHosts(st *state, id, path string) {
 		return
 	}
 	s := string(b)
-	if i := strings.Index(s, hostsMarker); i >= 0 {
+	if i := strings.Index(s, HostsMarker); i >= 0 {
 		s = s[:i]
 	}
 	var lines []string
@@ -313,7 +314,7 @@ func writeHosts(st *state, id, path string) {
 		}
 	}
 	if len(lines) > 0 {
-		s += hostsMarker + strings.Join(lines, "\n") + "\n"
+		s += HostsMarker + strings.Join(lines, "\n") + "\n"
 	}
 	if f.Truncate(0) == nil {
 		f.WriteAt([]byte(s), 0)
