@@ -7,10 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/image"
 	"github.com/berthproject/berth/internal/fixture"
@@ -224,16 +221,5 @@ func TestLocalOutputIsTheCallers(t *testing.T) {
 	dir := writeContext(t, map[string]string{"Dockerfile": "FROM localhost/suid:1\n"})
 	dest := t.TempDir()
 	e.mustBuild(dir, func(o *Options) { o.Output = "type=local,dest=" + dest })
-	for _, n := range []string{"bin/rootsh", "bin/grp", "bin/capped"} {
-		var st syscall.Stat_t
-		if err := syscall.Lstat(filepath.Join(dest, n), &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode&0o6000 != 0 || int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
-			t.Errorf("%s: mode %o owner %d:%d", n, st.Mode, st.Uid, st.Gid)
-		}
-	}
-	if _, err := unix.Lgetxattr(filepath.Join(dest, "bin/capped"), "security.capability", make([]byte, 64)); err == nil {
-		t.Error("bin/capped kept its file capability")
-	}
+	fixture.CheckHostCopy(t, dest, "bin/rootsh", "bin/grp", "bin/capped")
 }

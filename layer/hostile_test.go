@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/berthproject/berth/internal/fixture"
 )
 
 // TestOwnerOutOfRange: tar ids are 64-bit, the kernel's uid_t 32-bit. A
@@ -69,18 +69,7 @@ func TestHostCopy(t *testing.T) {
 			t.Errorf("%s not copied as a file: %v", n, err)
 		}
 	}
-	for _, n := range []string{"sh", "mine", "capped", "sgid"} {
-		var st syscall.Stat_t
-		if err := syscall.Lstat(filepath.Join(dir, n), &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode&0o6000 != 0 || int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
-			t.Errorf("%s: mode %o owner %d:%d", n, st.Mode, st.Uid, st.Gid)
-		}
-	}
-	if n, err := unix.Lgetxattr(filepath.Join(dir, "capped"), "security.capability", make([]byte, 64)); err == nil {
-		t.Errorf("capped kept a file capability (%d bytes)", n)
-	}
+	fixture.CheckHostCopy(t, dir, "sh", "mine", "capped", "sgid")
 	// A device node is refused outright.
 	dir2, _ := sandbox(t)
 	_, err := Apply(dir2, bytes.NewReader(mkTar(t, ent{name: "sda", typ: tar.TypeBlock, mode: 0o666, major: 8})), Options{HostCopy: true})
