@@ -359,13 +359,15 @@ func compileSeccomp(s *specs.LinuxSeccomp) (*seccomp.Filter, error) {
 // needCgroup), made in the background while the init is forked and starts.
 type cgroupJob struct {
 	path string // "": no cgroup
-	// fork is what the fork may use before the cgroup is made: with
-	// selfJoin, a v1 cgroup whose v2 part (hybrid host) exists already and
+	// fork, if not nil, is what the fork may use before the cgroup is
+	// made: a v1 cgroup whose v2 part (hybrid host) exists already and
 	// whose v1 hierarchies the init joins by itself (Config.CgroupTasks).
-	fork     *cgroup.Cgroup
-	selfJoin bool
-	wait     func() (*cgroup.Cgroup, error)
+	fork *cgroup.Cgroup
+	wait func() (*cgroup.Cgroup, error)
 }
+
+// selfJoin reports whether the init joins the cgroup itself (see fork).
+func (j *cgroupJob) selfJoin() bool { return j.fork != nil }
 
 // makeCgroup starts making head's cgroup. selfJoin asks for the init to
 // join it itself, which lets the fork go on while the cgroup is made (1 to
@@ -385,18 +387,20 @@ func makeCgroup(head *specs.Spec, id string, selfJoin bool) *cgroupJob {
 		err error
 	}
 	ch := make(chan result, 1)
+	var cg *cgroup.Cgroup
+	var err error
 	if selfJoin {
-		cg, err := cgroup.Prepare(j.path)
-		switch {
-		case err != nil:
-			ch <- result{nil, err}
-		case cg.V2(): // its directory must exist before the fork: New below
-		default:
-			j.fork, j.selfJoin = cg, true
-			go func() { ch <- result{cg, cg.Make(res)} }()
+		if cg, err = cgroup.Prepare(j.path); err == nil && cg.V2() {
+			cg = nil // its directory must exist before the fork: New below
 		}
 	}
-	if len(ch) == 0 && !j.selfJoin {
+	switch {
+	case err != nil:
+		ch <- result{nil, err}
+	case cg != nil:
+		j.fork = cg
+		go func() { ch <- result{cg, cg.Make(res)} }()
+	default:
 		go func() {
 			cg, err := cgroup.New(j.path, res)
 			ch <- result{cg, err}
@@ -702,7 +706,7 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	l.sys = sys
 	cgPath := mkcg.path
-	if mkcg.selfJoin {
+	if mkcg.selfJoin() {
 		l.cg, l.cgSelfJoin = mkcg.fork, true
 	} else {
 		if l.cg, err = mkcg.wait(); err != nil {
@@ -739,16 +743,16 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err != nil {
 		return nil, nil, err
 	}
-	var selfJoin []string
-	if mkcg.selfJoin {
+	var tasks []string
+	if mkcg.selfJoin() {
 		cg, err := mkcg.wait()
 		if err != nil {
 			return nil, nil, err
 		}
 		r.mark("cgroup made")
-		selfJoin = cg.TaskFiles()
+		tasks = cg.TaskFiles()
 	}
-	cfg := &initproc.Config{CgroupTasks: selfJoin, ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
+	cfg := &initproc.Config{CgroupTasks: tasks, ID: id, Bundle: bundle, Rootfs: rootfs, Spec: initproc.TrimSpec(spec, spec.Process), NoPivot: o.NoPivot,
 		LastCap: lastCap(), CgroupNS: newNS(spec, specs.CgroupNamespace), NoDev: cgPath == "" && nodevInstead(spec),
 		Console: l.console != nil, JoinMnt: l.mntNS != nil, Seccomp: filter, StartPipe: o.startNow}
 	if filter != nil {

@@ -114,6 +114,14 @@ func (e *testEnv) bundle(rootfs string, args []string, edit func(*specs.Spec)) s
 	return dir
 }
 
+// withUserNS gives a spec a new user namespace, its root host uid and
+// gid 100000 (65536 ids).
+func withUserNS(s *specs.Spec) {
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+}
+
 // id makes a container id unique to this test and process.
 func (e *testEnv) id(s string) string {
 	return fmt.Sprintf("%s-%d", s, os.Getpid())

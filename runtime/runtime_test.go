@@ -161,9 +161,7 @@ func TestNamespaces(t *testing.T) {
 func TestUserNamespace(t *testing.T) {
 	e := newEnv(t)
 	out, code := e.mustRun("userns", sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -l /dev/null; cat /proc/self/status | grep CapEff"), func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
-		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		withUserNS(s)
 		s.Linux.Resources = nil
 	})
 	if code != 0 {
@@ -208,17 +206,11 @@ func TestJoinNamespaceByPath(t *testing.T) {
 // status comes through the relay unchanged.
 func TestJoinUserAndTimeNamespaceByPath(t *testing.T) {
 	e := newEnv(t)
-	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
-		t.Skip("no time namespaces in this kernel")
-	}
-	fixture.RequireBinary(t, "nsenter", "util-linux")
-	userns := func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.TimeNamespace})
-		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
-		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	requireTimeNS(t)
+	h := e.start("uholder", []string{"sleep", "60"}, both(withUserNS, func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace})
 		s.Linux.Resources = nil
-	}
-	h := e.start("uholder", []string{"sleep", "60"}, userns)
+	}))
 	sh0, _ := e.r.State(h)
 	pid := strconv.Itoa(sh0.Pid)
 	want := nsLinks(t, pid)
@@ -788,9 +780,7 @@ func TestExecUserNamespace(t *testing.T) {
 	requireStaticTestBinary(t)
 	e := newEnv(t)
 	id := e.start("execuserns", []string{"sleep", "60"}, func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
-		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		withUserNS(s)
 		s.Linux.CgroupsPath = "/berth-test/execuserns-" + strconv.Itoa(os.Getpid())
 	})
 	st, _ := e.r.State(id)

@@ -28,12 +28,7 @@ func withTime(mono, boot int64) func(*specs.Spec) {
 	}
 }
 
-func withUserNS(s *specs.Spec) {
-	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
-	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
-}
-
+// both applies every edit in turn.
 func both(fs ...func(*specs.Spec)) func(*specs.Spec) {
 	return func(s *specs.Spec) {
 		for _, f := range fs {
