@@ -114,8 +114,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 			l.wrapper = append(l.wrapper, "--time")
 		}
 		l.wrapper = append(l.wrapper, "--")
-	}
-	if !allByNsenter {
+	} else {
 		if l.mntNS, err = os.Open("/proc/" + pidS + "/ns/mnt"); err != nil {
 			return nil, err
 		}
@@ -131,7 +130,7 @@ func (r *Runtime) execStart(c *container, p *specs.Process, o ExecOpts) (proc *o
 	}
 	for _, t := range execJoin {
 		if allByNsenter {
-			break
+			break // nsenter joins them
 		}
 		n := nsProcName[t]
 		mine, err1 := nsInode(os.Getpid(), n)
