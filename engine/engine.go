@@ -88,6 +88,7 @@ type State struct {
 	Running    bool
 	Paused     bool
 	Pid        int
+	PidStart   uint64 `json:",omitempty"` // the init's start time, against pid reuse
 	ExitCode   int
 	OOMKilled  bool
 	Error      string    `json:",omitempty"`
@@ -293,33 +294,52 @@ func (c *Container) monitorAlive() bool {
 	return c.State.MonitorPid > 0 && procStart(c.State.MonitorPid) == c.State.MonitorStart
 }
 
-// refresh fixes up a record whose supervisor died (kill -9, reboot): the
-// container is shown as exited, as docker shows containers of a dead
-// daemon. The record on disk is updated under the container's lock.
+// initAlive reports whether the container's init still runs, whoever
+// supervises it.
+func (c *Container) initAlive() bool {
+	return c.State.PidStart != 0 && procStart(c.State.Pid) == c.State.PidStart
+}
+
+// orphanNote is the record's Error for a container whose supervisor died
+// while it runs on: nobody will be told its exit status.
+const orphanNote = "its monitor died; its exit status will not be known"
+
+// refresh fixes up a record whose supervisor died (kill -9 of a
+// foreground berth run or of a monitor): a container whose init still runs
+// stays running, as the process it is; one whose init is gone too is shown
+// as exited (255, the status being lost; with --rm too, for `rm` or
+// `container prune` to take, since a lookup must not remove what it finds).
+// The record on disk is updated under the container's lock.
 func (e *Engine) refresh(c *Container) {
-	if !c.State.Running || c.monitorAlive() {
+	if !c.State.Running || c.monitorAlive() || c.initAlive() && c.State.Error == orphanNote {
 		return
 	}
 	unlock, err := e.lock(c.ID)
 	if err != nil {
 		return
 	}
-	defer unlock()
 	cur, err := e.loadID(c.ID)
 	if err != nil {
+		unlock()
 		return
 	}
-	if cur.State.Running && !cur.monitorAlive() {
+	switch {
+	case !cur.State.Running || cur.monitorAlive():
+	case cur.initAlive():
+		cur.State.Error = orphanNote
+		e.save(cur)
+	default:
 		cur.State.Running = false
 		cur.State.Paused = false
 		cur.State.Status = StatusExited
 		if cur.State.ExitCode == 0 {
 			cur.State.ExitCode = 255
 		}
-		cur.State.Error = "the container's monitor died"
+		cur.State.Error = "its monitor died; its exit status was lost"
 		cur.State.FinishedAt = time.Now().UTC()
 		e.save(cur)
 	}
+	unlock()
 	*c = *cur
 }
 

@@ -158,7 +158,7 @@ func (e *Engine) Remove(ref string, o RemoveOpts) error {
 	defer unlock()
 	if cur, err := e.loadID(c.ID); err == nil {
 		// (no refresh here: it takes the lock we hold)
-		if cur.State.Running && cur.monitorAlive() {
+		if cur.State.Running && (cur.monitorAlive() || cur.initAlive()) {
 			return fmt.Errorf("container %s is still running", c.Name)
 		}
 	}

@@ -466,8 +466,17 @@ func TestKilledBerthThenPrune(t *testing.T) {
 	}
 	cmd.Process.Signal(unix.SIGKILL)
 	cmd.Wait()
-	if st := berthOK(t, "inspect", "-f", "{{.State.Status}}", name); strings.TrimSpace(st) != "exited" {
-		t.Errorf("after kill -9 of berth, status %q", st)
+	// The container outlives the berth that ran it in the foreground, and
+	// says so: running, not pruned, until it is stopped.
+	if st := berthOK(t, "inspect", "-f", "{{.State.Status}} {{.State.Error}}", name); strings.TrimSpace(st) != "running "+orphanNote {
+		t.Errorf("after kill -9 of berth, state %q", st)
+	}
+	if out := berthOK(t, "container", "prune"); strings.Contains(out, id) {
+		t.Errorf("prune removed the running container %s", id[:12])
+	}
+	berthOK(t, "stop", "-t", "1", name)
+	if st := berthOK(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name); strings.TrimSpace(st) != "exited 255" {
+		t.Errorf("after stop, state %q", st)
 	}
 	out := berthOK(t, "container", "prune")
 	if !strings.Contains(out, id) {
@@ -614,7 +623,7 @@ func TestImageInUseRefusedByRmi(t *testing.T) {
 	berthOK(t, "rmi", tag)
 }
 
-func TestKilledMonitorShowsExited(t *testing.T) {
+func TestKilledMonitorKeepsRunning(t *testing.T) {
 	bb := busyboxImage(t)
 	a := append(append([]string{"run", "-d"}, sec(t)...), bb, "sleep", "60")
 	id := strings.TrimSpace(berthOK(t, a...))
@@ -632,14 +641,22 @@ func TestKilledMonitorShowsExited(t *testing.T) {
 	for i := 0; i < 100 && procStart(mon) != 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := berthOK(t, "ps", "-a", "--filter", "id="+id, "--format", "{{.State}}"); strings.TrimSpace(st) != "exited" {
-		t.Errorf("after the monitor was killed: %q", st)
+	if st := berthOK(t, "ps", "-a", "--filter", "id="+id, "--format", "{{.State}}"); strings.TrimSpace(st) != "running" {
+		t.Errorf("after the monitor was killed, the running container shows %q", st)
+	}
+	if _, stderr, code := berth(t, "", "rm", id); code == 0 || !strings.Contains(stderr, "running") {
+		t.Errorf("rm of the running container: exit %d, %q", code, stderr)
+	}
+	// Once its init is gone too, it is exited, its status unknown.
+	unix.Kill(c.State.Pid, unix.SIGKILL)
+	for i := 0; i < 200 && procStart(c.State.Pid) != 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := berthOK(t, "ps", "-a", "--filter", "id="+id, "--format", "{{.State}} {{.Status}}"); !strings.HasPrefix(strings.TrimSpace(st), "exited Exited (255)") {
+		t.Errorf("after its init was killed too: %q", st)
 	}
 	berthOK(t, "rm", id)
 	assertNoLeaks(t, id)
-	if procStart(c.State.Pid) != 0 {
-		t.Errorf("container init %d survived rm", c.State.Pid)
-	}
 }
 
 func TestNetworkNoneAndHost(t *testing.T) {

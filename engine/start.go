@@ -143,7 +143,7 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 		return fail(err)
 	}
 	*c = *cur
-	if c.State.Running && c.monitorAlive() {
+	if c.State.Running && (c.monitorAlive() || c.initAlive()) {
 		unlock()
 		return fail(fmt.Errorf("container %s is already running", c.Name))
 	}

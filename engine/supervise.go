@@ -423,7 +423,7 @@ func waitPid(pid int) int {
 
 // markStarted records the container as running under this supervisor.
 func (e *Engine) markStarted(c *Container, pid int) error {
-	c.State = State{Status: StatusRunning, Running: true, Pid: pid, StartedAt: time.Now().UTC(),
+	c.State = State{Status: StatusRunning, Running: true, Pid: pid, PidStart: procStart(pid), StartedAt: time.Now().UTC(),
 		MonitorPid: os.Getpid(), MonitorStart: procStart(os.Getpid())}
 	return e.save(c)
 }
