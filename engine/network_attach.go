@@ -171,51 +171,23 @@ func (e *Engine) attachNetwork(c *Container, pid int, publish []string, publishA
 		return err
 	}
 	// The attachment maps the hostname to the container's address in its
-	// hosts file.
+	// hosts file, and --add-host NAME:host-gateway names to the network's
+	// gateway, the host's address there, as docker does.
+	var gw []string
+	for _, h := range c.Opts.AddHosts {
+		if name, ip, _ := strings.Cut(h, ":"); ip == "host-gateway" {
+			gw = append(gw, name)
+		}
+	}
 	_, err = e.Networks().Attach(network.AttachOpts{
 		Network: name, ContainerID: c.ID, ContainerName: c.Name, Aliases: aliases,
 		Pid: pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Ports: ports,
-		Hostname: containerHostname(c),
+		Hostname: containerHostname(c), GatewayNames: gw,
 	})
 	if err != nil {
 		return fmt.Errorf("network %s: %w", name, err)
 	}
-	return e.addHostGateway(c, name)
-}
-
-// addHostGateway maps --add-host NAME:host-gateway to the host's address
-// on the container's bridge network (its gateway), as docker does, in the
-// part of the hosts file that is berth's record of the options (before
-// the network's own section). The container has not started yet.
-func (e *Engine) addHostGateway(c *Container, netName string) error {
-	var lines string
-	for _, h := range c.Opts.AddHosts {
-		if name, ip, _ := strings.Cut(h, ":"); ip == "host-gateway" {
-			lines += "\t" + name + "\n"
-		}
-	}
-	if lines == "" {
-		return nil
-	}
-	n, err := e.Networks().Inspect(netName)
-	if err != nil {
-		return err
-	}
-	if n.Gateway == "" {
-		return fmt.Errorf("--add-host host-gateway: network %s has no gateway", netName)
-	}
-	lines = strings.ReplaceAll(lines, "\t", n.Gateway+"\t")
-	path := filepath.Join(e.dir(c.ID), "hosts")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	s := string(b)
-	i := strings.Index(s, network.HostsMarker)
-	if i < 0 {
-		i = len(s)
-	}
-	return os.WriteFile(path, []byte(s[:i]+lines+s[i:]), 0o644)
+	return nil
 }
 
 // detachNetwork takes the container off every network (veth, address,

@@ -420,4 +420,11 @@ func TestAddHostGateway(t *testing.T) {
 			t.Errorf("%s: the other --add-host is gone:\n%s", netName, hosts)
 		}
 	}
+	// A neighbour joining rewrites the hosts file: the gateway's name stays.
+	netRun(t, "--name", "hostgw-neighbour", "--network", net1, bb, "sleep", "60")
+	gw := inspectNetwork(t, net1).Gateway
+	hosts := berthOK(t, "exec", "hostgw-hostgw", "cat", "/etc/hosts")
+	if !strings.Contains(hosts, "\n"+gw+"\tgw\n") || !strings.Contains(hosts, "hostgw-neighbour") {
+		t.Errorf("after a neighbour joined, want %s\tgw and the neighbour in /etc/hosts:\n%s", gw, hosts)
+	}
 }

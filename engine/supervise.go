@@ -211,7 +211,7 @@ func writeEtcFiles(d, hostname string, o *Options) error {
 		hosts += "127.0.1.1\t" + hostname + "\n"
 	}
 	// (on a bridge network the attachment adds the container's address,
-	// and host-gateway names, see addHostGateway)
+	// and host-gateway names, see attachNetwork)
 	bridged := false
 	if kind, _ := networkMode(o.Network); kind == netBridge {
 		bridged = true

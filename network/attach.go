@@ -19,7 +19,10 @@ type AttachOpts struct {
 	Pid           int      // the container's init: its netns is joined
 	HostsFile     string   // the container's /etc/hosts on the host, kept current
 	Hostname      string   // the container's hostname, given its address there
-	Ports         []PortBinding
+	// GatewayNames are names given the network's gateway, the host's
+	// address there (docker's --add-host NAME:host-gateway).
+	GatewayNames []string
+	Ports        []PortBinding
 }
 
 // Attach connects the network namespace of o.Pid to the network: veth,
@@ -34,6 +37,11 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	for _, a := range append([]string{o.ContainerName}, o.Aliases...) {
 		if !nameRe.MatchString(a) {
 			return nil, fmt.Errorf("invalid network alias %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", a)
+		}
+	}
+	for _, g := range o.GatewayNames {
+		if !nameRe.MatchString(g) {
+			return nil, fmt.Errorf("invalid host name %q for the gateway: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", g)
 		}
 	}
 	if !nameRe.MatchString(o.Hostname) {
@@ -86,7 +94,10 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	}
 	ep := &Endpoint{ContainerID: o.ContainerID, ContainerName: o.ContainerName, IP: ip.String(),
 		HostVeth: vethName(o.ContainerID, n), Pid: o.Pid, PidStart: procStart(o.Pid),
-		HostsFile: o.HostsFile, Hostname: o.Hostname, Ports: ports}
+		HostsFile: o.HostsFile, Hostname: o.Hostname, GatewayNames: o.GatewayNames, Ports: ports}
+	if len(ep.GatewayNames) > 0 && n.Gateway == "" {
+		return fail(fmt.Errorf("host-gateway: network %s has no gateway", n.Name))
+	}
 	if n.Name != DefaultName {
 		ep.Aliases = o.Aliases // the default bridge has no names, as docker's
 	}
@@ -241,9 +252,9 @@ func (m *Manager) Ports(containerID string) ([]PortBinding, error) {
 	return out, nil
 }
 
-// HostsMarker starts berth's part of a container's /etc/hosts: what comes
+// hostsMarker starts berth's part of a container's /etc/hosts: what comes
 // before it is the engine's, and every rewrite keeps it.
-const HostsMarker = "# berth: containers on the same networks\n"
+const hostsMarker = "# berth: containers on the same networks\n"
 
 // refreshHosts rewrites the hosts file of every container on a
 // user-defined network n (the default bridge has no names but each
@@ -276,7 +287,7 @@ func writeHosts(st *state, id, path string) {
 		return
 	}
 	s := string(b)
-	if i := strings.Index(s, HostsMarker); i >= 0 {
+	if i := strings.Index(s, hostsMarker); i >= 0 {
 		s = s[:i]
 	}
 	var lines []string
@@ -285,10 +296,19 @@ func writeHosts(st *state, id, path string) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	// Its own name on each of its networks first, then its neighbours'.
+	// Its own name on each of its networks first, the host's names there,
+	// then its neighbours'.
 	for _, name := range names {
 		if ep, in := st.Networks[name].Endpoints[id]; in && ep.Hostname != "" {
 			lines = append(lines, ep.IP+"\t"+ep.Hostname)
+		}
+	}
+	for _, name := range names {
+		n := st.Networks[name]
+		if ep, in := n.Endpoints[id]; in {
+			for _, g := range ep.GatewayNames {
+				lines = append(lines, n.Gateway+"\t"+g)
+			}
 		}
 	}
 	for _, name := range names {
@@ -314,7 +334,7 @@ func writeHosts(st *state, id, path string) {
 		}
 	}
 	if len(lines) > 0 {
-		s += HostsMarker + strings.Join(lines, "\n") + "\n"
+		s += hostsMarker + strings.Join(lines, "\n") + "\n"
 	}
 	if f.Truncate(0) == nil {
 		f.WriteAt([]byte(s), 0)

@@ -61,6 +61,7 @@ type Endpoint struct {
 	PidStart      uint64        // its start time, against pid reuse
 	HostsFile     string        `json:",omitempty"`
 	Hostname      string        `json:",omitempty"`
+	GatewayNames  []string      `json:",omitempty"` // names given the gateway in its hosts file
 	Ports         []PortBinding `json:",omitempty"`
 }
 
