@@ -598,7 +598,14 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	if err != nil {
 		return nil, nil, err
 	}
-	defer lock.Close()
+	// Run keeps the lock through start, so that nobody sees the container
+	// before its process is the user's (it has no exec fifo to show it is
+	// only created, see status).
+	defer func() {
+		if err != nil || !o.startNow {
+			lock.Close()
+		}
+	}()
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return nil, nil, err
 	}
@@ -780,6 +787,9 @@ func (r *Runtime) create(id string, o CreateOpts) (c *container, proc *os.Proces
 	}
 	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: initPid, Bundle: bundle, Annotations: spec.Annotations}
 	c = &container{State: st, Created: time.Now().UTC(), InitStart: start, Rootfs: rootfs, CgroupPath: cgPath, Config: raw, cfg: spec, dir: dir, tty: tty, fifo: fifo}
+	if o.startNow {
+		c.lock = lock
+	}
 	if err = c.save(); err != nil {
 		return nil, nil, err
 	}

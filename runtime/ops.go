@@ -25,6 +25,7 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 		return 0, err
 	}
 	fail := func(err error) (int, error) {
+		c.unlock()
 		if fd := c.takeFifo(); fd >= 0 {
 			unix.Close(fd)
 		}
@@ -41,10 +42,7 @@ func (r *Runtime) Run(id string, o CreateOpts) (int, error) {
 	if !o.Detach && o.ForwardSignals {
 		defer forwardSignals(proc)()
 	}
-	// Start what we hold rather than reload it.
-	if err := c.relock(); err != nil {
-		return fail(err)
-	}
+	// Start what we hold (create kept the lock) rather than reload it.
 	err = r.start(c)
 	c.unlock()
 	if err != nil {

@@ -821,3 +821,46 @@ func TestIgnoredSignalsReset(t *testing.T) {
 		t.Fatalf("exit %d, %q: the container inherited ignored signals", code, out)
 	}
 }
+
+// A container started by Run is not seen before its process is the user's:
+// a concurrent State waits (Run holds the lock from create through start),
+// so "running" never names a pid that is still berth's init.
+func TestRunNotSeenDuringSetup(t *testing.T) {
+	e := newEnv(t)
+	self, err := os.Stat("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.bundle("", []string{"/bin/true"}, nil)
+	seen := 0
+	for i := 0; i < 40; i++ {
+		id := e.id("setup-" + strconv.Itoa(i))
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.r.Run(id, CreateOpts{Bundle: b, Stdio: []*os.File{nil, nil, nil}})
+			done <- err
+		}()
+	poll:
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				break poll
+			default:
+			}
+			st, err := e.r.State(id)
+			if err != nil || st.Status != specs.StateRunning {
+				continue
+			}
+			seen++
+			if exe, err := os.Stat("/proc/" + strconv.Itoa(st.Pid) + "/exe"); err == nil && os.SameFile(exe, self) {
+				t.Fatalf("state says running while pid %d is still berth's init", st.Pid)
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no run was ever seen running: the test tested nothing")
+	}
+}

@@ -106,20 +106,6 @@ func (c *container) spec() *specs.Spec {
 	return c.cfg
 }
 
-// relock takes the container's lock again (Run keeps its container).
-func (c *container) relock() error {
-	f, err := os.Open(c.dir)
-	if err != nil {
-		return err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return err
-	}
-	c.lock = f
-	return nil
-}
-
 // takeFifo hands over the exec fifo's read end create opened (-1 if none).
 func (c *container) takeFifo() int {
 	fd := c.fifo
