@@ -167,6 +167,7 @@ type initLinux struct {
 	MaskedPaths       []string               `json:"maskedPaths,omitempty"`
 	ReadonlyPaths     []string               `json:"readonlyPaths,omitempty"`
 	RootfsPropagation string                 `json:"rootfsPropagation,omitempty"`
+	MountLabel        string                 `json:"mountLabel,omitempty"`
 }
 
 // trimSpec takes from s (validated) what the init needs, with process p.
@@ -200,7 +201,8 @@ func TrimSpec(s *specs.Spec, p *specs.Process) *Spec {
 	}
 	if l := s.Linux; l != nil {
 		t.Linux = initLinux{Namespaces: l.Namespaces, Devices: l.Devices, Seccomp: l.Seccomp, Sysctl: l.Sysctl,
-			MaskedPaths: l.MaskedPaths, ReadonlyPaths: l.ReadonlyPaths, RootfsPropagation: l.RootfsPropagation}
+			MaskedPaths: l.MaskedPaths, ReadonlyPaths: l.ReadonlyPaths, RootfsPropagation: l.RootfsPropagation,
+			MountLabel: l.MountLabel}
 	}
 	return t
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -249,6 +250,9 @@ func (r *rootfs) mount(m *specs.Mount) error {
 			o.recClr &^= unix.MOUNT_ATTR_NODEV
 		}
 	} else {
+		if l := r.in.cfg.Spec.Linux.MountLabel; l != "" {
+			o.data = withMountLabel(o.data, m.Type, l, selinuxEnabled())
+		}
 		if mfd, err = newFS(m.Type, m.Source, o, o.attrSet); err != nil {
 			return err
 		}
@@ -267,6 +271,33 @@ func (r *rootfs) mount(m *specs.Mount) error {
 		return fmt.Errorf("move_mount: %w", err)
 	}
 	return nil
+}
+
+// labelledFS are the filesystems whose files get linux.mountLabel: those
+// made for the container, as under runc (proc, sysfs and cgroup keep the
+// kernel's labels).
+var labelledFS = map[string]bool{"tmpfs": true, "mqueue": true, "devpts": true, "shm": true}
+
+// withMountLabel adds SELinux's context= option for the spec's mountLabel
+// to the options of a new filesystem of type fstype. Without SELinux on the
+// host the label means nothing and is ignored, as runc does; an explicit
+// context option in the spec's own wins.
+func withMountLabel(data []string, fstype, label string, selinux bool) []string {
+	if label == "" || !selinux || !labelledFS[fstype] {
+		return data
+	}
+	for _, d := range data {
+		if strings.HasPrefix(d, "context=") {
+			return data
+		}
+	}
+	return append(slices.Clip(data), "context="+label)
+}
+
+// selinuxEnabled reports whether SELinux is on: its filesystem is mounted.
+func selinuxEnabled() bool {
+	var fs unix.Statfs_t
+	return unix.Statfs("/sys/fs/selinux", &fs) == nil && fs.Type == unix.SELINUX_MAGIC
 }
 
 // newFS makes a detached mount of a new filesystem instance.
