@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,12 @@ func TestCLIImagesLifecycle(t *testing.T) {
 	if got := c.ok("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/*"); got != "localhost/bb:2\n" {
 		t.Fatalf("images --format with a filter: %q", got)
 	}
+	// docker's template rules: \t is a tab, "table" prints aligned headers,
+	// a field docker does not have is an error.
+	if got := c.ok("images", "--format", `table {{.Repository}}\t{{.Tag}}`, "localhost/*"); !regexp.MustCompile(`^REPOSITORY +TAG\nlocalhost/bb +2\n$`).MatchString(got) {
+		t.Fatalf("images --format table: %q", got)
+	}
+	c.fails(125, "can't evaluate field Nope", "images", "--format", "{{.Nope}}")
 	var js []map[string]any
 	if err := json.Unmarshal([]byte(c.ok("images", "--format", "json")), &js); err != nil || len(js) != 3 {
 		t.Fatalf("images --format json: %v %v", js, err)

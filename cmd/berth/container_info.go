@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"text/template"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -208,12 +207,9 @@ func psCommand() *cobra.Command {
 			if tplText == "" {
 				tplText = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 			}
-			tpl, err := template.New("ps").Funcs(template.FuncMap{"json": func(v any) string {
-				b, _ := json.Marshal(v)
-				return string(b)
-			}}).Parse(tplText)
+			tpl, err := parseFormat(tplText)
 			if err != nil {
-				return fmt.Errorf("--format: %v", err)
+				return err
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 			if table {
@@ -375,12 +371,9 @@ func networkSettings(e *engine.Engine, c *engine.Container) map[string]any {
 // printInspect prints objects as a JSON array or through a Go template.
 func printInspect(objs []any, format string) error {
 	if format != "" && format != "json" {
-		tpl, err := template.New("format").Funcs(template.FuncMap{"json": func(v any) string {
-			b, _ := json.Marshal(v)
-			return string(b)
-		}}).Parse(format)
+		tpl, err := parseFormat(format)
 		if err != nil {
-			return fmt.Errorf("--format: %v", err)
+			return err
 		}
 		for _, o := range objs {
 			// Templates see the JSON shape, as docker's do.

@@ -7,7 +7,6 @@ import (
 	"path"
 	"strings"
 	"text/tabwriter"
-	"text/template"
 	"time"
 
 	"github.com/berthproject/berth/image"
@@ -139,19 +138,32 @@ func printImages(rows []image.Summary, quiet, digests, noTrunc bool, format stri
 		return enc.Encode(out)
 	}
 	if format != "" {
-		tpl, err := template.New("format").Parse(strings.TrimPrefix(format, "table "))
+		// A struct, not a map: a field docker does not have is an error,
+		// as under docker. "table" prints the headers and aligns columns.
+		type imageRow struct{ Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size string }
+		text, table := strings.CutPrefix(format, "table")
+		tpl, err := parseFormat(strings.TrimSpace(text))
 		if err != nil {
-			return fmt.Errorf("--format: %v", err)
+			return err
 		}
-		for _, r := range rows {
-			v := map[string]any{"Repository": r.Repository, "Tag": r.Tag, "ID": id(r), "Digest": r.Digest,
-				"CreatedAt": r.Created.Format(time.RFC3339), "CreatedSince": since(r.Created), "Size": humanSize(r.Size)}
-			if err := tpl.Execute(os.Stdout, v); err != nil {
+		w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+		if table {
+			hdr := imageRow{Repository: "REPOSITORY", Tag: "TAG", ID: "IMAGE ID", Digest: "DIGEST",
+				CreatedAt: "CREATED AT", CreatedSince: "CREATED", Size: "SIZE"}
+			if err := tpl.Execute(w, hdr); err != nil {
 				return fmt.Errorf("--format: %v", err)
 			}
-			fmt.Println()
+			fmt.Fprintln(w)
 		}
-		return nil
+		for _, r := range rows {
+			v := imageRow{Repository: r.Repository, Tag: r.Tag, ID: id(r), Digest: r.Digest,
+				CreatedAt: r.Created.Format(time.RFC3339), CreatedSince: since(r.Created), Size: humanSize(r.Size)}
+			if err := tpl.Execute(w, v); err != nil {
+				return fmt.Errorf("--format: %v", err)
+			}
+			fmt.Fprintln(w)
+		}
+		return w.Flush()
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 	if digests {
@@ -271,12 +283,9 @@ func imageInspectCommand() *cobra.Command {
 				out = append(out, in)
 			}
 			if format != "" && format != "json" {
-				tpl, err := template.New("format").Funcs(template.FuncMap{"json": func(v any) string {
-					b, _ := json.Marshal(v)
-					return string(b)
-				}}).Parse(format)
+				tpl, err := parseFormat(format)
 				if err != nil {
-					return fmt.Errorf("--format: %v", err)
+					return err
 				}
 				for _, in := range out {
 					if err := tpl.Execute(os.Stdout, in); err != nil {
