@@ -23,6 +23,7 @@ func TestBadDockerfiles(t *testing.T) {
 		{"copy-symlink-escape", `Dockerfile:2: COPY escape/passwd /passwd: source "escape/passwd" is outside the build context (through a symlink)`, false},
 		{"bad-arg", "Dockerfile:3: ENV V=\"${VERSION:?VERSION must be set}\": failed to process", false},
 		{"missing-source", `Dockerfile:2: COPY nothere.txt /: source "/nothere.txt" not found in the build context`, false},
+		{"blank-from", "Dockerfile:3: FROM $BASE: base name ($BASE) should not be blank", false},
 		{"failing-run", "Dockerfile:3: RUN echo about-to-fail; exit 3: the command exited with status 3", true},
 	}
 	for _, c := range cases {

@@ -445,6 +445,9 @@ func (b *builder) platformArgs() map[string]string {
 
 // stageByName finds an earlier stage named (or numbered) ref.
 func (b *builder) stageByName(ref string, before int) *stageRun {
+	if ref == "" {
+		return nil // an unnamed stage is not named ""
+	}
 	if i, err := strconv.Atoi(ref); err == nil {
 		if i >= 0 && i < before {
 			return b.stages[i]

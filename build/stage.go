@@ -276,6 +276,9 @@ func (s *stageRun) build() (v1.Image, error) {
 	if err != nil {
 		return nil, fail(s.st.SourceCode, err)
 	}
+	if baseName == "" {
+		return nil, fail(s.st.SourceCode, fmt.Errorf("base name (%s) should not be blank (an ARG used in FROM must be declared before the first FROM)", s.st.BaseName))
+	}
 	if s.st.Platform != "" {
 		ps, err := lex.expand(s.st.Platform, mapEnv(b.metaEnv))
 		if err != nil {
