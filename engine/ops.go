@@ -290,6 +290,15 @@ func (e *Engine) Pause(ref string, pause bool) error {
 	if !c.State.Running {
 		return fmt.Errorf("container %s is not running", c.Name)
 	}
+	// docker's words, not the runtime's (which name the container by ID).
+	if st, serr := e.Runtime.State(c.ID); serr == nil {
+		if pause && st.Status == runtime.StatePaused {
+			return fmt.Errorf("container %s is already paused", c.Name)
+		}
+		if !pause && st.Status != runtime.StatePaused {
+			return fmt.Errorf("container %s is not paused", c.Name)
+		}
+	}
 	if pause {
 		err = e.Runtime.Pause(c.ID)
 	} else {

@@ -846,3 +846,29 @@ func TestRuntimeStateGoesWithLastContainer(t *testing.T) {
 		t.Errorf("%s left after the last container: %v", state, err)
 	}
 }
+
+func TestPauseUnpauseErrors(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d"}, sec(t)...), bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	if _, stderr, code := berth(t, "", "unpause", id); code != 125 || strings.TrimSpace(stderr) != "berth: container "+name(t, id)+" is not paused" {
+		t.Errorf("unpause of a running container: exit %d, %q", code, stderr)
+	}
+	berthOK(t, "pause", id)
+	if st := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.State.Status}}", id)); st != "paused" {
+		t.Errorf("after pause: %q", st)
+	}
+	if _, stderr, code := berth(t, "", "pause", id); code != 125 || !strings.Contains(stderr, "is already paused") {
+		t.Errorf("pause of a paused container: exit %d, %q", code, stderr)
+	}
+	berthOK(t, "unpause", id)
+	if st := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.State.Status}}", id)); st != "running" {
+		t.Errorf("after unpause: %q", st)
+	}
+}
+
+func name(t *testing.T, id string) string {
+	t.Helper()
+	return strings.TrimPrefix(strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.Name}}", id)), "/")
+}
