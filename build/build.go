@@ -23,6 +23,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/berthproject/berth/store"
 )
 
 // Store is what a build needs of berth's image store (*store.Store).
@@ -157,6 +159,9 @@ func Build(o Options) (*Result, error) {
 			}
 			if p.OS == "" {
 				p.OS = "linux"
+			}
+			if err := store.CheckPlatform(p); err != nil {
+				return nil, fmt.Errorf("--platform %q: %w", s, err)
 			}
 			plats = append(plats, *p)
 		}

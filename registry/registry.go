@@ -135,6 +135,9 @@ func Pull(ctx context.Context, s *store.Store, ref string, o Options) (Pulled, e
 }
 
 func pull(ctx context.Context, s *store.Store, ref string, o Options) (Pulled, error) {
+	if _, err := store.ParsePlatform(o.Platform); err != nil {
+		return Pulled{}, err // before anything goes over the network
+	}
 	r, err := name.ParseReference(ref, o.nameOpts()...)
 	if err != nil {
 		return Pulled{}, fmt.Errorf("invalid reference %q: %v", ref, err)

@@ -18,7 +18,9 @@ func HostPlatform() v1.Platform {
 	return p
 }
 
-// ParsePlatform parses "os/arch[/variant]"; "" is the host's.
+// ParsePlatform parses "os/arch[/variant]"; "" is the host's. The usual
+// other names of an architecture are taken (x86_64, aarch64, i386), and one
+// that Go and the OCI spec do not know is an error, not a new platform.
 func ParsePlatform(s string) (v1.Platform, error) {
 	if s == "" {
 		return HostPlatform(), nil
@@ -27,7 +29,37 @@ func ParsePlatform(s string) (v1.Platform, error) {
 	if err != nil || p.OS == "" || p.Architecture == "" {
 		return v1.Platform{}, fmt.Errorf("invalid platform %q: want os/arch[/variant]", s)
 	}
+	if err := CheckPlatform(p); err != nil {
+		return v1.Platform{}, fmt.Errorf("invalid platform %q: %w", s, err)
+	}
 	return *p, nil
+}
+
+// knownOS and knownArch are Go's GOOS and GOARCH values, which the image
+// spec's platform fields take.
+var (
+	knownOS = map[string]bool{"aix": true, "android": true, "darwin": true, "dragonfly": true, "freebsd": true,
+		"illumos": true, "ios": true, "js": true, "linux": true, "netbsd": true, "openbsd": true, "plan9": true,
+		"solaris": true, "wasip1": true, "windows": true}
+	knownArch = map[string]bool{"386": true, "amd64": true, "arm": true, "arm64": true, "loong64": true,
+		"mips": true, "mipsle": true, "mips64": true, "mips64le": true, "ppc64": true, "ppc64le": true,
+		"riscv64": true, "s390x": true, "sparc64": true, "wasm": true}
+	archAliases = map[string]string{"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386", "i686": "386"}
+)
+
+// CheckPlatform normalises p's architecture name and refuses an operating
+// system or architecture that does not exist.
+func CheckPlatform(p *v1.Platform) error {
+	if a, ok := archAliases[p.Architecture]; ok {
+		p.Architecture = a
+	}
+	if !knownOS[p.OS] {
+		return fmt.Errorf("unknown operating system %q", p.OS)
+	}
+	if !knownArch[p.Architecture] {
+		return fmt.Errorf("unknown architecture %q", p.Architecture)
+	}
+	return nil
 }
 
 func (s *Store) imageFor(d v1.Descriptor, ref, platform string) (v1.Image, error) {
