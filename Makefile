@@ -12,8 +12,11 @@ all: build
 deps:
 	bash scripts/deps.sh
 
+# The container init is built first and embedded in berth (runtime/initbin).
 build:
-	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN) ./cmd/berth
+	$(GO) build -trimpath -ldflags '-s -w' -o runtime/initbin/berth-init ./cmd/berth-init
+	sha256sum runtime/initbin/berth-init | cut -d' ' -f1 > runtime/initbin/berth-init.sha256
+	$(GO) build -trimpath -tags embedinit -ldflags '-s -w' -o $(BIN) ./cmd/berth
 	ln -sf berth bin/berth-runtime
 
 vet:
@@ -33,4 +36,4 @@ conformance: deps build
 	bash test/conformance/run.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin runtime/initbin/berth-init runtime/initbin/berth-init.sha256

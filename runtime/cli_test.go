@@ -17,14 +17,19 @@ import (
 func TestCLI(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "berth")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/berth")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building berth: %v\n%s", err, out)
+	// make test's berth, as it ships (its init embedded), else a plain build.
+	bin := os.Getenv("BERTH_BIN")
+	shipped := bin != ""
+	if !shipped {
+		bin = filepath.Join(dir, "berth")
+		build := exec.Command("go", "build", "-o", bin, "../cmd/berth")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building berth: %v\n%s", err, out)
+		}
 	}
 	link := filepath.Join(dir, "berth-runtime")
-	if err := os.Symlink("berth", link); err != nil {
+	if err := os.Symlink(bin, link); err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(dir, "state")
@@ -69,6 +74,15 @@ func TestCLI(t *testing.T) {
 	}
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Status != "created" || strconv.Itoa(st.Pid) != string(pidData) || st.Bundle != b {
 		t.Fatalf("state after create: %v %s (pid file %q)", err, out, pidData)
+	}
+	if shipped {
+		// The created container's init runs from the small init berth
+		// embeds (cmd/berth-init), not from berth itself.
+		exe, err := os.Stat("/proc/" + strconv.Itoa(st.Pid) + "/exe")
+		self, serr := os.Stat(bin)
+		if err != nil || serr != nil || os.SameFile(exe, self) || exe.Size() > self.Size()/3 {
+			t.Errorf("the init does not run from the embedded init: %v %v, %d bytes against berth's %d", err, serr, exe.Size(), self.Size())
+		}
 	}
 	if out, err := cli("start", "c1"); err != nil {
 		t.Fatalf("start: %v %s", err, out)

@@ -1,0 +1,8 @@
+//go:build !embedinit
+
+package initbin
+
+var (
+	exe []byte
+	sum string
+)
