@@ -7,6 +7,7 @@ import (
 	"regexp"
 	goruntime "runtime"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -57,7 +58,11 @@ var elfArch = map[elf.Machine]string{
 	elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_RISCV: "riscv64", elf.EM_MIPS: "mips",
 }
 
-var langOf = regexp.MustCompile(`^(node|nodejs|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*)$`)
+// Compiled on first use, not at package init: every berth process, a
+// container's start included, would pay for it.
+var langOf = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(node|nodejs|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|php[0-9.]*)$`)
+})
 
 func envValue(env []string, key string) (string, bool) {
 	for i := len(env) - 1; i >= 0; i-- {
@@ -140,7 +145,7 @@ func (e *Entry) lang(fs *FS, p *Program, args []string, script string) {
 		return
 	}
 	base := path.Base(p.Real)
-	if !langOf.MatchString(path.Base(p.Name)) && !langOf.MatchString(base) {
+	if !langOf().MatchString(path.Base(p.Name)) && !langOf().MatchString(base) {
 		return
 	}
 	e.Lang = langName(base)

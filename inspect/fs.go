@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -75,9 +76,13 @@ type FS struct {
 
 // Config files small enough to keep: read when the tree is built, so
 // that the report needs a single pass over the layers.
-var keepData = regexp.MustCompile(`^/(etc/(os-release|passwd|group|nsswitch\.conf|ld\.so\.conf|ld\.so\.conf\.d/.*|ld-musl-.*\.path|shells)|usr/lib/os-release)$`)
+var keepData = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^/(etc/(os-release|passwd|group|nsswitch\.conf|ld\.so\.conf|ld\.so\.conf\.d/.*|ld-musl-.*\.path|shells)|usr/lib/os-release)$`)
+})
 
-var glibcVersion = regexp.MustCompile(`GNU C Library [^\n]*?(?:release )?version (\d+\.\d+)`)
+var glibcVersion = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`GNU C Library [^\n]*?(?:release )?version (\d+\.\d+)`)
+})
 
 // What one image's view may take: a layer of a few MB (zeros compress
 // well) can hold files of many GB, millions of entries or names of a
@@ -271,7 +276,7 @@ func (fs *FS) sniff(n *Node, r io.Reader) error {
 		n.ELF = parseELF(data)
 		base := path.Base(n.Path)
 		if base == "libc.so.6" || strings.HasPrefix(base, "libc-2.") {
-			if m := glibcVersion.FindSubmatch(data); m != nil {
+			if m := glibcVersion().FindSubmatch(data); m != nil {
 				n.Libc = string(m[1])
 			}
 		}
@@ -279,7 +284,7 @@ func (fs *FS) sniff(n *Node, r io.Reader) error {
 		line, _, _ := strings.Cut(string(head[2:]), "\n")
 		n.Shebang = strings.TrimSpace(line)
 	}
-	if keepData.MatchString(n.Path) && n.Size <= maxKeptFile && fs.kept+n.Size <= maxKept {
+	if keepData().MatchString(n.Path) && n.Size <= maxKeptFile && fs.kept+n.Size <= maxKept {
 		data, err := io.ReadAll(io.LimitReader(br, maxKeptFile))
 		if err != nil {
 			return err
