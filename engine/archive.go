@@ -168,11 +168,17 @@ func pathRoot(c *Container, rootfs, p string) (root, rel string) {
 
 // CopyFrom writes path src of the container as a tar whose top entry is
 // named name (docker cp CONTAINER:SRC archive semantics: "src/." means its
-// contents). The last path element is not followed if it is a symlink.
-func (e *Engine) CopyFrom(ref, src, name string, w io.Writer) error {
+// contents). A symlink as the last path element is written as the link
+// unless follow (docker cp -L, or a src ending in "/"), when its target is
+// written under src's name. Targets are resolved in the tree holding src
+// (the rootfs or a volume), never out of it.
+func (e *Engine) CopyFrom(ref, src, name string, follow bool, w io.Writer) error {
 	return e.withRootfs(ref, func(c *Container, rootfs string) error {
 		root, rel := pathRoot(c, rootfs, src)
 		dir, file := path.Split(rel)
+		if follow {
+			dir, file = rel, ""
+		}
 		resolvedDir, err := securejoin.SecureJoin(root, dir)
 		if err != nil {
 			return err
@@ -189,33 +195,40 @@ func (e *Engine) CopyFrom(ref, src, name string, w io.Writer) error {
 }
 
 // CopyOut extracts path src of the container into host directory dir as
-// name (docker cp CONTAINER:SRC DEST). What lands on the host is a copy
-// the caller owns: no device nodes, no set-id bits or security xattrs, and
-// .wh. names are files (a container's .wh..wh..opq must not empty dir).
-func (e *Engine) CopyOut(ref, src, dir, name string) error {
+// name (docker cp CONTAINER:SRC DEST; follow as for CopyFrom). What lands
+// on the host is a copy the caller owns: no device nodes, no set-id bits
+// or security xattrs, and .wh. names are files (a container's
+// .wh..wh..opq must not empty dir).
+func (e *Engine) CopyOut(ref, src, dir, name string, follow bool) error {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(e.CopyFrom(ref, src, name, pw)) }()
+	go func() { pw.CloseWithError(e.CopyFrom(ref, src, name, follow, pw)) }()
 	_, err := layer.Apply(dir, pr, layer.Options{HostCopy: true, PlainWhiteouts: true})
 	pr.CloseWithError(err)
 	return err
 }
 
-// StatPath reports whether p exists in the container and is a directory.
-func (e *Engine) StatPath(ref, p string) (exists, isDir bool, err error) {
+// StatPath reports whether p exists in the container and is a directory;
+// a symlink as p's last element is followed only with follow.
+func (e *Engine) StatPath(ref, p string, follow bool) (exists, isDir bool, err error) {
 	err = e.withRootfs(ref, func(c *Container, rootfs string) error {
 		root, rel := pathRoot(c, rootfs, p)
+		dir, file := path.Split(rel)
+		flags := unix.AT_SYMLINK_NOFOLLOW
+		if follow || file == "" {
+			dir, file, flags = rel, "", unix.AT_EMPTY_PATH
+		}
 		// Through a handle, as CopyTo: a path stat'ed again by name could
 		// be a host path by then.
-		h, err := pathrs.OpenInRoot(root, rel)
+		h, err := pathrs.OpenInRoot(root, dir)
 		if err != nil {
 			return nil
 		}
 		defer h.Close()
-		st, err := h.Stat()
-		if err != nil {
+		var st unix.Stat_t
+		if unix.Fstatat(int(h.Fd()), file, &st, flags) != nil {
 			return nil
 		}
-		exists, isDir = true, st.IsDir()
+		exists, isDir = true, st.Mode&unix.S_IFMT == unix.S_IFDIR
 		return nil
 	})
 	return

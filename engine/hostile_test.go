@@ -157,7 +157,7 @@ func TestCpFromSwappingContainer(t *testing.T) {
 	e := testEngine(t)
 	for i := 0; i < 2000; i++ {
 		var buf bytes.Buffer
-		e.CopyFrom(id, "/r", "r", &buf) // may fail midway; what it wrote counts
+		e.CopyFrom(id, "/r", "r", false, &buf) // may fail midway; what it wrote counts
 		tr := tar.NewReader(&buf)
 		for {
 			h, err := tr.Next()
@@ -182,10 +182,10 @@ func TestCpStatSwappingContainer(t *testing.T) {
 	e := testEngine(t)
 	seen := 0
 	for i := 0; i < 2000; i++ {
-		if ok, _, _ := e.StatPath(id, "/s/host-only"); ok {
+		if ok, _, _ := e.StatPath(id, "/s/host-only", true); ok {
 			t.Fatalf("stat %d saw the host's file", i)
 		}
-		if ok, _, _ := e.StatPath(id, "/s/mine"); ok {
+		if ok, _, _ := e.StatPath(id, "/s/mine", true); ok {
 			seen++
 		}
 	}
@@ -206,7 +206,7 @@ func TestCpWhiteoutNamesAreFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range []string{"/etc/passwd", "/etc/" + n} {
-			if ok, _, err := e.StatPath(id, p); err != nil || !ok {
+			if ok, _, err := e.StatPath(id, p, true); err != nil || !ok {
 				t.Errorf("after copying %s: %s is gone (%v)", n, p, err)
 			}
 		}
@@ -224,14 +224,14 @@ func TestCpFileBindMount(t *testing.T) {
 	id := strings.TrimSpace(berthOK(t, "create", "-v", src+":/etc/x", bb, "true"))
 	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
 	e := testEngine(t)
-	if ok, isDir, err := e.StatPath(id, "/etc/x"); err != nil || !ok || isDir {
+	if ok, isDir, err := e.StatPath(id, "/etc/x", true); err != nil || !ok || isDir {
 		t.Fatalf("stat /etc/x: exists %v dir %v err %v", ok, isDir, err)
 	}
-	if ok, _, _ := e.StatPath(id, "/etc/x/y"); ok {
+	if ok, _, _ := e.StatPath(id, "/etc/x/y", true); ok {
 		t.Error("/etc/x/y exists below a file")
 	}
 	var buf bytes.Buffer
-	if err := e.CopyFrom(id, "/etc/x", "x", &buf); err != nil {
+	if err := e.CopyFrom(id, "/etc/x", "x", false, &buf); err != nil {
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(&buf)
@@ -290,7 +290,7 @@ func TestCpOutIsAHostCopy(t *testing.T) {
 	if err := os.WriteFile(keep, []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.CopyOut(id, "/data", dst, "data"); err != nil {
+	if err := e.CopyOut(id, "/data", dst, "data", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(keep); err != nil {
@@ -302,7 +302,7 @@ func TestCpOutIsAHostCopy(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dst, "data", "suid")); err != nil || st.Mode()&os.ModeSetuid != 0 {
 		t.Errorf("suid: %v, mode %v: the set-id bit reached the host", err, st.Mode())
 	}
-	if err := e.CopyOut(id, "/dev0", dst, "dev0"); err == nil {
+	if err := e.CopyOut(id, "/dev0", dst, "dev0", false); err == nil {
 		t.Error("a device node was copied out to the host")
 	}
 	if _, err := os.Lstat(filepath.Join(dst, "dev0", "tty9")); err == nil {

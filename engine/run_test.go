@@ -872,3 +872,39 @@ func name(t *testing.T, id string) string {
 	t.Helper()
 	return strings.TrimPrefix(strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.Name}}", id)), "/")
 }
+
+// docker cp's symlink rules: a symlink named as the source is copied as
+// the link (wherever it points, a volume's included), -L or a trailing
+// "/" copies what it points at.
+func TestCpSymlinkSource(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d", "-v", "/data"}, sec(t)...), bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", "-v", id) })
+	berthOK(t, "exec", id, "sh", "-c", "echo hi > /data/f; mkdir /data/d; echo x > /data/d/y; ln -s /etc /data/abs; ln -s f /data/rel; ln -s d /data/dl; ln -s busybox /bin/bb")
+	dst := t.TempDir()
+	link := func(name, want string) {
+		t.Helper()
+		if got, err := os.Readlink(filepath.Join(dst, name)); err != nil || got != want {
+			t.Errorf("%s: want a symlink to %s, got %q, %v", name, want, got, err)
+		}
+	}
+	content := func(name, want string) {
+		t.Helper()
+		st, err := os.Lstat(filepath.Join(dst, name))
+		b, _ := os.ReadFile(filepath.Join(dst, name))
+		if err != nil || !st.Mode().IsRegular() || string(b) != want {
+			t.Errorf("%s: want a file holding %q, got %v %q", name, want, err, b)
+		}
+	}
+	berthOK(t, "cp", id+":/data/abs", dst+"/abs")
+	link("abs", "/etc")
+	berthOK(t, "cp", id+":/data/rel", dst+"/rel")
+	link("rel", "f")
+	berthOK(t, "cp", id+":/bin/bb", dst+"/bb")
+	link("bb", "busybox")
+	berthOK(t, "cp", "-L", id+":/data/rel", dst+"/relL")
+	content("relL", "hi\n")
+	berthOK(t, "cp", id+":/data/dl/", dst+"/dl")
+	content("dl/y", "x\n")
+}

@@ -54,7 +54,8 @@ func copyTarget(src string, srcIsDir bool, dst string, dstExists, dstIsDir bool)
 }
 
 func cpCommand() *cobra.Command {
-	return &cobra.Command{
+	var follow bool
+	c := &cobra.Command{
 		Use:   "cp CONTAINER:SRC DEST|-  or  cp SRC|- CONTAINER:DEST",
 		Short: "Copy files between a container and the host (tar archive semantics)",
 		Args:  cobra.ExactArgs(2),
@@ -69,17 +70,22 @@ func cpCommand() *cobra.Command {
 			case sIn && dIn:
 				return errors.New("cp: copying between containers is not supported")
 			case sIn:
-				return copyOut(e, sc, sp, dp)
+				return copyOut(e, sc, sp, dp, follow)
 			case dIn:
 				return copyIn(e, sp, dc, dp)
 			}
 			return errors.New("cp: one side must be CONTAINER:PATH")
 		},
 	}
+	c.Flags().BoolVarP(&follow, "follow-link", "L", false, "always follow a symlink given as the source")
+	return c
 }
 
-func copyOut(e *engine.Engine, ctr, src, dst string) error {
-	exists, isDir, err := e.StatPath(ctr, src)
+// copyOut copies a symlink named as src as the link, as docker cp does,
+// unless follow or src ends in "/" or "/.".
+func copyOut(e *engine.Engine, ctr, src, dst string, follow bool) error {
+	follow = follow || strings.HasSuffix(src, "/") || strings.HasSuffix(src, "/.")
+	exists, isDir, err := e.StatPath(ctr, src, follow)
 	if err != nil {
 		return err
 	}
@@ -87,7 +93,7 @@ func copyOut(e *engine.Engine, ctr, src, dst string) error {
 		return fmt.Errorf("cp: no such file or directory in container %s: %s", ctr, src)
 	}
 	if dst == "-" {
-		return e.CopyFrom(ctr, src, path.Base(path.Clean(src)), os.Stdout)
+		return e.CopyFrom(ctr, src, path.Base(path.Clean(src)), follow, os.Stdout)
 	}
 	st, serr := os.Stat(dst)
 	dir, name, err := copyTarget(src, isDir, dst, serr == nil, serr == nil && st.IsDir())
@@ -97,7 +103,7 @@ func copyOut(e *engine.Engine, ctr, src, dst string) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("cp: destination directory %s does not exist", dir)
 	}
-	return e.CopyOut(ctr, src, dir, name)
+	return e.CopyOut(ctr, src, dir, name, follow)
 }
 
 func copyIn(e *engine.Engine, src, ctr, dst string) error {
@@ -108,7 +114,7 @@ func copyIn(e *engine.Engine, src, ctr, dst string) error {
 	if err != nil {
 		return fmt.Errorf("cp: %w", err)
 	}
-	exists, isDir, err := e.StatPath(ctr, dst)
+	exists, isDir, err := e.StatPath(ctr, dst, true)
 	if err != nil {
 		return err
 	}
