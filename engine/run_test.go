@@ -576,6 +576,10 @@ func TestExecInRunningContainer(t *testing.T) {
 	if !strings.Contains(top, "sleep 30") {
 		t.Errorf("top: %q", top)
 	}
+	// Options after the container go to ps.
+	if top := berthOK(t, "top", id, "-o", "pid,comm"); !strings.HasPrefix(strings.TrimSpace(top), "PID COMMAND") || !strings.Contains(top, "sleep") {
+		t.Errorf("top with ps options: %q", top)
+	}
 	berthOK(t, "rm", "-f", id)
 	assertNoLeaks(t, id)
 }

@@ -413,7 +413,7 @@ func execCommand() *cobra.Command {
 }
 
 func topCommand() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "top CONTAINER [ps OPTIONS]",
 		Short: "Show the processes of a container",
 		Args:  cobra.MinimumNArgs(1),
@@ -425,4 +425,7 @@ func topCommand() *cobra.Command {
 			return e.Top(args[0], args[1:], os.Stdout)
 		},
 	}
+	// Options after the container are ps's (top CTR -o pid,comm).
+	c.Flags().SetInterspersed(false)
+	return c
 }
