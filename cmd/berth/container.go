@@ -23,6 +23,7 @@ func init() {
 		runCommand, createCommand, startCommand, stopCommand, killCommand, restartCommand,
 		rmCommand, psCommand, logsCommand, execCommand, waitCommand, topCommand, cpCommand,
 		diffCommand, commitCommand, exportCommand, renameCommand, pauseCommand, unpauseCommand,
+		statsCommand,
 	}
 	for _, mk := range makers {
 		root.AddCommand(mk())

@@ -202,8 +202,8 @@ func psCommand() *cobra.Command {
 				}
 				return nil
 			}
-			table := format == "" || strings.HasPrefix(format, "table")
-			tplText := strings.TrimSpace(strings.TrimPrefix(format, "table"))
+			tplText, table := cutTable(format)
+			table = table || format == ""
 			if tplText == "" {
 				tplText = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 			}

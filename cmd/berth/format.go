@@ -21,3 +21,10 @@ func parseFormat(text string) (*template.Template, error) {
 	}
 	return tpl, nil
 }
+
+// cutTable splits docker's "table" prefix off a --format: with it, a
+// header line comes first and columns are aligned.
+func cutTable(format string) (text string, table bool) {
+	text, table = strings.CutPrefix(format, "table")
+	return strings.TrimSpace(text), table
+}

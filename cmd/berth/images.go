@@ -141,8 +141,8 @@ func printImages(rows []image.Summary, quiet, digests, noTrunc bool, format stri
 		// A struct, not a map: a field docker does not have is an error,
 		// as under docker. "table" prints the headers and aligns columns.
 		type imageRow struct{ Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size string }
-		text, table := strings.CutPrefix(format, "table")
-		tpl, err := parseFormat(strings.TrimSpace(text))
+		text, table := cutTable(format)
+		tpl, err := parseFormat(text)
 		if err != nil {
 			return err
 		}

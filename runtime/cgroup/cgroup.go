@@ -334,6 +334,16 @@ func (c *Cgroup) OOMKilled() (bool, error) {
 	return n > 0, nil
 }
 
+// Stats reads the cgroup's usage counters: CPU time, memory, pids, block
+// I/O.
+func (c *Cgroup) Stats() (*cgroups.Stats, error) {
+	st, err := c.mgr.GetStats()
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: stats: %w", c.path, err)
+	}
+	return st, nil
+}
+
 // Destroy removes the cgroup's directories (and any sub-cgroups) in every
 // hierarchy. It kills nothing: the caller must have ended the processes.
 func (c *Cgroup) Destroy() error {
