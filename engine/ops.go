@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/runtime"
@@ -378,4 +379,58 @@ func (e *Engine) Top(ref string, psArgs []string, w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// UpdateOptions are docker update's resource flags; nil fields are left
+// as they are.
+type UpdateOptions struct {
+	Memory, MemorySwap, CPUs *string
+	CPUShares, PidsLimit     *int64
+}
+
+// Update changes a container's limits: in its cgroup at once if it runs,
+// and in its record for its next starts.
+func (e *Engine) Update(ref string, u UpdateOptions) error {
+	c, err := e.Lookup(ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := e.lock(c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if c, err = e.loadID(c.ID); err != nil {
+		return err
+	}
+	o := c.Opts
+	if u.Memory != nil {
+		o.Memory = *u.Memory
+		if u.MemorySwap == nil && c.Opts.MemorySwap != "-1" {
+			o.MemorySwap = "" // docker's default again: twice the new memory
+		}
+	}
+	if u.MemorySwap != nil {
+		o.MemorySwap = *u.MemorySwap
+	}
+	if u.CPUs != nil {
+		o.CPUs = *u.CPUs
+	}
+	if u.CPUShares != nil {
+		o.CPUShares = *u.CPUShares
+	}
+	if u.PidsLimit != nil {
+		o.PidsLimit = *u.PidsLimit
+	}
+	r := &specs.LinuxResources{}
+	if err := resources(r, &o); err != nil {
+		return err
+	}
+	if c.State.Running {
+		if err := e.Runtime.Update(c.ID, r); err != nil {
+			return fmt.Errorf("container %s: %w", c.Name, err)
+		}
+	}
+	c.Opts = o
+	return e.save(c)
 }

@@ -41,3 +41,32 @@ func TestStats(t *testing.T) {
 		t.Errorf("stats of a missing container: %d %q", code, stderr)
 	}
 }
+
+// update changes a running container's limits in its cgroup and record; a
+// bad value changes neither.
+func TestUpdate(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d", "--memory", "64m", "--network", "none"}, sec(t)...), bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	berthOK(t, "update", "--memory", "128m", "--pids-limit", "10", id)
+	e := testEngine(t)
+	u, err := e.Usage(id)
+	if err != nil || u.MemLimit != 128<<20 {
+		t.Errorf("memory limit after update: %+v %v", u, err)
+	}
+	// The limit holds: 11 more processes cannot start.
+	out, _, _ := berth(t, "", "exec", id, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11; do sleep 1 & done 2>&1; wait")
+	if !strings.Contains(out, "can't fork") && !strings.Contains(out, "Resource temporarily unavailable") {
+		t.Errorf("pids limit 10 not enforced: %q", out)
+	}
+	if got := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}", id)); got != "134217728 10" {
+		t.Errorf("record after update: %q", got)
+	}
+	if _, stderr, code := berth(t, "", "update", "--memory", "1k", id); code != 125 || !strings.Contains(stderr, "minimum memory limit") {
+		t.Errorf("update --memory 1k: %d %q", code, stderr)
+	}
+	if got := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.HostConfig.Memory}}", id)); got != "134217728" {
+		t.Errorf("a refused update changed the record: %q", got)
+	}
+}

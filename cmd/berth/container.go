@@ -23,7 +23,7 @@ func init() {
 		runCommand, createCommand, startCommand, stopCommand, killCommand, restartCommand,
 		rmCommand, psCommand, logsCommand, execCommand, waitCommand, topCommand, cpCommand,
 		diffCommand, commitCommand, exportCommand, renameCommand, pauseCommand, unpauseCommand,
-		statsCommand,
+		statsCommand, updateCommand,
 	}
 	for _, mk := range makers {
 		root.AddCommand(mk())
