@@ -2,6 +2,7 @@
 # Both install what they need (scripts/deps.sh) and must run as root.
 GO      ?= go
 BIN     := bin/berth
+COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null)
 export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 
@@ -16,7 +17,7 @@ deps:
 build:
 	$(GO) build -trimpath -ldflags '-s -w' -o runtime/initbin/berth-init ./cmd/berth-init
 	sha256sum runtime/initbin/berth-init | cut -d' ' -f1 > runtime/initbin/berth-init.sha256
-	$(GO) build -trimpath -tags embedinit -ldflags '-s -w' -o $(BIN) ./cmd/berth
+	$(GO) build -trimpath -tags embedinit -ldflags '-s -w -X main.gitCommit=$(COMMIT)' -o $(BIN) ./cmd/berth
 	ln -sf berth bin/berth-runtime
 
 vet:

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stats reads a container's CPU rate, memory against its limit and pids
@@ -68,5 +70,21 @@ func TestUpdate(t *testing.T) {
 	}
 	if got := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.HostConfig.Memory}}", id)); got != "134217728" {
 		t.Errorf("a refused update changed the record: %q", got)
+	}
+}
+
+// version and info, as docker's: the kernel info shows is the host's, the
+// one every container shares.
+func TestVersionAndInfo(t *testing.T) {
+	if v := berthOK(t, "version"); !strings.Contains(v, "Version:") || !strings.Contains(v, "runtime-spec") {
+		t.Errorf("version: %q", v)
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	info := berthOK(t, "info")
+	for _, want := range []string{"Containers: ", "Images: ", "Root: " + testRoot, "Cgroup Version: ", "Kernel Version: " + unix.ByteSliceToString(uts.Release[:])} {
+		if !strings.Contains(info, want) {
+			t.Errorf("info lacks %q:\n%s", want, info)
+		}
 	}
 }

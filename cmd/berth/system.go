@@ -87,6 +87,6 @@ func init() {
 			return tw.Flush()
 		},
 	}
-	system.AddCommand(check, prune, df)
+	system.AddCommand(check, prune, df, infoCommand())
 	root.AddCommand(system)
 }

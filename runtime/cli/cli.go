@@ -31,6 +31,9 @@ import (
 // LinkName is the name under which berth is the runtime's CLI itself.
 const LinkName = "berth-runtime"
 
+// Version is berth's version, its runtime's included.
+const Version = "0.1.0"
+
 func init() {
 	if filepath.Base(os.Args[0]) == LinkName {
 		os.Exit(Execute(Command(LinkName), os.Args[1:]))
@@ -106,7 +109,7 @@ func Command(use string) *cobra.Command {
 		Short:         "berth's OCI runtime (runc-compatible command line)",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       "0.1.0",
+		Version:       Version,
 	}
 	// As runc prints it; some tools read the spec line.
 	cmd.SetVersionTemplate("{{.Name}} version {{.Version}}\nspec: " + specs.Version + "\n")
