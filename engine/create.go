@@ -37,6 +37,11 @@ func validate(o *Options) error {
 	if err := checkEtcValues(o.Hostname, o.AddHosts); err != nil {
 		return err
 	}
+	if policy, _, err := restartPolicy(o.Restart); err != nil {
+		return err
+	} else if o.AutoRemove && policy != "" && policy != "no" {
+		return fmt.Errorf("conflicting options: --restart %s and --rm", o.Restart)
+	}
 	if o.LogMaxSize != "" {
 		if _, err := parseSize(o.LogMaxSize); err != nil {
 			return fmt.Errorf("--log-opt max-size: %w", err)

@@ -75,11 +75,12 @@ func (e *Engine) recordPath(id string) string { return filepath.Join(e.dir(id), 
 
 // Container status values, as docker names them.
 const (
-	StatusCreated  = "created"
-	StatusRunning  = "running"
-	StatusPaused   = "paused"
-	StatusExited   = "exited"
-	StatusRemoving = "removing"
+	StatusCreated    = "created"
+	StatusRunning    = "running"
+	StatusPaused     = "paused"
+	StatusExited     = "exited"
+	StatusRemoving   = "removing"
+	StatusRestarting = "restarting"
 )
 
 // State is a container's run state, kept in its record.
@@ -91,9 +92,13 @@ type State struct {
 	PidStart   uint64 `json:",omitempty"` // the init's start time, against pid reuse
 	ExitCode   int
 	OOMKilled  bool
-	Error      string    `json:",omitempty"`
-	StartedAt  time.Time `json:",omitempty"`
-	FinishedAt time.Time `json:",omitempty"`
+	Restarting bool // exited, and its supervisor starts it again (--restart)
+	// StopRequested: stop, kill or rm asked for the exit, which --restart
+	// then leaves alone, as docker does.
+	StopRequested bool      `json:",omitempty"`
+	Error         string    `json:",omitempty"`
+	StartedAt     time.Time `json:",omitempty"`
+	FinishedAt    time.Time `json:",omitempty"`
 	// The monitor (or foreground berth) that supervises the container;
 	// its start time guards against pid reuse after it dies.
 	MonitorPid   int    `json:",omitempty"`
@@ -361,6 +366,8 @@ func (c *Container) StatusText() string {
 		return "Up " + humanDuration(time.Since(c.State.StartedAt))
 	case c.State.Status == StatusExited:
 		return fmt.Sprintf("Exited (%d) %s ago", c.State.ExitCode, humanDuration(time.Since(c.State.FinishedAt)))
+	case c.State.Status == StatusRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", c.State.ExitCode, humanDuration(time.Since(c.State.FinishedAt)))
 	}
 	return "Created"
 }

@@ -63,7 +63,29 @@ func (e *Engine) Kill(ref string, sig unix.Signal) error {
 	if !c.State.Running {
 		return fmt.Errorf("container %s is not running", c.Name)
 	}
+	switch sig {
+	case unix.SIGKILL, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, c.stopSignal():
+		e.requestStop(c.ID)
+	}
 	return e.Runtime.Kill(c.ID, sig, false)
+}
+
+// requestStop records that the user ends the container: its --restart
+// policy must not start it again.
+func (e *Engine) requestStop(id string) {
+	unlock, err := e.lock(id)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if c, err := e.loadID(id); err == nil && (!c.State.StopRequested || c.State.Restarting) {
+		c.State.StopRequested = true
+		if c.State.Restarting && !c.State.Running {
+			// Waiting out a back-off: it is stopped now, as docker has it.
+			c.State.Status, c.State.Restarting = StatusExited, false
+		}
+		e.save(c)
+	}
 }
 
 // waitExit polls c's record until it is no longer running or timeout
@@ -95,6 +117,7 @@ func (e *Engine) Stop(ref string, timeout int) error {
 	if err != nil {
 		return err
 	}
+	e.requestStop(c.ID)
 	if !c.State.Running {
 		e.cleanupRuntime(c.ID)
 		return nil
@@ -146,6 +169,7 @@ func (e *Engine) Remove(ref string, o RemoveOpts) error {
 		if !o.Force {
 			return fmt.Errorf("cannot remove running container %s: stop it first or use rm -f", c.Name)
 		}
+		e.requestStop(c.ID)
 		if c.State.Paused {
 			e.Runtime.Resume(c.ID)
 		}

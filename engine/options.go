@@ -42,6 +42,7 @@ type Options struct {
 	Init        bool
 	StopSignal  string
 	StopTimeout int      // seconds; -1 = default (10)
+	Restart     string   // no (default), always, unless-stopped, on-failure[:N]
 	Network     string   // none (default), host, container:NAME, bridge or a network's name
 	Publish     []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
 	PublishAll  bool     // -P: every EXPOSEd port on a random host port
@@ -52,6 +53,37 @@ type Options struct {
 	Labels      []string
 	LogMaxSize  string // rotate the json log past this size (default 10m)
 	LogMaxFile  int    // rotated files kept (default 3)
+}
+
+// RestartPolicy is --restart as docker's inspect shows it (HostConfig.
+// RestartPolicy): the policy's name and most restarts.
+func RestartPolicy(o *Options) (name string, max int) {
+	name, max, _ = restartPolicy(o.Restart)
+	if name == "" {
+		name = "no"
+	}
+	return name, max
+}
+
+// restartPolicy parses --restart: the policy's name and, for on-failure,
+// the most restarts (0: no limit).
+func restartPolicy(s string) (name string, max int, err error) {
+	name, n, hasN := strings.Cut(s, ":")
+	switch name {
+	case "", "no", "always", "unless-stopped":
+		if !hasN {
+			return name, 0, nil
+		}
+	case "on-failure":
+		if !hasN {
+			return name, 0, nil
+		}
+		if max, err = strconv.Atoi(n); err == nil && max >= 0 {
+			return name, max, nil
+		}
+		return "", 0, fmt.Errorf("--restart %q: the most restarts must be a number 0 or more", s)
+	}
+	return "", 0, fmt.Errorf("--restart %q: want no, always, unless-stopped or on-failure[:MAX]", s)
 }
 
 // parseSize reads docker's byte sizes: 64m, 1g, 512k, 100b or plain bytes.

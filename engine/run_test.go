@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -911,4 +912,60 @@ func TestCpSymlinkSource(t *testing.T) {
 	content("relL", "hi\n")
 	berthOK(t, "cp", id+":/data/dl/", dst+"/dl")
 	content("dl/y", "x\n")
+}
+
+// --restart: on-failure:N restarts a failing container N times, always
+// restarts one that exits 0 until stop asks it to end, no (the default)
+// never restarts; --restart with --rm is refused.
+func TestRestartPolicies(t *testing.T) {
+	bb := busyboxImage(t)
+	runD := func(args ...string) string {
+		t.Helper()
+		a := append(append([]string{"run", "-d", "--network", "none"}, sec(t)...), args...)
+		id := strings.TrimSpace(berthOK(t, a...))
+		t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+		return id
+	}
+	state := func(id string) string {
+		return strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", id))
+	}
+	waitFor := func(id, want string) {
+		t.Helper()
+		for i := 0; i < 300; i++ {
+			if state(id) == want {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("%s: state %q, want %q", id[:12], state(id), want)
+	}
+	fail := runD("--restart", "on-failure:2", bb, "sh", "-c", "echo run; exit 3")
+	waitFor(fail, "exited 2 3")
+	if n := strings.Count(berthOK(t, "logs", fail), "run"); n != 3 {
+		t.Errorf("on-failure:2 ran %d times, want 3", n)
+	}
+	if p := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", fail)); p != "on-failure:2" {
+		t.Errorf("inspect RestartPolicy: %q", p)
+	}
+	ok := runD("--restart", "on-failure", bb, "true")
+	waitFor(ok, "exited 0 0")
+
+	always := runD("--restart", "always", bb, "sh", "-c", "sleep 0.2")
+	for i := 0; i < 300; i++ {
+		var n int
+		fmt.Sscan(strings.Fields(state(always))[1], &n)
+		if n >= 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	berthOK(t, "stop", "-t", "1", always)
+	st := strings.Fields(state(always))
+	time.Sleep(700 * time.Millisecond) // longer than any back-off so far
+	if st2 := strings.Fields(state(always)); st[0] != "exited" || st2[0] != "exited" || st2[1] != st[1] {
+		t.Errorf("always after stop: %v, then %v", st, st2)
+	}
+	if _, stderr, code := berth(t, "", "run", "--rm", "--restart", "always", bb, "true"); code != 125 || !strings.Contains(stderr, "conflicting options") {
+		t.Errorf("--restart with --rm: %d %q", code, stderr)
+	}
 }

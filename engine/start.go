@@ -29,7 +29,7 @@ type Attach struct {
 // speed): it supervises it until it exits and returns its exit status.
 // The container's output goes to a and, unless --rm, to its log.
 func (e *Engine) StartAttached(c *Container, a Attach) (int, error) {
-	return e.supervise(c, &a, nil)
+	return e.superviseRestarting(c, &a, nil)
 }
 
 // StartDetached starts the container under a new monitor process that
@@ -101,8 +101,74 @@ func MonitorMain(args []string) int {
 	// the container would inherit it.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGHUP, unix.SIGINT, unix.SIGPIPE)
-	code, _ := e.supervise(c, nil, report)
+	code, _ := e.superviseRestarting(c, nil, report)
 	return code
+}
+
+// superviseRestarting supervises c, then starts it again for as long as
+// its --restart policy asks: after each exit that stop, kill or rm did not
+// ask for, with docker's back-off (100 ms, doubling, at most 10 s).
+func (e *Engine) superviseRestarting(c *Container, a *Attach, ready func(error)) (int, error) {
+	code, err := e.supervise(c, a, ready)
+	for restarts := 0; err == nil; restarts++ {
+		if !e.restartDue(c.ID, code, restarts) {
+			break
+		}
+		time.Sleep(min(100*time.Millisecond<<min(restarts, 7), 10*time.Second))
+		if !e.restartStill(c.ID) {
+			break
+		}
+		code, err = e.supervise(c, a, nil)
+	}
+	return code, err
+}
+
+// restartDue reports whether the policy of the container that exited with
+// code restarts it now (after restarts restarts), and records it as
+// restarting if so.
+func (e *Engine) restartDue(id string, code, restarts int) bool {
+	unlock, err := e.lock(id)
+	if err != nil {
+		return false
+	}
+	defer unlock()
+	c, err := e.loadID(id)
+	if err != nil || c.State.StopRequested || c.State.Running {
+		return false
+	}
+	switch policy, max, _ := restartPolicy(c.Opts.Restart); policy {
+	case "always", "unless-stopped":
+	case "on-failure":
+		if code == 0 || max > 0 && restarts >= max {
+			return false
+		}
+	default:
+		return false
+	}
+	c.State.Status, c.State.Restarting = StatusRestarting, true
+	c.RestartCount++
+	return e.save(c) == nil
+}
+
+// restartStill reports whether a restarting container is still to be
+// started (no stop, kill or rm came during the back-off); if not, it is
+// recorded as exited.
+func (e *Engine) restartStill(id string) bool {
+	unlock, err := e.lock(id)
+	if err != nil {
+		return false
+	}
+	defer unlock()
+	c, err := e.loadID(id)
+	if err != nil {
+		return false
+	}
+	if c.State.StopRequested || !c.State.Restarting {
+		c.State.Status, c.State.Restarting = StatusExited, false
+		e.save(c)
+		return false
+	}
+	return true
 }
 
 // supervise starts c and stays with it until it exits: with a (a
@@ -280,6 +346,9 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 		signal.Notify(stopSignals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 		go func() {
 			for s := range stopSignals {
+				if s != unix.SIGUSR1 && s != unix.SIGUSR2 {
+					e.requestStop(c.ID) // ^C ends a --restart container too
+				}
 				e.Runtime.Kill(c.ID, s.(syscall.Signal), false)
 			}
 		}()

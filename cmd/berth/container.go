@@ -93,6 +93,7 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.BoolVar(&o.Init, "init", false, "run an init as PID 1 that forwards signals and reaps zombies")
 	f.StringVar(&o.StopSignal, "stop-signal", "", "signal to stop the container (default SIGTERM or the image's)")
 	f.IntVar(&o.StopTimeout, "stop-timeout", 0, "seconds to wait for stop before SIGKILL (default 10)")
+	f.StringVar(&o.Restart, "restart", "no", "restart when it exits: no, always, unless-stopped, on-failure[:MAX] (while its berth supervises it)")
 	// bridge is the default, as docker's (the network issue); the engine's
 	// own default for API callers that leave it empty stays none.
 	f.StringVar(&o.Network, "network", "bridge", "network: bridge, none, host, a network's name, or container:NAME")

@@ -324,7 +324,9 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 		cfg["Hostname"] = c.ShortID()
 	}
 	mem, swap, nano := engine.ResourceNumbers(&o)
+	policy, maxRestarts := engine.RestartPolicy(&o)
 	host := map[string]any{
+		"RestartPolicy": map[string]any{"Name": policy, "MaximumRetryCount": maxRestarts},
 		"NetworkMode": o.Network, "Privileged": o.Privileged, "ReadonlyRootfs": o.ReadOnly,
 		"AutoRemove": o.AutoRemove, "CapAdd": o.CapAdd, "CapDrop": o.CapDrop, "SecurityOpt": o.SecurityOpt,
 		"Memory": mem, "MemorySwap": swap, "NanoCpus": nano, "CpuShares": o.CPUShares,
@@ -334,7 +336,7 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 	st := c.State
 	return inspectJSON{
 		ID: c.ID, Created: c.Created, Path: path, Args: args,
-		State: inspectState{Status: stateOf(c), Running: st.Running, Paused: st.Paused, OOMKilled: st.OOMKilled,
+		State: inspectState{Status: stateOf(c), Running: st.Running, Paused: st.Paused, Restarting: st.Restarting, OOMKilled: st.OOMKilled,
 			Pid: pid, ExitCode: st.ExitCode, Error: st.Error,
 			StartedAt: zeroTime(st.StartedAt), FinishedAt: zeroTime(st.FinishedAt)},
 		Image: c.ImageID, ImageDigest: c.ImageDigest, Name: "/" + c.Name, RestartCount: c.RestartCount,
