@@ -327,7 +327,7 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 	policy, maxRestarts := engine.RestartPolicy(&o)
 	host := map[string]any{
 		"RestartPolicy": map[string]any{"Name": policy, "MaximumRetryCount": maxRestarts},
-		"NetworkMode": o.Network, "Privileged": o.Privileged, "ReadonlyRootfs": o.ReadOnly,
+		"NetworkMode":   o.Network, "Privileged": o.Privileged, "ReadonlyRootfs": o.ReadOnly,
 		"AutoRemove": o.AutoRemove, "CapAdd": o.CapAdd, "CapDrop": o.CapDrop, "SecurityOpt": o.SecurityOpt,
 		"Memory": mem, "MemorySwap": swap, "NanoCpus": nano, "CpuShares": o.CPUShares,
 		"PidsLimit": o.PidsLimit, "Ulimits": o.Ulimits, "Init": o.Init, "Binds": o.Volumes, "Tmpfs": o.Tmpfs,
