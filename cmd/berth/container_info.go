@@ -326,12 +326,11 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 	mem, swap, nano := engine.ResourceNumbers(&o)
 	policy, maxRestarts := engine.RestartPolicy(&o)
 	host := map[string]any{
-		"RestartPolicy": map[string]any{"Name": policy, "MaximumRetryCount": maxRestarts},
-		"NetworkMode":   o.Network, "Privileged": o.Privileged, "ReadonlyRootfs": o.ReadOnly,
+		"NetworkMode": o.Network, "Privileged": o.Privileged, "ReadonlyRootfs": o.ReadOnly,
 		"AutoRemove": o.AutoRemove, "CapAdd": o.CapAdd, "CapDrop": o.CapDrop, "SecurityOpt": o.SecurityOpt,
 		"Memory": mem, "MemorySwap": swap, "NanoCpus": nano, "CpuShares": o.CPUShares,
 		"PidsLimit": o.PidsLimit, "Ulimits": o.Ulimits, "Init": o.Init, "Binds": o.Volumes, "Tmpfs": o.Tmpfs,
-		"ExtraHosts": o.AddHosts,
+		"ExtraHosts": o.AddHosts, "RestartPolicy": map[string]any{"Name": policy, "MaximumRetryCount": maxRestarts},
 	}
 	st := c.State
 	return inspectJSON{
