@@ -37,6 +37,18 @@ func validate(o *Options) error {
 	if err := checkEtcValues(o.Hostname, o.AddHosts); err != nil {
 		return err
 	}
+	if err := checkNSModes(o); err != nil {
+		return err
+	}
+	if _, err := sysctls(o.Sysctls); err != nil {
+		return err
+	}
+	if _, err := parseSize(o.ShmSize); err != nil {
+		return fmt.Errorf("--shm-size: %w", err)
+	}
+	if _, _, err := devices(o.Devices); err != nil {
+		return err
+	}
 	if policy, _, err := restartPolicy(o.Restart); err != nil {
 		return err
 	} else if o.AutoRemove && policy != "" && policy != "no" {

@@ -100,9 +100,15 @@ func (e *Engine) containerNetns(mode string) (string, error) {
 // container would be in that process's network namespace.
 func (e *Engine) checkJoinedNetns(mode string, pid int) error {
 	_, name := networkMode(mode)
+	return e.checkJoined("--network "+mode, name, "net", pid)
+}
+
+// checkJoined checks that pid is in container name's namespace of the
+// given kind (its file under /proc/PID/ns); what names the option in errors.
+func (e *Engine) checkJoined(what, name, file string, pid int) error {
 	other, err := e.Lookup(name)
 	if err != nil {
-		return fmt.Errorf("--network %s: %w", mode, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	// The runtime's state checks the init's start time: read the
 	// namespace between two checks that the pid is still that init.
@@ -115,21 +121,21 @@ func (e *Engine) checkJoinedNetns(mode string, pid int) error {
 	}
 	tpid, ok := alive()
 	if !ok {
-		return fmt.Errorf("--network %s: container %s is not running", mode, other.Name)
+		return fmt.Errorf("%s: container %s is not running", what, other.Name)
 	}
-	want, err := os.Readlink("/proc/" + strconv.Itoa(tpid) + "/ns/net")
+	want, err := os.Readlink("/proc/" + strconv.Itoa(tpid) + "/ns/" + file)
 	if err != nil {
-		return fmt.Errorf("--network %s: %w", mode, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if again, ok := alive(); !ok || again != tpid {
-		return fmt.Errorf("--network %s: container %s is not running", mode, other.Name)
+		return fmt.Errorf("%s: container %s is not running", what, other.Name)
 	}
-	got, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	got, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/" + file)
 	if err != nil {
 		return err
 	}
 	if got != want {
-		return fmt.Errorf("--network %s: container %s went away while this one was made", mode, other.Name)
+		return fmt.Errorf("%s: container %s went away while this one was made", what, other.Name)
 	}
 	return nil
 }

@@ -41,18 +41,28 @@ type Options struct {
 	Ulimits     []string // name=soft[:hard]
 	Init        bool
 	StopSignal  string
-	StopTimeout int      // seconds; -1 = default (10)
-	Restart     string   // no (default), always, unless-stopped, on-failure[:N]
-	Network     string   // none (default), host, container:NAME, bridge or a network's name
-	Publish     []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
-	PublishAll  bool     // -P: every EXPOSEd port on a random host port
-	NetAliases  []string // --network-alias (user-defined networks)
-	Tty         bool
-	Interactive bool
-	AutoRemove  bool
-	Labels      []string
-	LogMaxSize  string // rotate the json log past this size (default 10m)
-	LogMaxFile  int    // rotated files kept (default 3)
+	StopTimeout int    // seconds; -1 = default (10)
+	Restart     string // no (default), always, unless-stopped, on-failure[:N]
+	// Namespaces: "" is the container's own; host, or container:NAME to
+	// share another's (pid, ipc); cgroupns: private (default) or host.
+	PidMode, IpcMode, UtsMode, CgroupnsMode string
+	Sysctls                                 []string // K=V
+	ShmSize                                 string   // /dev/shm size (64m)
+	DNS, DNSSearch, DNSOptions              []string // resolv.conf's nameserver, search, options lines
+	GroupAdd                                []string // supplementary groups, names or numbers
+	Devices                                 []string // HOST[:CONTAINER[:PERMS]]
+	CPUsetCPUs, CPUsetMems                  string
+	MemoryReservation                       string
+	Network                                 string   // none (default), host, container:NAME, bridge or a network's name
+	Publish                                 []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
+	PublishAll                              bool     // -P: every EXPOSEd port on a random host port
+	NetAliases                              []string // --network-alias (user-defined networks)
+	Tty                                     bool
+	Interactive                             bool
+	AutoRemove                              bool
+	Labels                                  []string
+	LogMaxSize                              string // rotate the json log past this size (default 10m)
+	LogMaxFile                              int    // rotated files kept (default 3)
 }
 
 // RestartPolicy is --restart as docker's inspect shows it (HostConfig.

@@ -969,3 +969,29 @@ func TestRestartPolicies(t *testing.T) {
 		t.Errorf("--restart with --rm: %d %q", code, stderr)
 	}
 }
+
+// --pid container:NAME sees NAME's processes, --uts host has the host's
+// hostname, --device gives a host device, --dns writes resolv.conf.
+func TestNamespaceSharingOptions(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d", "--network", "none"}, sec(t)...), bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	out, errs, code := run(t, "--pid", "container:"+id, bb, "ps")
+	if code != 0 || !strings.Contains(out, "sleep 60") {
+		t.Errorf("--pid container: exit %d %q %q", code, out, errs)
+	}
+	host, _ := os.Hostname()
+	if out, _, _ := run(t, "--uts", "host", bb, "hostname"); strings.TrimSpace(out) != host {
+		t.Errorf("--uts host: hostname %q, want %q", out, host)
+	}
+	if out, errs, code := run(t, "--device", "/dev/null:/dev/mynull", bb, "sh", "-c", "echo x > /dev/mynull && echo ok"); code != 0 || out != "ok\n" {
+		t.Errorf("--device: exit %d %q %q", code, out, errs)
+	}
+	if out, _, _ := run(t, "--dns", "192.0.2.53", bb, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 192.0.2.53\n") {
+		t.Errorf("--dns: %q", out)
+	}
+	if _, errs, code := run(t, "--pid", "container:nosuch", bb, "true"); code != 125 || !strings.Contains(errs, "no such container") {
+		t.Errorf("--pid container:nosuch: exit %d %q", code, errs)
+	}
+}

@@ -2,10 +2,11 @@ package engine
 
 import (
 	"fmt"
-	"github.com/berthproject/berth/runtime"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/runtime"
 )
 
 // defaultCaps is docker's default capability set.
@@ -124,6 +127,7 @@ type specInput struct {
 	InitBin  string        // host path of the read-only init binary for --init
 	Hostname string
 	Netns    string // --network container:NAME: the netns to join
+	Joins    map[specs.LinuxNamespaceType]string // --pid/--ipc container:NAME
 }
 
 // processArgs is the command the container runs: entrypoint + cmd, with
@@ -182,7 +186,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if o.User != "" {
 		userSpec = o.User
 	}
-	u, err := resolveUser(in.Rootfs, userSpec, nil)
+	u, err := resolveUser(in.Rootfs, userSpec, o.GroupAdd)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +324,37 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if err := resources(s.Linux.Resources, o); err != nil {
 		return nil, err
 	}
+	if err := applyNSModes(s, o, in.Joins); err != nil {
+		return nil, err
+	}
+	sc, err := sysctls(o.Sysctls)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range sc {
+		if s.Linux.Sysctl == nil {
+			s.Linux.Sysctl = map[string]string{}
+		}
+		s.Linux.Sysctl[k] = v
+	}
+	if o.ShmSize != "" && o.IpcMode != "host" {
+		n, err := parseSize(o.ShmSize)
+		if err != nil {
+			return nil, fmt.Errorf("--shm-size: %w", err)
+		}
+		for i, m := range s.Mounts {
+			if m.Destination == "/dev/shm" && m.Type == "tmpfs" {
+				s.Mounts[i].Options = append(slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return strings.HasPrefix(o, "size=") }),
+					"size="+strconv.FormatInt(n, 10))
+			}
+		}
+	}
+	devs, rules, err := devices(o.Devices)
+	if err != nil {
+		return nil, err
+	}
+	s.Linux.Devices = append(s.Linux.Devices, devs...)
+	s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, rules...)
 
 	switch {
 	case o.Privileged || seccompOpt == "unconfined":
@@ -340,6 +375,68 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 }
 
 func cgroupsPath(id string) string { return "/berth/" + id }
+
+var cpusetRe = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+
+// sysctls parses --sysctl K=V (the runtime checks that each is the
+// container's own, namespaced).
+func sysctls(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, "/ \t\n") {
+			return nil, fmt.Errorf("invalid --sysctl %q: want NAME=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// devices turns --device HOST[:CONTAINER[:PERMS]] into devices for the
+// spec and the device cgroup rules that let the container use them.
+func devices(args []string) ([]specs.LinuxDevice, []specs.LinuxDeviceCgroup, error) {
+	var devs []specs.LinuxDevice
+	var rules []specs.LinuxDeviceCgroup
+	for _, a := range args {
+		parts := strings.Split(a, ":")
+		host, ctr, perms := parts[0], parts[0], "rwm"
+		switch len(parts) {
+		case 1:
+		case 2:
+			if strings.Trim(parts[1], "rwm") == "" {
+				perms = parts[1]
+			} else {
+				ctr = parts[1]
+			}
+		case 3:
+			ctr, perms = parts[1], parts[2]
+		default:
+			return nil, nil, fmt.Errorf("invalid --device %q: want HOST[:CONTAINER[:PERMS]]", a)
+		}
+		if perms == "" || strings.Trim(perms, "rwm") != "" || !path.IsAbs(host) || !path.IsAbs(ctr) {
+			return nil, nil, fmt.Errorf("invalid --device %q: want absolute paths and PERMS of r, w, m", a)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(host, &st); err != nil {
+			return nil, nil, fmt.Errorf("--device %s: %w", host, err)
+		}
+		typ := ""
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFCHR:
+			typ = "c"
+		case unix.S_IFBLK:
+			typ = "b"
+		default:
+			return nil, nil, fmt.Errorf("--device %s: not a device node", host)
+		}
+		major, minor := int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+		mode := os.FileMode(st.Mode & 0o777)
+		uid, gid := st.Uid, st.Gid
+		devs = append(devs, specs.LinuxDevice{Path: path.Clean(ctr), Type: typ, Major: major, Minor: minor, FileMode: &mode, UID: &uid, GID: &gid})
+		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Minor: &minor, Access: perms})
+	}
+	return devs, rules, nil
+}
 
 func defaultMounts(privileged bool) []specs.Mount {
 	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
@@ -526,6 +623,30 @@ func resources(r *specs.LinuxResources, o *Options) error {
 			sh := uint64(o.CPUShares)
 			r.CPU.Shares = &sh
 		}
+	}
+	if o.CPUsetCPUs != "" || o.CPUsetMems != "" {
+		if r.CPU == nil {
+			r.CPU = &specs.LinuxCPU{}
+		}
+		for flag, v := range map[string]string{"--cpuset-cpus": o.CPUsetCPUs, "--cpuset-mems": o.CPUsetMems} {
+			if v != "" && !cpusetRe.MatchString(v) {
+				return fmt.Errorf("%s %q: want a list like 0-2,4", flag, v)
+			}
+		}
+		r.CPU.Cpus, r.CPU.Mems = o.CPUsetCPUs, o.CPUsetMems
+	}
+	if o.MemoryReservation != "" {
+		res, err := parseSize(o.MemoryReservation)
+		if err != nil {
+			return fmt.Errorf("--memory-reservation: %w", err)
+		}
+		if mem > 0 && res > mem {
+			return fmt.Errorf("--memory-reservation %s is more than --memory %s", o.MemoryReservation, o.Memory)
+		}
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		r.Memory.Reservation = &res
 	}
 	if o.PidsLimit != 0 {
 		l := o.PidsLimit

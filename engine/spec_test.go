@@ -380,3 +380,79 @@ func TestBundleRunsUnderRunc(t *testing.T) {
 		t.Errorf("pid 1 is %q, want the container's command", lines[8])
 	}
 }
+
+// docker run's namespace, sysctl, /dev/shm, device, group and cpuset
+// options, as the spec carries them.
+func TestSpecNamespaceAndDeviceOptions(t *testing.T) {
+	s, err := specFor(t, v1.Config{Cmd: []string{"sh"}}, Options{PidMode: "host", UtsMode: "host", CgroupnsMode: "host",
+		Sysctls: []string{"net.ipv4.ip_forward=1"}, ShmSize: "16m", GroupAdd: []string{"staff", "7"},
+		Devices: []string{"/dev/null:/dev/mynull:rw"}, CPUsetCPUs: "0-1", MemoryReservation: "32m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range s.Linux.Namespaces {
+		if n.Type == specs.PIDNamespace || n.Type == specs.UTSNamespace || n.Type == specs.CgroupNamespace {
+			t.Errorf("host mode kept a %s namespace", n.Type)
+		}
+	}
+	if s.Hostname != "" {
+		t.Errorf("--uts host sets hostname %q", s.Hostname)
+	}
+	if s.Linux.Sysctl["net.ipv4.ip_forward"] != "1" {
+		t.Errorf("sysctls: %v", s.Linux.Sysctl)
+	}
+	for _, m := range s.Mounts {
+		if m.Destination == "/dev/shm" && !slices.Contains(m.Options, "size=16777216") {
+			t.Errorf("/dev/shm options %v", m.Options)
+		}
+	}
+	if !slices.Equal(s.Process.User.AdditionalGids, []uint32{50, 7}) {
+		t.Errorf("--group-add: %v", s.Process.User.AdditionalGids)
+	}
+	var dev *specs.LinuxDevice
+	for i := range s.Linux.Devices {
+		if s.Linux.Devices[i].Path == "/dev/mynull" {
+			dev = &s.Linux.Devices[i]
+		}
+	}
+	if dev == nil || dev.Type != "c" || dev.Major != 1 || dev.Minor != 3 {
+		t.Fatalf("--device: %+v", s.Linux.Devices)
+	}
+	rule := s.Linux.Resources.Devices[len(s.Linux.Resources.Devices)-1]
+	if !rule.Allow || rule.Type != "c" || *rule.Major != 1 || *rule.Minor != 3 || rule.Access != "rw" {
+		t.Errorf("device rule %+v", rule)
+	}
+	if r := s.Linux.Resources; r.CPU.Cpus != "0-1" || *r.Memory.Reservation != 32<<20 {
+		t.Errorf("resources %+v %+v", r.CPU, r.Memory)
+	}
+
+	// container:NAME joins the namespace given; one not given is an error.
+	o := Options{PidMode: "container:other", IpcMode: "container:other"}
+	joins := map[specs.LinuxNamespaceType]string{specs.PIDNamespace: "/proc/9/ns/pid", specs.IPCNamespace: "/proc/9/ns/ipc"}
+	s = &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}}}}
+	if err := applyNSModes(s, &o, joins); err != nil || s.Linux.Namespaces[0].Path != "/proc/9/ns/pid" || s.Linux.Namespaces[1].Path != "/proc/9/ns/ipc" {
+		t.Errorf("container: modes: %v %+v", err, s.Linux.Namespaces)
+	}
+	if err := applyNSModes(s, &o, nil); err == nil {
+		t.Error("a container: mode without its namespace was accepted")
+	}
+
+	for _, bad := range []Options{{PidMode: "bogus"}, {UtsMode: "container:x"}, {Sysctls: []string{"novalue"}},
+		{ShmSize: "lots"}, {Devices: []string{"/etc/passwd"}}, {Devices: []string{"/dev/null:/dev/x:rwz"}},
+		{CPUsetCPUs: "a-b"}, {Memory: "64m", MemoryReservation: "128m"}} {
+		if err := validate(&bad); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
+	}
+}
+
+func TestResolvConfOptions(t *testing.T) {
+	base := "nameserver 10.0.0.1\nsearch corp\noptions ndots:5\n"
+	got := resolvConf(base, &Options{DNS: []string{"1.1.1.1", "9.9.9.9"}, DNSSearch: []string{"example.com"}})
+	if got != "options ndots:5\nnameserver 1.1.1.1\nnameserver 9.9.9.9\nsearch example.com\n" {
+		t.Errorf("resolv.conf %q", got)
+	}
+	if got := resolvConf(base, &Options{}); got != base {
+		t.Errorf("without options %q", got)
+	}
+}

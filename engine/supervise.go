@@ -68,6 +68,9 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 			return nil, err
 		}
 	}
+	if in.Joins, err = e.joinedNamespaces(&c.Opts); err != nil {
+		return nil, err
+	}
 	if c.Opts.Init {
 		if in.InitBin, err = e.initBinary(); err != nil {
 			return nil, err
@@ -164,9 +167,8 @@ func containerHostname(c *Container) string {
 	if c.Opts.Hostname != "" {
 		return c.Opts.Hostname
 	}
-	if c.Opts.Network == netHost {
-		h, _ := os.Hostname()
-		return h
+	if c.Opts.Network == netHost || c.Opts.UtsMode == "host" {
+		return hostHostname()
 	}
 	return c.ShortID()
 }
@@ -226,7 +228,7 @@ func writeEtcFiles(d, hostname string, o *Options) error {
 		}
 		hosts += ip + "\t" + name + "\n"
 	}
-	resolv := hostResolvConf(o.Network == netHost)
+	resolv := resolvConf(hostResolvConf(o.Network == netHost), o)
 	files := map[string]string{"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
@@ -234,6 +236,29 @@ func writeEtcFiles(d, hostname string, o *Options) error {
 		}
 	}
 	return nil
+}
+
+// resolvConf is base with --dns, --dns-search and --dns-option in place
+// of its nameserver, search and options lines, as docker does.
+func resolvConf(base string, o *Options) string {
+	repl := map[string][]string{"nameserver": o.DNS, "search": o.DNSSearch, "options": o.DNSOptions}
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(base, "\n"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && len(repl[f[0]]) > 0 {
+			continue
+		}
+		out = append(out, line)
+	}
+	for _, ns := range o.DNS {
+		out = append(out, "nameserver "+ns)
+	}
+	if len(o.DNSSearch) > 0 {
+		out = append(out, "search "+strings.Join(o.DNSSearch, " "))
+	}
+	if len(o.DNSOptions) > 0 {
+		out = append(out, "options "+strings.Join(o.DNSOptions, " "))
+	}
+	return strings.Join(out, "\n") + "\n"
 }
 
 // hostResolvConf is the host's resolv.conf, without loopback nameservers
@@ -343,6 +368,10 @@ func (e *Engine) launch(c *Container, stdio []*os.File, consoleSocket string) (i
 			e.Runtime.Delete(c.ID, true)
 			return 0, err
 		}
+	}
+	if err := e.checkJoinedNamespaces(&c.Opts, st.Pid); err != nil {
+		e.Runtime.Delete(c.ID, true)
+		return 0, err
 	}
 	// lo up (none), or a veth into a bridge network with its ports.
 	if err := e.attachNetwork(c, st.Pid, c.Opts.Publish, c.Opts.PublishAll, c.Opts.NetAliases); err != nil {
