@@ -126,7 +126,7 @@ type specInput struct {
 	Mounts   []specs.Mount // volumes, binds and tmpfs, resolved
 	InitBin  string        // host path of the read-only init binary for --init
 	Hostname string
-	Netns    string // --network container:NAME: the netns to join
+	Netns    string                              // --network container:NAME: the netns to join
 	Joins    map[specs.LinuxNamespaceType]string // --pid/--ipc container:NAME
 }
 
