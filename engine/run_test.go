@@ -995,3 +995,28 @@ func TestNamespaceSharingOptions(t *testing.T) {
 		t.Errorf("--pid container:nosuch: exit %d %q", code, errs)
 	}
 }
+
+// run pulls an image the store does not have (--pull missing, docker's
+// default), refuses to with --pull never, and pulls again with always.
+func TestRunPullsMissingImage(t *testing.T) {
+	requireRuntime(t)
+	bb := busyboxImage(t)
+	reg := fixture.StartRegistry(t, "", "")
+	ref := reg + "/pulled/busybox:1"
+	berthOK(t, "push", "-q", bb, ref)
+	berth(t, "", "rmi", ref)
+	if _, errs, code := run(t, "--pull", "never", ref, "true"); code != 125 || !strings.Contains(errs, "--pull never") {
+		t.Errorf("--pull never of a missing image: exit %d %q", code, errs)
+	}
+	out, errs, code := run(t, ref, "echo", "pulled")
+	if code != 0 || out != "pulled\n" || !strings.Contains(errs, "Unable to find image '"+ref+"' locally") {
+		t.Errorf("run of a missing image: exit %d %q %q", code, out, errs)
+	}
+	t.Cleanup(func() { berth(t, "", "rmi", "-f", ref) })
+	if out, errs, code := run(t, "--pull", "always", ref, "echo", "again"); code != 0 || out != "again\n" || strings.Contains(errs, "Unable to find") {
+		t.Errorf("--pull always: exit %d %q %q", code, out, errs)
+	}
+	if _, errs, code := run(t, "--pull", "sometimes", ref, "true"); code != 125 || !strings.Contains(errs, "invalid --pull") {
+		t.Errorf("--pull sometimes: exit %d %q", code, errs)
+	}
+}

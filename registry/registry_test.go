@@ -6,13 +6,11 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berthproject/berth/image"
 	"github.com/berthproject/berth/internal/fixture"
@@ -24,47 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// startRegistry runs Debian's docker-registry (CNCF distribution) on a
-// free 127.0.0.1 port with storage in a temp dir; with user set, it
-// requires htpasswd (bcrypt) auth. It returns host:port.
 func startRegistry(t *testing.T, user, pass string) string {
-	t.Helper()
-	bin := fixture.RequireBinary(t, "docker-registry", "docker-registry")
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", dir, addr)
-	if user != "" {
-		fixture.RequireBinary(t, "htpasswd", "apache2-utils")
-		out, err := exec.Command("htpasswd", "-Bbn", user, pass).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, "htpasswd"), out, 0o600)
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s/htpasswd\n", dir)
-	}
-	os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644)
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; i < 100; i++ {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return addr
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("registry did not start: %s", logs.String())
-	return ""
+	return fixture.StartRegistry(t, user, pass)
 }
 
 func openStore(t *testing.T) *store.Store {

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthproject/berth/engine"
+	"github.com/berthproject/berth/registry"
+	"github.com/berthproject/berth/store"
 )
 
 // containerCmd is `berth container`, the noun for container subcommands;
@@ -39,8 +41,11 @@ func openEngine() (*engine.Engine, error) { return engine.Open(storeRoot) }
 
 // createFromArgs creates the container that create's and run's
 // IMAGE [COMMAND] [ARG...] and flags (o) describe.
-func createFromArgs(o engine.Options, args []string) (*engine.Engine, *engine.Container, error) {
+func createFromArgs(o engine.Options, pull string, args []string) (*engine.Engine, *engine.Container, error) {
 	o.Image, o.Args = args[0], args[1:]
+	if err := ensureImage(o.Image, o.Platform, pull); err != nil {
+		return nil, nil, err
+	}
 	e, err := openEngine()
 	if err != nil {
 		return nil, nil, err
@@ -50,6 +55,42 @@ func createFromArgs(o engine.Options, args []string) (*engine.Engine, *engine.Co
 		return nil, nil, err
 	}
 	return e, ctr, nil
+}
+
+// ensureImage pulls ref as docker run's --pull says: missing (the
+// default) pulls an image the store does not have, always pulls it
+// anyway, never refuses to. Progress goes to stderr, as docker's.
+func ensureImage(ref, platform, pull string) error {
+	switch pull {
+	case "", "missing", "always", "never":
+	default:
+		return fmt.Errorf("invalid --pull %q: want missing, always or never", pull)
+	}
+	s, p, err := imgStore(false)
+	if err != nil {
+		return err
+	}
+	_, err = s.Image(ref, platform)
+	switch {
+	case err == nil && pull != "always":
+		return nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return err
+	case err != nil && pull == "never":
+		return fmt.Errorf("%w (and --pull never)", err)
+	}
+	if err != nil && p != nil {
+		p.Line("Unable to find image '%s' locally", ref)
+	}
+	ctx, cancel := regContext()
+	defer cancel()
+	if _, perr := registry.Pull(ctx, s, ref, registry.Options{Platform: platform}); perr != nil {
+		if err != nil {
+			return fmt.Errorf("image %s is not stored, and pulling it failed: %w", ref, perr)
+		}
+		return perr
+	}
+	return nil
 }
 
 // startErr maps a start failure to its exit status (126/127/125), printing
@@ -147,13 +188,13 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 
 func createCommand() *cobra.Command {
 	var o engine.Options
-	var entrypoint string
+	var entrypoint, pull string
 	c := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create a container from an image",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			_, ctr, err := createFromArgs(o, args)
+			_, ctr, err := createFromArgs(o, pull, args)
 			if err != nil {
 				return err
 			}
@@ -162,19 +203,20 @@ func createCommand() *cobra.Command {
 		},
 	}
 	addRunFlags(c, &o, &entrypoint)
+	c.Flags().StringVar(&pull, "pull", "missing", "pull the image: missing (when not stored), always, never")
 	return c
 }
 
 func runCommand() *cobra.Command {
 	var o engine.Options
-	var entrypoint string
+	var entrypoint, pull string
 	var detach bool
 	c := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create and start a container from an image",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			e, ctr, err := createFromArgs(o, args)
+			e, ctr, err := createFromArgs(o, pull, args)
 			if err != nil {
 				return err
 			}
@@ -198,6 +240,7 @@ func runCommand() *cobra.Command {
 	addRunFlags(c, &o, &entrypoint)
 	c.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container ID")
 	c.Flags().BoolVar(&o.AutoRemove, "rm", false, "remove the container when it exits")
+	c.Flags().StringVar(&pull, "pull", "missing", "pull the image: missing (when not stored), always, never")
 	return c
 }
 
