@@ -243,7 +243,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{bb, "sh", "-c", "exit 3"}, 3, ""},
 		{[]string{bb, "nosuchcmd"}, 127, "not found"},
 		{[]string{bb, "/etc/passwd"}, 126, "permission denied"},
-		{[]string{"nosuchimage:v9", "true"}, 125, "nosuchimage"},
+		// (--pull never: the default would try Docker Hub, offline here)
+		{[]string{"--pull", "never", "nosuchimage:v9", "true"}, 125, "nosuchimage"},
+		{[]string{"--pull", "never", "localhost:1/nosuch:v9", "true"}, 125, "image not known"},
 		{[]string{"--memory", "lots", bb, "true"}, 125, "memory"},
 		{[]string{"-u", "ghost", bb, "true"}, 125, "ghost"},
 		{[]string{"--init", bb, "sh", "-c", "kill -TERM $$"}, 143, ""},
