@@ -49,6 +49,9 @@ func validate(o *Options) error {
 	if _, _, err := devices(o.Devices); err != nil {
 		return err
 	}
+	if _, err := healthcheck(&Container{Opts: *o}); err != nil {
+		return err
+	}
 	if policy, _, err := restartPolicy(o.Restart); err != nil {
 		return err
 	} else if o.AutoRemove && policy != "" && policy != "no" {

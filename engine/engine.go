@@ -92,7 +92,8 @@ type State struct {
 	PidStart   uint64 `json:",omitempty"` // the init's start time, against pid reuse
 	ExitCode   int
 	OOMKilled  bool
-	Restarting bool // exited, and its supervisor starts it again (--restart)
+	Restarting bool    // exited, and its supervisor starts it again (--restart)
+	Health     *Health `json:",omitempty"`
 	// StopRequested: stop, kill or rm asked for the exit, which --restart
 	// then leaves alone, as docker does.
 	StopRequested bool      `json:",omitempty"`
@@ -362,6 +363,10 @@ func (c *Container) StatusText() string {
 	switch {
 	case c.State.Running && c.State.Paused:
 		return "Up " + humanDuration(time.Since(c.State.StartedAt)) + " (Paused)"
+	case c.State.Running && c.State.Health != nil && c.State.Health.Status == HealthStarting:
+		return "Up " + humanDuration(time.Since(c.State.StartedAt)) + " (health: starting)"
+	case c.State.Running && c.State.Health != nil:
+		return "Up " + humanDuration(time.Since(c.State.StartedAt)) + " (" + c.State.Health.Status + ")"
 	case c.State.Running:
 		return "Up " + humanDuration(time.Since(c.State.StartedAt))
 	case c.State.Status == StatusExited:

@@ -53,16 +53,20 @@ type Options struct {
 	Devices                                 []string // HOST[:CONTAINER[:PERMS]]
 	CPUsetCPUs, CPUsetMems                  string
 	MemoryReservation                       string
-	Network                                 string   // none (default), host, container:NAME, bridge or a network's name
-	Publish                                 []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
-	PublishAll                              bool     // -P: every EXPOSEd port on a random host port
-	NetAliases                              []string // --network-alias (user-defined networks)
-	Tty                                     bool
-	Interactive                             bool
-	AutoRemove                              bool
-	Labels                                  []string
-	LogMaxSize                              string // rotate the json log past this size (default 10m)
-	LogMaxFile                              int    // rotated files kept (default 3)
+	// Health checks: the image's HEALTHCHECK, or these over it.
+	HealthCmd, HealthInterval, HealthTimeout, HealthStartPeriod string
+	HealthRetries                                               int
+	NoHealthcheck                                               bool
+	Network                                                     string   // none (default), host, container:NAME, bridge or a network's name
+	Publish                                                     []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
+	PublishAll                                                  bool     // -P: every EXPOSEd port on a random host port
+	NetAliases                                                  []string // --network-alias (user-defined networks)
+	Tty                                                         bool
+	Interactive                                                 bool
+	AutoRemove                                                  bool
+	Labels                                                      []string
+	LogMaxSize                                                  string // rotate the json log past this size (default 10m)
+	LogMaxFile                                                  int    // rotated files kept (default 3)
 }
 
 // RestartPolicy is --restart as docker's inspect shows it (HostConfig.

@@ -333,6 +333,7 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 	if holdStdin != nil {
 		defer holdStdin.Close()
 	}
+	stopHealth := e.startHealth(c)
 
 	var restore func()
 	if c.Opts.Tty {
@@ -354,6 +355,7 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 		}()
 	}
 	code := waitPid(pid)
+	stopHealth()
 	if a != nil {
 		signal.Stop(stopSignals)
 		close(stopSignals)

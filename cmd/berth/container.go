@@ -148,6 +148,12 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.StringVar(&o.CPUsetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-2,4)")
 	f.StringVar(&o.CPUsetMems, "cpuset-mems", "", "memory nodes the container may use")
 	f.StringVar(&o.MemoryReservation, "memory-reservation", "", "memory soft limit")
+	f.StringVar(&o.HealthCmd, "health-cmd", "", "command (run by /bin/sh -c) whose success means healthy")
+	f.StringVar(&o.HealthInterval, "health-interval", "", "time between checks (default 30s)")
+	f.StringVar(&o.HealthTimeout, "health-timeout", "", "longest a check may take (default 30s)")
+	f.StringVar(&o.HealthStartPeriod, "health-start-period", "", "time to start, when failures do not count")
+	f.IntVar(&o.HealthRetries, "health-retries", 0, "failures in a row that make it unhealthy (default 3)")
+	f.BoolVar(&o.NoHealthcheck, "no-healthcheck", false, "run no HEALTHCHECK, the image's neither")
 	f.StringVar(&o.Restart, "restart", "no", "restart when it exits: no, always, unless-stopped, on-failure[:MAX] (while its berth supervises it)")
 	// bridge is the default, as docker's (the network issue); the engine's
 	// own default for API callers that leave it empty stays none.

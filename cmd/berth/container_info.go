@@ -260,6 +260,7 @@ type inspectJSON struct {
 }
 
 type inspectState struct {
+	Health     *engine.Health `json:",omitempty"`
 	Status     string
 	Running    bool
 	Paused     bool
@@ -335,7 +336,7 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 	st := c.State
 	return inspectJSON{
 		ID: c.ID, Created: c.Created, Path: path, Args: args,
-		State: inspectState{Status: stateOf(c), Running: st.Running, Paused: st.Paused, Restarting: st.Restarting, OOMKilled: st.OOMKilled,
+		State: inspectState{Status: stateOf(c), Running: st.Running, Paused: st.Paused, Restarting: st.Restarting, OOMKilled: st.OOMKilled, Health: st.Health,
 			Pid: pid, ExitCode: st.ExitCode, Error: st.Error,
 			StartedAt: zeroTime(st.StartedAt), FinishedAt: zeroTime(st.FinishedAt)},
 		Image: c.ImageID, ImageDigest: c.ImageDigest, Name: "/" + c.Name, RestartCount: c.RestartCount,
