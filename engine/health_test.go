@@ -58,6 +58,9 @@ func TestHealthcheckRuns(t *testing.T) {
 	if st := berthOK(t, "ps", "--filter", "id="+id, "--format", "{{.Status}}"); !strings.Contains(st, "(healthy)") {
 		t.Errorf("ps status %q", st)
 	}
+	if ids := berthOK(t, "ps", "-q", "--no-trunc", "--filter", "health=healthy"); !strings.Contains(ids, id) {
+		t.Errorf("ps --filter health=healthy: %q", ids)
+	}
 
 	a = append(append([]string{"run", "-d", "--network", "none", "--health-cmd", "sleep 30", "--health-timeout", "100ms", "--health-interval", "200ms"}, sec(t)...), bb, "sleep", "60")
 	slow := strings.TrimSpace(berthOK(t, a...))

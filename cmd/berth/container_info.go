@@ -124,6 +124,14 @@ func psMatch(c *engine.Container, filters []string) (bool, error) {
 			if stateOf(c) != engine.StatusExited || strconv.Itoa(c.State.ExitCode) != v {
 				return false, nil
 			}
+		case "health":
+			h := "none"
+			if c.State.Health != nil && c.State.Running {
+				h = c.State.Health.Status
+			}
+			if h != v {
+				return false, nil
+			}
 		case "volume":
 			found := false
 			for _, m := range c.MountPoints {
@@ -135,7 +143,7 @@ func psMatch(c *engine.Container, filters []string) (bool, error) {
 				return false, nil
 			}
 		default:
-			return false, fmt.Errorf("invalid --filter key %q: want status, name, id, ancestor, label, exited or volume", k)
+			return false, fmt.Errorf("invalid --filter key %q: want status, name, id, ancestor, label, exited, health or volume", k)
 		}
 	}
 	return true, nil
