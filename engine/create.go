@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthproject/berth/network"
 )
 
 // validate checks the options that need no image, so that bad input
@@ -48,6 +50,16 @@ func validate(o *Options) error {
 	}
 	if _, _, err := devices(o.Devices); err != nil {
 		return err
+	}
+	switch o.LogDriver {
+	case "", "json-file", "none":
+	default:
+		return fmt.Errorf("--log-driver %q: berth writes json-file logs, or none", o.LogDriver)
+	}
+	for _, p := range o.Expose {
+		if _, err := network.ExposedPorts(exposeSet([]string{p})); err != nil {
+			return fmt.Errorf("invalid --expose %q: want PORT[/PROTO] with a port of 1-65535", p)
+		}
 	}
 	if _, err := healthcheck(&Container{Opts: *o}); err != nil {
 		return err

@@ -122,6 +122,9 @@ func (e *Engine) Logs(ref string, o LogOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if c.Opts.LogDriver == "none" {
+		return fmt.Errorf("container %s has --log-driver none: there are no logs to read", c.Name)
+	}
 	p := e.logPath(c.ID)
 	var entries []logEntry
 	// Rotated files first, oldest (highest number) first.

@@ -140,6 +140,18 @@ func (e *Engine) checkJoined(what, name, file string, pid int) error {
 	return nil
 }
 
+// exposeSet is --expose's ports in the image config's form ("80/tcp").
+func exposeSet(expose []string) map[string]struct{} {
+	out := map[string]struct{}{}
+	for _, p := range expose {
+		if !strings.Contains(p, "/") {
+			p += "/tcp"
+		}
+		out[p] = struct{}{}
+	}
+	return out
+}
+
 // portBindings are the container's -p values plus, with -P, every port
 // its image EXPOSEs on a random host port.
 func portBindings(c *Container, publish []string, publishAll bool) ([]network.PortBinding, error) {
@@ -151,8 +163,14 @@ func portBindings(c *Container, publish []string, publishAll bool) ([]network.Po
 		}
 		out = append(out, b)
 	}
-	if publishAll && c.ImageConfig != nil {
-		exp, err := network.ExposedPorts(c.ImageConfig.Config.ExposedPorts)
+	if publishAll {
+		ports := exposeSet(c.Opts.Expose)
+		if c.ImageConfig != nil {
+			for p := range c.ImageConfig.Config.ExposedPorts {
+				ports[p] = struct{}{}
+			}
+		}
+		exp, err := network.ExposedPorts(ports)
 		if err != nil {
 			return nil, err
 		}

@@ -57,6 +57,8 @@ type Options struct {
 	HealthCmd, HealthInterval, HealthTimeout, HealthStartPeriod string
 	HealthRetries                                               int
 	NoHealthcheck                                               bool
+	Expose                                                      []string // --expose PORT[/PROTO], for -P
+	LogDriver                                                   string   // json-file (default) or none
 	Network                                                     string   // none (default), host, container:NAME, bridge or a network's name
 	Publish                                                     []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)
 	PublishAll                                                  bool     // -P: every EXPOSEd port on a random host port

@@ -1022,3 +1022,40 @@ func TestRunPullsMissingImage(t *testing.T) {
 		t.Errorf("--pull sometimes: exit %d %q", code, errs)
 	}
 }
+
+// --cidfile, --label-file, --log-driver none and --expose, as docker has them.
+func TestRunFileAndLogOptions(t *testing.T) {
+	bb := busyboxImage(t)
+	dir := t.TempDir()
+	cid, lf := filepath.Join(dir, "cid"), filepath.Join(dir, "labels")
+	os.WriteFile(lf, []byte("a=1\n# not a label\nb=2\n"), 0o644)
+	a := append(append([]string{"run", "-d", "--network", "none", "--cidfile", cid, "--label-file", lf, "-l", "c=3", "--log-driver", "none"}, sec(t)...), bb, "sh", "-c", "echo out; sleep 60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	if b, err := os.ReadFile(cid); err != nil || string(b) != id {
+		t.Errorf("--cidfile holds %q, %v", b, err)
+	}
+	if _, stderr, code := berth(t, "", "run", "--rm", "--cidfile", cid, bb, "true"); code != 125 || !strings.Contains(stderr, "exists") {
+		t.Errorf("a second --cidfile to the same file: %d %q", code, stderr)
+	}
+	if got := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{json .Config.Labels}}", id)); got != `{"a":"1","b":"2","c":"3"}` {
+		t.Errorf("labels %s", got)
+	}
+	if _, stderr, code := berth(t, "", "logs", id); code != 125 || !strings.Contains(stderr, "--log-driver none") {
+		t.Errorf("logs of a --log-driver none container: %d %q", code, stderr)
+	}
+	if _, err := os.Stat(testEngine(t).logPath(id)); err == nil {
+		t.Error("--log-driver none wrote a log")
+	}
+	for _, bad := range [][]string{{"--log-driver", "syslog"}, {"--expose", "0"}} {
+		if _, stderr, code := run(t, append(bad, bb, "true")...); code != 125 || !strings.Contains(stderr, bad[0]) {
+			t.Errorf("%v: %d %q", bad, code, stderr)
+		}
+	}
+	a = append(append([]string{"run", "-d", "--expose", "8080", "-P"}, sec(t)...), bb, "sleep", "60")
+	ex := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", ex) })
+	if p := berthOK(t, "port", ex); !strings.HasPrefix(p, "8080/tcp -> ") {
+		t.Errorf("--expose 8080 -P: port %q", p)
+	}
+}

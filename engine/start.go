@@ -223,7 +223,7 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 	}
 
 	var log *jsonLog
-	if a == nil || !c.Opts.AutoRemove {
+	if (a == nil || !c.Opts.AutoRemove) && c.Opts.LogDriver != "none" {
 		if log, err = openJSONLog(e.logPath(c.ID), &c.Opts); err != nil {
 			e.markFailed(c, err)
 			unlock()
@@ -285,7 +285,11 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 				}
 			}
 			if log == nil {
-				stdio[i+1] = tee.(*os.File)
+				if a == nil {
+					stdio[i+1] = devnull // a monitor with --log-driver none
+				} else {
+					stdio[i+1] = tee.(*os.File)
+				}
 				continue
 			}
 			r, w, err := os.Pipe()

@@ -43,6 +43,22 @@ func openEngine() (*engine.Engine, error) { return engine.Open(storeRoot) }
 // IMAGE [COMMAND] [ARG...] and flags (o) describe.
 func createFromArgs(o engine.Options, pull string, args []string) (*engine.Engine, *engine.Container, error) {
 	o.Image, o.Args = args[0], args[1:]
+	for _, lf := range labelFiles {
+		b, err := os.ReadFile(lf)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--label-file: %w", err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				o.Labels = append(o.Labels, l)
+			}
+		}
+	}
+	if cidFile != "" {
+		if _, err := os.Stat(cidFile); err == nil {
+			return nil, nil, fmt.Errorf("--cidfile %s exists: is another container using it?", cidFile)
+		}
+	}
 	if err := ensureImage(o.Image, o.Platform, pull); err != nil {
 		return nil, nil, err
 	}
@@ -53,6 +69,19 @@ func createFromArgs(o engine.Options, pull string, args []string) (*engine.Engin
 	ctr, err := e.Create(o)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cidFile != "" {
+		f, err := os.OpenFile(cidFile, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, err = f.WriteString(ctr.ID)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			e.Remove(ctr.ID, engine.RemoveOpts{Force: true, Volumes: true})
+			return nil, nil, fmt.Errorf("--cidfile: %w", err)
+		}
 	}
 	return e, ctr, nil
 }
@@ -104,6 +133,10 @@ func startErr(err error) error {
 	return err
 }
 
+// Flags of create and run that the command, not the engine, carries out.
+var labelFiles []string
+var cidFile string
+
 // addRunFlags declares create's and run's container options on c.
 func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f := c.Flags()
@@ -148,6 +181,10 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.StringVar(&o.CPUsetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-2,4)")
 	f.StringVar(&o.CPUsetMems, "cpuset-mems", "", "memory nodes the container may use")
 	f.StringVar(&o.MemoryReservation, "memory-reservation", "", "memory soft limit")
+	f.StringArrayVar(&o.Expose, "expose", nil, "a port (PORT[/PROTO]) that -P publishes, beside the image's EXPOSE")
+	f.StringVar(&o.LogDriver, "log-driver", "json-file", "json-file, or none for no logs")
+	f.StringArrayVar(&labelFiles, "label-file", nil, "read labels (KEY=VAL lines) from a file")
+	f.StringVar(&cidFile, "cidfile", "", "write the container ID to this file (which must not exist)")
 	f.StringVar(&o.HealthCmd, "health-cmd", "", "command (run by /bin/sh -c) whose success means healthy")
 	f.StringVar(&o.HealthInterval, "health-interval", "", "time between checks (default 30s)")
 	f.StringVar(&o.HealthTimeout, "health-timeout", "", "longest a check may take (default 30s)")

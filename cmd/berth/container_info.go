@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -309,8 +310,17 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 	if img != nil {
 		cfg["Env"], cfg["Cmd"], cfg["Entrypoint"] = img.Config.Env, img.Config.Cmd, img.Config.Entrypoint
 		cfg["WorkingDir"], cfg["User"], cfg["StopSignal"] = img.Config.WorkingDir, img.Config.User, img.Config.StopSignal
-		cfg["Labels"] = img.Config.Labels
 	}
+	// The container's labels over its image's, as docker shows them.
+	labels := map[string]string{}
+	if img != nil {
+		maps.Copy(labels, img.Config.Labels)
+	}
+	for _, l := range o.Labels {
+		k, v, _ := strings.Cut(l, "=")
+		labels[k] = v
+	}
+	cfg["Labels"] = labels
 	if len(o.Args) > 0 {
 		cfg["Cmd"] = o.Args
 	}
