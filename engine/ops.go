@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -194,7 +195,9 @@ func (e *Engine) Remove(ref string, o RemoveOpts) error {
 	if o.Volumes {
 		for _, m := range c.MountPoints {
 			if m.Type == "volume" {
-				if v, err := e.VolumeInspect(m.Name); err == nil && v.Anonymous {
+				// Not one another container mounts too (--volumes-from).
+				others := slices.DeleteFunc(e.volumeUsers(m.Name), func(n string) bool { return n == c.Name })
+				if v, err := e.VolumeInspect(m.Name); err == nil && v.Anonymous && len(others) == 0 {
 					e.VolumeRemove(v.Name, true)
 				}
 			}

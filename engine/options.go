@@ -58,6 +58,7 @@ type Options struct {
 	HealthRetries                                               int
 	NoHealthcheck                                               bool
 	Expose                                                      []string // --expose PORT[/PROTO], for -P
+	VolumesFrom                                                 []string // NAME[:ro|rw]
 	LogDriver                                                   string   // json-file (default) or none
 	Network                                                     string   // none (default), host, container:NAME, bridge or a network's name
 	Publish                                                     []string // -p [[IP:]HOST:]CTR[/PROTO] (bridge networks)

@@ -1059,3 +1059,33 @@ func TestRunFileAndLogOptions(t *testing.T) {
 		t.Errorf("--expose 8080 -P: port %q", p)
 	}
 }
+
+// --volumes-from mounts another container's volumes (read-only with :ro);
+// rm -v of the second leaves the first one's anonymous volume alone.
+func TestVolumesFrom(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d", "--network", "none", "-v", "/data"}, sec(t)...), bb, "sh", "-c", "echo shared > /data/f; sleep 60")
+	src := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", "-v", src) })
+	for i := 0; i < 100; i++ {
+		if out, _, _ := berth(t, "", "exec", src, "cat", "/data/f"); out == "shared\n" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out, errs, code := run(t, "--volumes-from", src, bb, "cat", "/data/f"); code != 0 || out != "shared\n" {
+		t.Errorf("--volumes-from: exit %d %q %q", code, out, errs)
+	}
+	if _, _, code := run(t, "--volumes-from", src+":ro", bb, "sh", "-c", "echo x > /data/g"); code == 0 {
+		t.Error("--volumes-from :ro let the container write")
+	}
+	a = append(append([]string{"create", "--volumes-from", src}, sec(t)...), bb, "true")
+	second := strings.TrimSpace(berthOK(t, a...))
+	berthOK(t, "rm", "-v", second)
+	if out, _, _ := berth(t, "", "exec", src, "cat", "/data/f"); out != "shared\n" {
+		t.Errorf("rm -v of a --volumes-from container took the volume: %q", out)
+	}
+	if _, stderr, code := run(t, "--volumes-from", "nosuch", bb, "true"); code != 125 || !strings.Contains(stderr, "nosuch") {
+		t.Errorf("--volumes-from nosuch: %d %q", code, stderr)
+	}
+}

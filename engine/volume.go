@@ -241,6 +241,35 @@ func (e *Engine) parseMounts(o *Options, imageVolumes map[string]struct{}) ([]Mo
 			return nil, err
 		}
 	}
+	// --volumes-from NAME[:ro|rw]: NAME's volumes and binds, where this
+	// container has nothing of its own.
+	for _, vf := range o.VolumesFrom {
+		name, mode, _ := strings.Cut(vf, ":")
+		if mode != "" && mode != "ro" && mode != "rw" {
+			return nil, fmt.Errorf("invalid --volumes-from %q: want NAME[:ro|rw]", vf)
+		}
+		other, err := e.Lookup(name)
+		if err != nil {
+			return nil, fmt.Errorf("--volumes-from %s: %w", vf, err)
+		}
+		for _, m := range other.MountPoints {
+			if m.Type == "tmpfs" || dests[m.Destination] {
+				continue
+			}
+			switch mode {
+			case "ro":
+				m.RW = false
+			case "rw":
+				m.RW = true
+			}
+			if m.Type == "volume" {
+				m.NoCopy = true // filled already, by its first user
+			}
+			if err := add(m); err != nil {
+				return nil, err
+			}
+		}
+	}
 	var imgVols []string
 	for d := range imageVolumes {
 		imgVols = append(imgVols, d)

@@ -181,6 +181,7 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.StringVar(&o.CPUsetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-2,4)")
 	f.StringVar(&o.CPUsetMems, "cpuset-mems", "", "memory nodes the container may use")
 	f.StringVar(&o.MemoryReservation, "memory-reservation", "", "memory soft limit")
+	f.StringArrayVar(&o.VolumesFrom, "volumes-from", nil, "mount another container's volumes and binds (NAME[:ro|rw])")
 	f.StringArrayVar(&o.Expose, "expose", nil, "a port (PORT[/PROTO]) that -P publishes, beside the image's EXPOSE")
 	f.StringVar(&o.LogDriver, "log-driver", "json-file", "json-file, or none for no logs")
 	f.StringArrayVar(&labelFiles, "label-file", nil, "read labels (KEY=VAL lines) from a file")
