@@ -134,7 +134,7 @@ func (e *Engine) Exec(ref string, o ExecOptions, a Attach) (int, error) {
 			if m != nil && !o.Detach {
 				opts := c.Opts
 				opts.Interactive = o.Interactive
-				restore = e.attachTTY(m, &Container{Opts: opts}, &a, nil, &copies)
+				restore = e.attachTTY(m, &Container{Opts: opts}, &a, nil, &copies, nil)
 			}
 			res = <-resc
 		case res = <-resc:

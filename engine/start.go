@@ -247,6 +247,11 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 		return fail(err)
 	}
 	defer devnull.Close()
+	var h *hub // a monitor's: berth attach's way in
+	if a == nil {
+		h = newHub(c.ID)
+		defer h.close()
+	}
 	if c.Opts.Tty {
 		if listener, sockPath, err = consoleListener(); err != nil {
 			e.markFailed(c, err)
@@ -283,13 +288,11 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 				if i == 1 {
 					tee = a.Stderr
 				}
+			} else if h != nil {
+				tee = h.writer(frameStdout + byte(i))
 			}
-			if log == nil {
-				if a == nil {
-					stdio[i+1] = devnull // a monitor with --log-driver none
-				} else {
-					stdio[i+1] = tee.(*os.File)
-				}
+			if log == nil && a != nil {
+				stdio[i+1] = tee.(*os.File)
 				continue
 			}
 			r, w, err := os.Pipe()
@@ -336,6 +339,7 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 	ready(nil)
 	if holdStdin != nil {
 		defer holdStdin.Close()
+		h.setInput(holdStdin, nil)
 	}
 	stopHealth := e.startHealth(c)
 
@@ -343,7 +347,7 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 	if c.Opts.Tty {
 		master := <-masterc
 		if master != nil {
-			restore = e.attachTTY(master, c, a, log, &copies)
+			restore = e.attachTTY(master, c, a, log, &copies, h)
 		}
 	}
 	stopSignals := make(chan os.Signal, 8)
@@ -383,10 +387,17 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 // the terminal's input (raw, so ^C and ^D reach the container's line
 // discipline) to the master, window size kept in sync. It returns the
 // function that restores the terminal.
-func (e *Engine) attachTTY(master *os.File, c *Container, a *Attach, log *jsonLog, copies *sync.WaitGroup) func() {
-	var tee io.Writer
+func (e *Engine) attachTTY(master *os.File, c *Container, a *Attach, log *jsonLog, copies *sync.WaitGroup, h *hub) func() {
+	var tee io.Writer = io.Discard
 	if a != nil {
 		tee = a.Stdout
+	} else if h != nil {
+		tee = h.writer(frameStdout)
+		in := io.Writer(nil)
+		if c.Opts.Interactive {
+			in = master
+		}
+		h.setInput(in, master)
 	}
 	copies.Add(1)
 	go func() {

@@ -25,7 +25,7 @@ func init() {
 		runCommand, createCommand, startCommand, stopCommand, killCommand, restartCommand,
 		rmCommand, psCommand, logsCommand, execCommand, waitCommand, topCommand, cpCommand,
 		diffCommand, commitCommand, exportCommand, renameCommand, pauseCommand, unpauseCommand,
-		statsCommand, updateCommand,
+		statsCommand, updateCommand, attachCommand,
 	}
 	for _, mk := range makers {
 		root.AddCommand(mk())
