@@ -86,3 +86,36 @@ func TestCLIBuild(t *testing.T) {
 		t.Errorf("prune left %d keys", len(ents))
 	}
 }
+
+// A base image (FROM) or COPY --from image the store lacks is pulled
+// first, as docker build does.
+func TestCLIBuildPullsMissingBase(t *testing.T) {
+	root := t.TempDir()
+	bb := filepath.Join(t.TempDir(), "bb.tar")
+	if err := fixture.BusyboxTar(bb); err != nil {
+		t.Fatal(err)
+	}
+	reg := fixture.StartRegistry(t, "", "")
+	ref := reg + "/base/busybox:1"
+	if _, se, code := berthCLI(t, root, "import", "-q", bb, ref); code != 0 {
+		t.Fatalf("import: %s", se)
+	}
+	if _, se, code := berthCLI(t, root, "push", "-q", ref); code != 0 {
+		t.Fatalf("push: %s", se)
+	}
+	if _, se, code := berthCLI(t, root, "rmi", ref); code != 0 {
+		t.Fatalf("rmi: %s", se)
+	}
+	dir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM " + ref + "\nCOPY --from=" + ref + " /bin/busybox /copied\nCOPY f /f\n", "f": "x\n",
+	})
+	if _, se, code := berthCLI(t, root, "build", "-q", "-t", "pulled:1", dir); code != 0 {
+		t.Fatalf("build of a missing base: exit %d: %s", code, se)
+	}
+	if so, _, _ := berthCLI(t, root, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(so, ref) || !strings.Contains(so, "pulled:1") {
+		t.Errorf("after the build: images %q", so)
+	}
+	if _, se, code := berthCLI(t, root, "build", "-q", "--pull", "-t", "pulled:2", dir); code != 0 {
+		t.Errorf("build --pull: exit %d: %s", code, se)
+	}
+}

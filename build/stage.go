@@ -314,7 +314,7 @@ func (s *stageRun) build() (v1.Image, error) {
 	default:
 		img, err := b.o.Store.Image(baseName, platformString(st.platform))
 		if err != nil {
-			return nil, fail(s.st.SourceCode, fmt.Errorf("base image %q for %s: %w (berth build does not pull: `berth pull` or `berth import` it first)", baseName, platformString(st.platform), err))
+			return nil, fail(s.st.SourceCode, fmt.Errorf("base image %q for %s: %w", baseName, platformString(st.platform), err))
 		}
 		st.base = img
 		cf, err := img.ConfigFile()

@@ -6,14 +6,52 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/berthproject/berth/build"
-	"github.com/berthproject/berth/runtime"
-	"github.com/berthproject/berth/store"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/build"
+	"github.com/berthproject/berth/registry"
+	"github.com/berthproject/berth/runtime"
+	"github.com/berthproject/berth/store"
 )
+
+// pullingStore is the store as a build sees it: an image the Dockerfile
+// names (FROM, COPY --from) that the store lacks is pulled first, as
+// docker build does; with always (--pull), each is pulled once anyway.
+type pullingStore struct {
+	*store.Store
+	always bool
+	mu     sync.Mutex
+	pulled map[string]error
+}
+
+func (p *pullingStore) Image(ref, platform string) (v1.Image, error) {
+	img, err := p.Store.Image(ref, platform)
+	if err != nil && !errors.Is(err, store.ErrNotFound) || err == nil && !p.always {
+		return img, err
+	}
+	key := ref + "\x00" + platform
+	p.mu.Lock()
+	perr, tried := p.pulled[key]
+	if !tried {
+		ctx, cancel := regContext()
+		_, perr = registry.Pull(ctx, p.Store, ref, registry.Options{Platform: platform})
+		cancel()
+		p.pulled[key] = perr
+	}
+	p.mu.Unlock()
+	if perr != nil {
+		if err != nil {
+			return nil, fmt.Errorf("%w, and pulling it failed: %v", err, perr)
+		}
+		return nil, perr
+	}
+	return p.Store.Image(ref, platform)
+}
 
 // bundleRunner runs build RUN steps with berth's own runtime.
 type bundleRunner struct{ rt *runtime.Runtime }
@@ -35,7 +73,7 @@ func buildCommand() *cobra.Command {
 	var (
 		file, target, network, output, progress, iidfile string
 		tags, buildArgs, labels, platforms               []string
-		noCache, quiet                                   bool
+		noCache, quiet, pull                             bool
 		timestamp                                        int64
 	)
 	c := &cobra.Command{
@@ -54,7 +92,8 @@ func buildCommand() *cobra.Command {
 			}
 			o := build.Options{
 				Context: args[0], Dockerfile: file, Tags: tags, Target: target, NoCache: noCache,
-				Network: network, Platforms: platforms, Output: output, StoreRoot: storeRoot, Store: s,
+				Network: network, Platforms: platforms, Output: output, StoreRoot: storeRoot,
+				Store:   &pullingStore{Store: s, always: pull, pulled: map[string]error{}},
 				Runtime: bundleRunner{runtime.New("")}, Out: os.Stderr,
 				BuildArgs: map[string]string{}, Labels: map[string]string{},
 			}
@@ -125,6 +164,7 @@ func buildCommand() *cobra.Command {
 	f.StringVar(&target, "target", "", "stage to build (default: the last)")
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "ARG value, NAME=VALUE")
 	f.BoolVar(&noCache, "no-cache", false, "run every step, ignoring the build cache")
+	f.BoolVar(&pull, "pull", false, "pull every image the Dockerfile names, not only those the store lacks")
 	f.StringArrayVar(&labels, "label", nil, "label for the image, KEY=VALUE")
 	f.StringVar(&network, "network", "host", "network for RUN steps: host (default), none, bridge or a network name")
 	f.StringVar(&iidfile, "iidfile", "", "write the image ID to this file")
