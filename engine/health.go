@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -180,33 +180,107 @@ func (e *Engine) probe(c *Container, h *v1.HealthConfig) HealthResult {
 		w.Close()
 		resc <- result{code, err}
 	}()
-	outc := make(chan []byte, 1)
+	// The output is what the check wrote until it ended; a process it
+	// left behind holding the pipe must not hold up the result.
+	var out bytes.Buffer
+	var outMu sync.Mutex
+	outDone := make(chan struct{})
 	go func() {
-		b, _ := io.ReadAll(io.LimitReader(r, maxHealthOutput))
-		io.Copy(io.Discard, r)
-		r.Close()
-		outc <- b
+		defer close(outDone)
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			outMu.Lock()
+			if room := maxHealthOutput - out.Len(); room > 0 {
+				out.Write(buf[:min(n, room)])
+			}
+			outMu.Unlock()
+			if err != nil {
+				return
+			}
+		}
 	}()
+	output := func() string {
+		select {
+		case <-outDone:
+		case <-time.After(100 * time.Millisecond):
+		}
+		r.Close()
+		outMu.Lock()
+		defer outMu.Unlock()
+		return string(bytes.ToValidUTF8(out.Bytes(), nil))
+	}
 	timer := time.NewTimer(h.Timeout)
 	defer timer.Stop()
 	var rr result
 	select {
 	case rr = <-resc:
 	case <-timer.C:
-		if b, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				unix.Kill(pid, unix.SIGKILL)
+		select {
+		case rr = <-resc: // it ended as the timer fired: its pid may be another's now
+		default:
+			killTree(readPidFile(pidFile))
+			select {
+			case <-resc:
+			case <-time.After(time.Second): // the exec returns once the container's gone at the latest
 			}
+			output()
+			return fail(-1, fmt.Sprintf("Health check exceeded timeout (%v)", h.Timeout))
 		}
-		<-resc
-		<-outc
-		return fail(-1, fmt.Sprintf("Health check exceeded timeout (%v)", h.Timeout))
 	}
-	out := <-outc
+	text := output()
 	if rr.err != nil {
 		return fail(-1, rr.err.Error())
 	}
-	return fail(rr.code, string(bytes.ToValidUTF8(out, nil)))
+	return fail(rr.code, text)
+}
+
+// readPidFile waits a moment for the runtime's pid file (it is written
+// once the process runs) and returns the pid in it, 0 if none.
+func readPidFile(p string) int {
+	for i := 0; i < 20; i++ {
+		if b, err := os.ReadFile(p); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				return pid
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
+}
+
+// killTree SIGKILLs pid and every process descended from it: a shell's
+// check (sh -c "curl ... || exit 1") runs in a child of its own.
+func killTree(pid int) {
+	if pid <= 0 {
+		return
+	}
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		p, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 {
+			if f := strings.Fields(s[i+1:]); len(f) > 1 {
+				parent[p], _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	for p := range parent {
+		for a, n := p, 0; a > 1 && n < 64; a, n = parent[a], n+1 {
+			if a == pid {
+				unix.Kill(p, unix.SIGKILL)
+				break
+			}
+		}
+	}
 }
 
 // recordHealth updates c's health in its record, under its lock.
