@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ const (
 	frameStdout byte = 1 // monitor -> client
 	frameStderr byte = 2
 	frameResize byte = 3 // client -> monitor: "ROWS COLS"
+	frameExit   byte = 4 // monitor -> client: the exit status, decimal
 	maxFrame         = 1 << 20
 )
 
@@ -63,9 +65,10 @@ type hub struct {
 	l       *net.UnixListener
 	path    string
 	mu      sync.Mutex
-	clients map[net.Conn]*sync.Mutex
-	input   io.Writer // the container's stdin (-i), or nil
-	master  *os.File  // its pty (-t), for window sizes
+	closed  bool
+	clients map[net.Conn]chan []byte // frames queued for each client
+	input   io.Writer                // the container's stdin (-i), or nil
+	master  *os.File                 // its pty (-t), for window sizes
 }
 
 // newHub listens for clients of container id; nil if it cannot (attach
@@ -81,7 +84,7 @@ func newHub(id string) *hub {
 		return nil
 	}
 	os.Chmod(p, 0o600)
-	h := &hub{l: l, path: p, clients: map[net.Conn]*sync.Mutex{}}
+	h := &hub{l: l, path: p, clients: map[net.Conn]chan []byte{}}
 	go h.accept()
 	return h
 }
@@ -92,11 +95,32 @@ func (h *hub) accept() {
 		if err != nil {
 			return
 		}
+		q := make(chan []byte, 256)
 		h.mu.Lock()
-		h.clients[conn] = &sync.Mutex{}
+		if h.closed {
+			h.mu.Unlock()
+			conn.Close()
+			return
+		}
+		h.clients[conn] = q
 		h.mu.Unlock()
+		go h.send(conn, q)
 		go h.serve(conn)
 	}
+}
+
+// send writes a client's queued frames; the container never waits on a
+// client (see hubWriter.Write).
+func (h *hub) send(conn net.Conn, q chan []byte) {
+	for f := range q {
+		if _, err := conn.Write(f); err != nil {
+			h.drop(conn)
+			for range q {
+			}
+			return
+		}
+	}
+	conn.Close()
 }
 
 // serve reads a client's input and window sizes until it goes.
@@ -125,11 +149,37 @@ func (h *hub) serve(conn net.Conn) {
 	}
 }
 
+// drop forgets a client: its queue ends, then its connection.
 func (h *hub) drop(conn net.Conn) {
 	h.mu.Lock()
+	q, ok := h.clients[conn]
 	delete(h.clients, conn)
 	h.mu.Unlock()
-	conn.Close()
+	if ok {
+		close(q)
+	}
+}
+
+// broadcast queues one frame for every client; one whose queue is full
+// (it stopped reading) is dropped rather than waited for.
+func (h *hub) broadcast(t byte, p []byte) {
+	var buf bytes.Buffer
+	writeFrame(&buf, t, p)
+	f := buf.Bytes()
+	h.mu.Lock()
+	var slow []net.Conn
+	for c, q := range h.clients {
+		select {
+		case q <- f:
+		default:
+			slow = append(slow, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range slow {
+		h.drop(c)
+		c.Close()
+	}
 }
 
 // setInput wires the container's stdin and pty once it has them.
@@ -156,36 +206,33 @@ func (h *hub) writer(t byte) io.Writer {
 }
 
 func (w hubWriter) Write(p []byte) (int, error) {
-	w.h.mu.Lock()
-	conns := make(map[net.Conn]*sync.Mutex, len(w.h.clients))
-	for c, m := range w.h.clients {
-		conns[c] = m
-	}
-	w.h.mu.Unlock()
-	for c, m := range conns {
-		m.Lock()
-		err := writeFrame(c, w.t, p)
-		m.Unlock()
-		if err != nil {
-			w.h.drop(c) // a client that went away
-		}
-	}
+	w.h.broadcast(w.t, p)
 	return len(p), nil
 }
 
-// close ends every attachment: the container has exited.
+// exit tells every client the container's exit status (the record may be
+// gone by the time they look: --rm).
+func (h *hub) exit(code int) {
+	if h != nil {
+		h.broadcast(frameExit, []byte(strconv.Itoa(code)))
+	}
+}
+
+// close ends every attachment once their queues are written.
 func (h *hub) close() {
 	if h == nil {
 		return
 	}
+	h.mu.Lock()
+	h.closed = true
+	clients := h.clients
+	h.clients = map[net.Conn]chan []byte{}
+	h.mu.Unlock()
 	h.l.Close()
 	os.Remove(h.path)
-	h.mu.Lock()
-	for c := range h.clients {
-		c.Close()
+	for _, q := range clients {
+		close(q) // its sender closes the connection when done
 	}
-	h.clients = map[net.Conn]*sync.Mutex{}
-	h.mu.Unlock()
 }
 
 // AttachOptions are berth attach's flags.
@@ -285,6 +332,7 @@ func (e *Engine) AttachTo(ref string, o AttachOptions, a Attach) (int, error) {
 		}()
 	}
 	br := bufio.NewReader(conn)
+	exitCode := -1
 	for {
 		t, p, err := readFrame(br)
 		if err != nil {
@@ -295,12 +343,17 @@ func (e *Engine) AttachTo(ref string, o AttachOptions, a Attach) (int, error) {
 			a.Stdout.Write(p)
 		case frameStderr:
 			a.Stderr.Write(p)
+		case frameExit:
+			exitCode, _ = strconv.Atoi(string(p))
 		}
 	}
 	select {
 	case <-detached:
 		return 0, ErrDetached
 	default:
+	}
+	if exitCode >= 0 {
+		return exitCode, nil
 	}
 	return e.Wait(c.ID)
 }

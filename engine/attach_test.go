@@ -47,3 +47,35 @@ func TestAttach(t *testing.T) {
 		t.Errorf("attach to an exited container: %d %q", code, stderr)
 	}
 }
+
+// attach to a --rm container still gets its exit status (its record is gone
+// by then), and a client that stops reading does not stop the container.
+func TestAttachRemovedAndSlowClient(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d", "--rm", "--network", "none"}, sec(t)...), bb, "sh", "-c", "sleep 0.5; echo bye; exit 3")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	out, errs, code := berth(t, "", "attach", "--no-stdin", id)
+	if code != 3 || out != "bye\n" {
+		t.Errorf("attach to a --rm container: exit %d %q %q", code, out, errs)
+	}
+	// A client that never reads: the container writes on, its log grows.
+	a = append(append([]string{"run", "-d", "--network", "none"}, sec(t)...), bb, "sh", "-c", "sleep 0.3; i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; sleep 60")
+	noisy := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", noisy) })
+	cmd := exec.Command(berthBin, "--root", testRoot, "attach", "--no-stdin", noisy)
+	pr, pw, _ := os.Pipe()
+	cmd.Stdout = pw // nobody reads pr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); pr.Close() })
+	for i := 0; i < 250; i++ {
+		if logs, _, _ := berth(t, "", "logs", "--tail", "1", noisy); strings.HasPrefix(logs, "line-2999-") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Error("a client that stopped reading held up the container's output")
+}

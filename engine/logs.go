@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,18 +89,37 @@ func (l *jsonLog) Close() error { return l.f.Close() }
 // copyLines reads r line by line (lines longer than 16 KiB are split, as
 // docker does), logs each and, if tee is set, writes it there too.
 func (l *jsonLog) copyLines(stream string, r io.Reader, tee io.Writer) {
-	br := bufio.NewReaderSize(r, 16<<10)
+	// tee gets what the container wrote as soon as it wrote it (a prompt
+	// without a newline, a shell's echo); the log gets whole lines.
+	buf := make([]byte, 32<<10)
+	var pending []byte
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if l != nil {
-				l.write(stream, line)
-			}
+		n, err := r.Read(buf)
+		if n > 0 {
 			if tee != nil {
-				tee.Write(line)
+				tee.Write(buf[:n])
+			}
+			if l != nil {
+				pending = append(pending, buf[:n]...)
+				for {
+					i := bytes.IndexByte(pending, '\n')
+					if i < 0 {
+						break
+					}
+					l.write(stream, pending[:i+1])
+					pending = pending[i+1:]
+				}
+				if len(pending) >= 16<<10 { // docker's longest log line
+					l.write(stream, pending)
+					pending = nil
+				}
+				pending = append([]byte(nil), pending...) // let the written part go
 			}
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		if err != nil {
+			if l != nil && len(pending) > 0 {
+				l.write(stream, pending)
+			}
 			return
 		}
 	}

@@ -379,6 +379,7 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 	if restore != nil {
 		restore()
 	}
+	h.exit(code)
 	e.finish(c, code)
 	return code, nil
 }
