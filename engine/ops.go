@@ -132,14 +132,22 @@ func (e *Engine) Stop(ref string, timeout int) error {
 	if c.State.Paused {
 		e.Runtime.Resume(c.ID)
 	}
+	// With its supervisor dead (kill -9), nobody tears it down but us.
+	orphan := !c.monitorAlive()
+	stopped := func() error {
+		if orphan {
+			e.cleanupRuntime(c.ID)
+		}
+		return nil
+	}
 	if err := e.Runtime.Kill(c.ID, c.stopSignal(), false); err == nil {
 		if e.waitExit(c, time.Duration(timeout)*time.Second) {
-			return nil
+			return stopped()
 		}
 	}
 	e.Runtime.Kill(c.ID, unix.SIGKILL, true)
 	if e.waitExit(c, 10*time.Second) {
-		return nil
+		return stopped()
 	}
 	return fmt.Errorf("container %s did not stop after SIGKILL", c.Name)
 }
@@ -165,6 +173,12 @@ func (e *Engine) Remove(ref string, o RemoveOpts) error {
 	c, err := e.Lookup(ref)
 	if err != nil {
 		return err
+	}
+	if c.State.Restarting && !c.State.Running {
+		if !o.Force {
+			return fmt.Errorf("cannot remove restarting container %s: stop it first or use rm -f", c.Name)
+		}
+		e.requestStop(c.ID) // its back-off ends in exited
 	}
 	if c.State.Running {
 		if !o.Force {
@@ -250,7 +264,7 @@ func (e *Engine) Prune() ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, c := range all {
-		if c.State.Running {
+		if c.State.Running || c.State.Restarting {
 			continue
 		}
 		if err := e.Remove(c.ID, RemoveOpts{}); err != nil {

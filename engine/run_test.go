@@ -970,6 +970,36 @@ func TestRestartPolicies(t *testing.T) {
 	if _, stderr, code := berth(t, "", "run", "--rm", "--restart", "always", bb, "true"); code != 125 || !strings.Contains(stderr, "conflicting options") {
 		t.Errorf("--restart with --rm: %d %q", code, stderr)
 	}
+
+	// A crash-looping container waiting out its back-off is its monitor's:
+	// rm without -f, prune and start leave it alone; rm -f removes it.
+	loop := runD("--restart", "always", bb, "sh", "-c", "exit 1")
+	// (by its third restart its back-off is 400 ms: time to look)
+	for i := 0; i < 300; i++ {
+		var status string
+		var n int
+		fmt.Sscan(state(loop), &status, &n)
+		if status == "restarting" && n >= 3 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := state(loop); !strings.HasPrefix(st, "restarting") {
+		t.Fatalf("crash loop: state %q", st)
+	}
+	if _, stderr, code := berth(t, "", "rm", loop); code != 125 || !strings.Contains(stderr, "restarting") {
+		t.Errorf("rm of a restarting container: %d %q", code, stderr)
+	}
+	if out := berthOK(t, "container", "prune"); strings.Contains(out, loop) {
+		t.Errorf("prune removed a restarting container")
+	}
+	if _, stderr, code := berth(t, "", "start", loop); code == 0 || !strings.Contains(stderr, "restarting") {
+		t.Errorf("start of a restarting container: %d %q", code, stderr)
+	}
+	berthOK(t, "rm", "-f", loop)
+	if _, _, code := berth(t, "", "inspect", loop); code == 0 {
+		t.Error("rm -f left the restarting container")
+	}
 }
 
 // --pid container:NAME sees NAME's processes, --uts host has the host's

@@ -342,6 +342,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--shm-size: %w", err)
 		}
+		if n <= 0 {
+			n = 64 << 20 // docker's default; a tmpfs of size=0 has no limit
+		}
 		for i, m := range s.Mounts {
 			if m.Destination == "/dev/shm" && m.Type == "tmpfs" {
 				s.Mounts[i].Options = append(slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return strings.HasPrefix(o, "size=") }),

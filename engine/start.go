@@ -105,20 +105,34 @@ func MonitorMain(args []string) int {
 	return code
 }
 
+// errRestartCancelled ends a restart that stop, kill or rm overtook.
+var errRestartCancelled = errors.New("restart cancelled")
+
 // superviseRestarting supervises c, then starts it again for as long as
 // its --restart policy asks: after each exit that stop, kill or rm did not
 // ask for, with docker's back-off (100 ms, doubling, at most 10 s).
 func (e *Engine) superviseRestarting(c *Container, a *Attach, ready func(error)) (int, error) {
-	code, err := e.supervise(c, a, ready)
+	began := time.Now()
+	code, err := e.supervise(c, a, ready, false)
+	backoff := 0
 	for restarts := 0; err == nil; restarts++ {
+		if time.Since(began) >= 10*time.Second {
+			backoff = 0 // it ran a while: start over, as docker does
+		}
 		if !e.restartDue(c.ID, code, restarts) {
 			break
 		}
-		time.Sleep(min(100*time.Millisecond<<min(restarts, 7), 10*time.Second))
+		time.Sleep(min(100*time.Millisecond<<min(backoff, 7), 10*time.Second))
+		backoff++
 		if !e.restartStill(c.ID) {
 			break
 		}
-		code, err = e.supervise(c, a, nil)
+		began = time.Now()
+		next, serr := e.supervise(c, a, nil, true)
+		if errors.Is(serr, errRestartCancelled) {
+			return code, nil // stopped while it waited: its last exit stands
+		}
+		code, err = next, serr
 	}
 	return code, err
 }
@@ -146,6 +160,8 @@ func (e *Engine) restartDue(id string, code, restarts int) bool {
 		return false
 	}
 	c.State.Status, c.State.Restarting = StatusRestarting, true
+	// Still ours while it waits: start, rm and prune see it owned.
+	c.State.MonitorPid, c.State.MonitorStart = os.Getpid(), procStart(os.Getpid())
 	c.RestartCount++
 	return e.save(c) == nil
 }
@@ -163,6 +179,9 @@ func (e *Engine) restartStill(id string) bool {
 	if err != nil {
 		return false
 	}
+	if c.State.Running {
+		return false // started meanwhile, by someone else
+	}
 	if c.State.StopRequested || !c.State.Restarting {
 		c.State.Status, c.State.Restarting = StatusExited, false
 		e.save(c)
@@ -174,7 +193,7 @@ func (e *Engine) restartStill(id string) bool {
 // supervise starts c and stays with it until it exits: with a (a
 // foreground run) output goes there, without it (a monitor) only to the
 // log; ready, if set, is told when the container runs or failed to start.
-func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, error) {
+func (e *Engine) supervise(c *Container, a *Attach, ready func(error), restart bool) (int, error) {
 	if ready == nil {
 		ready = func(error) {}
 	}
@@ -212,6 +231,14 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error)) (int, err
 	if c.State.Running && (c.monitorAlive() || c.initAlive()) {
 		unlock()
 		return fail(fmt.Errorf("container %s is already running", c.Name))
+	}
+	switch {
+	case restart && (!c.State.Restarting || c.State.StopRequested):
+		unlock()
+		return fail(errRestartCancelled) // stopped during the back-off
+	case !restart && c.State.Restarting && c.monitorAlive():
+		unlock()
+		return fail(fmt.Errorf("container %s is restarting (--restart): stop it first", c.Name))
 	}
 	if _, err := e.prepare(c); err != nil {
 		e.markFailed(c, err)

@@ -27,6 +27,11 @@ import (
 func sealedExe() (*os.File, error) {
 	src := initExe()
 	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
+	if err == unix.ENOENT && src != "/proc/self/exe" {
+		// Another build's berth removed our cached init just now.
+		src = "/proc/self/exe"
+		fd, err = unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
+	}
 	if err == nil {
 		err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV})
 		if err == nil {

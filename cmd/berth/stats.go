@@ -63,6 +63,9 @@ func statsCommand() *cobra.Command {
 				var rows []statsRow
 				for _, id := range ids {
 					u, err := e.Usage(id)
+					if err != nil && len(args) == 0 {
+						continue // it went between the list and the reading
+					}
 					if err != nil {
 						return nil, err
 					}
