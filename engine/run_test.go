@@ -1119,3 +1119,29 @@ func TestVolumesFrom(t *testing.T) {
 		t.Errorf("--volumes-from nosuch: %d %q", code, stderr)
 	}
 }
+
+// With --pid host the container's orphans are not its monitor's to reap
+// (it waits only for the init): none is left a zombie under it.
+func TestPidHostLeavesNoZombies(t *testing.T) {
+	bb := busyboxImage(t)
+	a := append(append([]string{"run", "-d", "--pid", "host", "--network", "none"}, sec(t)...), bb, "sh", "-c", "(sleep 0.1 &); (sleep 0.1 &); sleep 60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	c, err := testEngine(t).loadID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		b, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(c.State.MonitorPid) {
+			t.Errorf("zombie %s under the monitor %d: %s", ent.Name(), c.State.MonitorPid, s)
+		}
+	}
+}

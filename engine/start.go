@@ -199,7 +199,13 @@ func (e *Engine) supervise(c *Container, a *Attach, ready func(error), restart b
 	}
 	// The container's init is our child (the runtime forks it), or is
 	// reparented to us if the runtime double-forks.
-	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	// Not with --pid host: every orphan of the container would become
+	// ours, and we wait only for its init (the host's init reaps them).
+	subreaper := 1
+	if c.Opts.PidMode == "host" {
+		subreaper = 0
+	}
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, uintptr(subreaper), 0, 0, 0)
 	fail := func(err error) (int, error) {
 		ready(err)
 		code := 125
