@@ -64,6 +64,7 @@ func init() {
 	// The createRuntime hook that puts a RUN step on a bridge network.
 	reexecs[build.NetHookArg] = build.NetHook
 	root.AddCommand(buildCommand())
+	imageCmd.AddCommand(buildCommand())
 	builder := &cobra.Command{Use: "builder", Short: "Manage the build cache"}
 	builder.AddCommand(builderPruneCommand())
 	root.AddCommand(builder)
