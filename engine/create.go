@@ -39,6 +39,9 @@ func validate(o *Options) error {
 	if err := checkEtcValues(o.Hostname, o.AddHosts); err != nil {
 		return err
 	}
+	if o.OOMScoreAdj < -1000 || o.OOMScoreAdj > 1000 {
+		return fmt.Errorf("--oom-score-adj %d: must be -1000 to 1000", o.OOMScoreAdj)
+	}
 	if err := checkNSModes(o); err != nil {
 		return err
 	}

@@ -53,6 +53,11 @@ type Options struct {
 	Devices                                 []string // HOST[:CONTAINER[:PERMS]]
 	CPUsetCPUs, CPUsetMems                  string
 	MemoryReservation                       string
+	CPUPeriod, CPUQuota                     int64 // microseconds (--cpus sets both)
+	BlkioWeight                             uint16
+	MemorySwappiness                        *int64 // nil or -1: the kernel's
+	OOMKillDisable                          bool
+	OOMScoreAdj                             int
 	// Health checks: the image's HEALTHCHECK, or these over it.
 	HealthCmd, HealthInterval, HealthTimeout, HealthStartPeriod string
 	HealthRetries                                               int

@@ -280,6 +280,13 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if o.Tty {
 		s.Process.ConsoleSize = &specs.Box{Height: 24, Width: 80}
 	}
+	if o.OOMScoreAdj != 0 {
+		if o.OOMScoreAdj < -1000 || o.OOMScoreAdj > 1000 {
+			return nil, fmt.Errorf("--oom-score-adj %d: must be -1000 to 1000", o.OOMScoreAdj)
+		}
+		adj := o.OOMScoreAdj
+		s.Process.OOMScoreAdj = &adj
+	}
 	switch kind, _ := networkMode(o.Network); kind {
 	case netHost:
 	case netContainer:
@@ -625,6 +632,52 @@ func resources(r *specs.LinuxResources, o *Options) error {
 			}
 			sh := uint64(o.CPUShares)
 			r.CPU.Shares = &sh
+		}
+	}
+	if o.CPUPeriod != 0 || o.CPUQuota != 0 {
+		if o.CPUs != "" {
+			return fmt.Errorf("--cpus and --cpu-period/--cpu-quota conflict: give one or the other")
+		}
+		if o.CPUPeriod != 0 && (o.CPUPeriod < 1000 || o.CPUPeriod > 1000000) {
+			return fmt.Errorf("--cpu-period %d: must be 1000-1000000 microseconds", o.CPUPeriod)
+		}
+		if o.CPUQuota != 0 && o.CPUQuota != -1 && o.CPUQuota < 1000 {
+			return fmt.Errorf("--cpu-quota %d: must be at least 1000 microseconds (-1: none)", o.CPUQuota)
+		}
+		if r.CPU == nil {
+			r.CPU = &specs.LinuxCPU{}
+		}
+		if o.CPUPeriod != 0 {
+			p := uint64(o.CPUPeriod)
+			r.CPU.Period = &p
+		}
+		if o.CPUQuota != 0 {
+			q := o.CPUQuota
+			r.CPU.Quota = &q
+		}
+	}
+	if o.BlkioWeight != 0 {
+		if o.BlkioWeight < 10 || o.BlkioWeight > 1000 {
+			return fmt.Errorf("--blkio-weight %d: must be 10-1000", o.BlkioWeight)
+		}
+		w := o.BlkioWeight
+		r.BlockIO = &specs.LinuxBlockIO{Weight: &w}
+	}
+	swappiness := o.MemorySwappiness != nil && *o.MemorySwappiness != -1
+	if swappiness || o.OOMKillDisable {
+		if swappiness && (*o.MemorySwappiness < 0 || *o.MemorySwappiness > 100) {
+			return fmt.Errorf("--memory-swappiness %d: must be 0-100 (-1: the kernel's)", *o.MemorySwappiness)
+		}
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		if swappiness {
+			sw := uint64(*o.MemorySwappiness)
+			r.Memory.Swappiness = &sw
+		}
+		if o.OOMKillDisable {
+			t := true
+			r.Memory.DisableOOMKiller = &t
 		}
 	}
 	if o.CPUsetCPUs != "" || o.CPUsetMems != "" {

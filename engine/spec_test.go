@@ -456,3 +456,28 @@ func TestResolvConfOptions(t *testing.T) {
 		t.Errorf("without options %q", got)
 	}
 }
+
+func TestSpecCgroupKnobs(t *testing.T) {
+	sw := int64(10)
+	s, err := specFor(t, v1.Config{Cmd: []string{"sh"}}, Options{CPUPeriod: 50000, CPUQuota: 25000, BlkioWeight: 300,
+		MemorySwappiness: &sw, OOMKillDisable: true, OOMScoreAdj: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Linux.Resources
+	if *r.CPU.Period != 50000 || *r.CPU.Quota != 25000 || *r.BlockIO.Weight != 300 || *r.Memory.Swappiness != 10 || !*r.Memory.DisableOOMKiller || *s.Process.OOMScoreAdj != 500 {
+		t.Errorf("knobs: %+v %+v %+v oom %v", r.CPU, r.BlockIO, r.Memory, s.Process.OOMScoreAdj)
+	}
+	// Unset, they are the kernel's: no swappiness written, no score.
+	s, _ = specFor(t, v1.Config{Cmd: []string{"sh"}}, Options{})
+	if r := s.Linux.Resources; r.Memory != nil && r.Memory.Swappiness != nil || s.Process.OOMScoreAdj != nil || r.BlockIO != nil {
+		t.Errorf("defaults: %+v oom %v", r, s.Process.OOMScoreAdj)
+	}
+	bad := int64(101)
+	for _, o := range []Options{{CPUs: "1", CPUQuota: 5000}, {CPUPeriod: 10}, {CPUQuota: 10}, {BlkioWeight: 5},
+		{MemorySwappiness: &bad}, {OOMScoreAdj: 2000}} {
+		if err := validate(&o); err == nil {
+			t.Errorf("%+v was accepted", o)
+		}
+	}
+}

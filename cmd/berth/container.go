@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -133,6 +134,27 @@ func startErr(err error) error {
 	return err
 }
 
+// swappinessFlag sets --memory-swappiness only when given.
+type swappinessFlag struct{ p **int64 }
+
+func (f swappinessFlag) String() string {
+	if f.p == nil || *f.p == nil {
+		return "-1"
+	}
+	return strconv.FormatInt(**f.p, 10)
+}
+
+func (f swappinessFlag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	*f.p = &n
+	return nil
+}
+
+func (swappinessFlag) Type() string { return "int" }
+
 // Flags of create and run that the command, not the engine, carries out.
 var labelFiles []string
 var cidFile string
@@ -181,6 +203,12 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.StringVar(&o.CPUsetCPUs, "cpuset-cpus", "", "CPUs the container may use (0-2,4)")
 	f.StringVar(&o.CPUsetMems, "cpuset-mems", "", "memory nodes the container may use")
 	f.StringVar(&o.MemoryReservation, "memory-reservation", "", "memory soft limit")
+	f.Int64Var(&o.CPUPeriod, "cpu-period", 0, "CFS period in microseconds")
+	f.Int64Var(&o.CPUQuota, "cpu-quota", 0, "CFS quota in microseconds per period (-1: none)")
+	f.Uint16Var(&o.BlkioWeight, "blkio-weight", 0, "relative block I/O weight, 10-1000")
+	f.Var(swappinessFlag{&o.MemorySwappiness}, "memory-swappiness", "0-100 (-1: the kernel's)")
+	f.BoolVar(&o.OOMKillDisable, "oom-kill-disable", false, "do not OOM-kill the container's processes at its memory limit")
+	f.IntVar(&o.OOMScoreAdj, "oom-score-adj", 0, "the processes' oom_score_adj, -1000 to 1000")
 	f.StringArrayVar(&o.VolumesFrom, "volumes-from", nil, "mount another container's volumes and binds (NAME[:ro|rw])")
 	f.StringArrayVar(&o.Expose, "expose", nil, "a port (PORT[/PROTO]) that -P publishes, beside the image's EXPOSE")
 	f.StringVar(&o.LogDriver, "log-driver", "json-file", "json-file, or none for no logs")
