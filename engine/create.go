@@ -42,6 +42,11 @@ func validate(o *Options) error {
 	if o.OOMScoreAdj < -1000 || o.OOMScoreAdj > 1000 {
 		return fmt.Errorf("--oom-score-adj %d: must be -1000 to 1000", o.OOMScoreAdj)
 	}
+	if o.IP != "" || o.MACAddress != "" {
+		if kind, name := networkMode(o.Network); kind != netBridge || name == network.DefaultName || name == "bridge" {
+			return fmt.Errorf("--ip and --mac-address need a user-defined network (--network NAME), not %q", o.Network)
+		}
+	}
 	if err := checkNSModes(o); err != nil {
 		return err
 	}

@@ -206,7 +206,7 @@ func (e *Engine) attachNetwork(c *Container, pid int, publish []string, publishA
 	_, err = e.Networks().Attach(network.AttachOpts{
 		Network: name, ContainerID: c.ID, ContainerName: c.Name, Aliases: aliases,
 		Pid: pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Ports: ports,
-		Hostname: containerHostname(c), GatewayNames: gw,
+		Hostname: containerHostname(c), GatewayNames: gw, IP: c.Opts.IP, MAC: c.Opts.MACAddress,
 	})
 	if err != nil {
 		return fmt.Errorf("network %s: %w", name, err)

@@ -428,3 +428,21 @@ func TestAddHostGateway(t *testing.T) {
 		t.Errorf("after a neighbour joined, want %s\tgw and the neighbour in /etc/hosts:\n%s", gw, hosts)
 	}
 }
+
+// --ip and --mac-address on a user-defined network.
+func TestStaticIPAndMAC(t *testing.T) {
+	bb := busyboxImage(t)
+	const netName = "berthtest-static"
+	berthOK(t, "network", "create", "--subnet", "10.211.7.0/24", netName)
+	t.Cleanup(func() { berth(t, "", "network", "rm", netName) })
+	out, errs, code := run(t, "--network", netName, "--ip", "10.211.7.77", "--mac-address", "02:42:0a:d3:07:99", bb, "ip", "addr", "show", "eth0")
+	if code != 0 || !strings.Contains(out, "inet 10.211.7.77/24") || !strings.Contains(out, "link/ether 02:42:0a:d3:07:99") {
+		t.Errorf("--ip/--mac-address: exit %d %q %q", code, out, errs)
+	}
+	if _, errs, code := run(t, "--ip", "10.211.7.78", bb, "true"); code != 125 || !strings.Contains(errs, "user-defined network") {
+		t.Errorf("--ip on the default bridge: exit %d %q", code, errs)
+	}
+	if _, errs, code := run(t, "--network", netName, "--ip", "10.99.0.1", bb, "true"); code == 0 || !strings.Contains(errs, "not a host address") {
+		t.Errorf("--ip outside the subnet: exit %d %q", code, errs)
+	}
+}

@@ -58,6 +58,7 @@ type Options struct {
 	MemorySwappiness                        *int64 // nil or -1: the kernel's
 	OOMKillDisable                          bool
 	OOMScoreAdj                             int
+	IP, MACAddress                          string // on its user-defined network
 	// Health checks: the image's HEALTHCHECK, or these over it.
 	HealthCmd, HealthInterval, HealthTimeout, HealthStartPeriod string
 	HealthRetries                                               int

@@ -3,6 +3,7 @@ package network
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -23,6 +24,7 @@ type AttachOpts struct {
 	// address there (docker's --add-host NAME:host-gateway).
 	GatewayNames []string
 	Ports        []PortBinding
+	IP, MAC      string // chosen by the user (--ip, --mac-address); empty: berth's choice
 }
 
 // Attach connects the network namespace of o.Pid to the network: veth,
@@ -72,9 +74,19 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	ip, err := allocate(n)
-	if err != nil {
+	var ip net.IP
+	if o.IP != "" {
+		if ip, err = reserve(n, o.IP); err != nil {
+			return nil, err
+		}
+	} else if ip, err = allocate(n); err != nil {
 		return nil, err
+	}
+	var mac net.HardwareAddr
+	if o.MAC != "" {
+		if mac, err = checkMAC(n, o.MAC); err != nil {
+			return nil, err
+		}
 	}
 	// A default bridge made for this attach goes again if it fails.
 	fail := func(err error) (*Endpoint, error) {
@@ -95,6 +107,9 @@ func (m *Manager) Attach(o AttachOpts) (*Endpoint, error) {
 	ep := &Endpoint{ContainerID: o.ContainerID, ContainerName: o.ContainerName, IP: ip.String(),
 		HostVeth: vethName(o.ContainerID, n), Pid: o.Pid, PidStart: procStart(o.Pid),
 		HostsFile: o.HostsFile, Hostname: o.Hostname, GatewayNames: o.GatewayNames, Ports: ports}
+	if mac != nil {
+		ep.MAC = mac.String() // plumb keeps it
+	}
 	if len(ep.GatewayNames) > 0 && n.Gateway == "" {
 		return fail(fmt.Errorf("host-gateway: network %s has no gateway", n.Name))
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 )
@@ -166,4 +167,50 @@ func allocate(n *Network) (net.IP, error) {
 		}
 	}
 	return nil, fmt.Errorf("network %s: no free address left in %s", n.Name, n.Subnet)
+}
+
+// reserve checks that addr, a user's choice, can be n's next endpoint's:
+// an IPv4 host address of a user-defined network's subnet that nobody
+// has, nor the gateway.
+func reserve(n *Network, addr string) (net.IP, error) {
+	if n.Name == DefaultName {
+		return nil, fmt.Errorf("--ip %s: a chosen address needs a user-defined network (the default bridge assigns its own)", addr)
+	}
+	ip := net.ParseIP(addr).To4()
+	if ip == nil {
+		return nil, fmt.Errorf("--ip %q: not an IPv4 address", addr)
+	}
+	_, sn, err := net.ParseCIDR(n.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	ones, bits := sn.Mask.Size()
+	off := binary.BigEndian.Uint32(ip) - binary.BigEndian.Uint32(sn.IP.To4())
+	if !sn.Contains(ip) || off == 0 || off == uint32(1)<<uint(bits-ones)-1 {
+		return nil, fmt.Errorf("--ip %s: not a host address of network %s (%s)", addr, n.Name, n.Subnet)
+	}
+	if ip.String() == n.Gateway {
+		return nil, fmt.Errorf("--ip %s: network %s's gateway", addr, n.Name)
+	}
+	for _, ep := range n.Endpoints {
+		if ep.IP == ip.String() {
+			return nil, fmt.Errorf("--ip %s: in use on network %s by %s", addr, n.Name, ep.ContainerName)
+		}
+	}
+	return ip, nil
+}
+
+// checkMAC checks a user's --mac-address: a unicast address no other
+// endpoint of n has.
+func checkMAC(n *Network, s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(s)
+	if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+		return nil, fmt.Errorf("--mac-address %q: want a unicast Ethernet address like 02:42:ac:11:00:02", s)
+	}
+	for _, ep := range n.Endpoints {
+		if strings.EqualFold(ep.MAC, mac.String()) {
+			return nil, fmt.Errorf("--mac-address %s: in use on network %s by %s", s, n.Name, ep.ContainerName)
+		}
+	}
+	return mac, nil
 }

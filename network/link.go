@@ -213,6 +213,9 @@ func plumb(n *Network, ep *Endpoint, nsPath string) (err error) {
 	}
 	ip := net.ParseIP(ep.IP).To4()
 	mac := macFor(ip)
+	if m, err := net.ParseMAC(ep.MAC); err == nil && ep.MAC != "" {
+		mac = m // --mac-address
+	}
 	ep.MAC = mac.String()
 	veth := &netlink.Veth{
 		LinkAttrs:        netlink.LinkAttrs{Name: ep.HostVeth, MTU: br.Attrs().MTU, MasterIndex: br.Attrs().Index},

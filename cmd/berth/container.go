@@ -195,6 +195,8 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.StringVar(&o.CgroupnsMode, "cgroupns", "", "cgroup namespace: private (default) or host")
 	f.StringArrayVar(&o.Sysctls, "sysctl", nil, "namespaced kernel parameter NAME=VALUE")
 	f.StringVar(&o.ShmSize, "shm-size", "", "size of /dev/shm (default 64m)")
+	f.StringVar(&o.IP, "ip", "", "IPv4 address on its user-defined network")
+	f.StringVar(&o.MACAddress, "mac-address", "", "MAC address on its user-defined network")
 	f.StringArrayVar(&o.DNS, "dns", nil, "DNS server for /etc/resolv.conf")
 	f.StringArrayVar(&o.DNSSearch, "dns-search", nil, "DNS search domain")
 	f.StringArrayVar(&o.DNSOptions, "dns-option", nil, "resolv.conf option")
