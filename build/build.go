@@ -61,6 +61,9 @@ type Options struct {
 	Progress   string            // plain (default), tty or quiet
 	Timestamp  *time.Time        // SOURCE_DATE_EPOCH / --timestamp: reproducible output
 	Out        io.Writer         // progress output (default stderr)
+	// Secrets are --secret values by id, for RUN --mount=type=secret: in
+	// the step's container only, never in a layer or the cache key.
+	Secrets map[string][]byte
 
 	StoreRoot string // <root>/build-cache holds the cache
 	Store     Store

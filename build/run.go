@@ -119,6 +119,9 @@ func (st *state) run(line int, text string, c *instructions.RunCommand) error {
 				key = append(key, d.String())
 			}
 		case instructions.MountTypeCache, instructions.MountTypeTmpfs:
+		case instructions.MountTypeSecret:
+			// (its content is not in the key, as under BuildKit: a new
+			// token must not rebuild every step that uses it)
 		default:
 			return fail(fmt.Errorf("--mount=type=%s is not supported", m.Type))
 		}
@@ -291,6 +294,12 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/dev/pipes", Type: "bind", Source: pipes, Options: []string{"rbind", "ro"}})
 	}
 	for i, m := range mounts {
+		if m.Type == instructions.MountTypeSecret {
+			if err := st.secretMount(spec, m, tmp, i, mountpoint); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		target := m.Target
 		if !path.IsAbs(target) {
 			target = path.Join(wd, target)
@@ -441,6 +450,7 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 	}
 	unmounts = nil
 	// Drop the mount points the runtime made, deepest first, when empty.
+	sort.SliceStable(created, func(i, j int) bool { return strings.Count(created[i], "/") < strings.Count(created[j], "/") })
 	for i := len(created) - 1; i >= 0; i-- {
 		p := filepath.Join(upper, created[i])
 		if fi, err := os.Lstat(p); err == nil && (fi.IsDir() || (fi.Mode().IsRegular() && fi.Size() == 0)) {
@@ -653,5 +663,70 @@ func (b *builder) checkEmulation() error {
 				s.name, platformString(p), platformString(host), name, f, name)
 		}
 	}
+	return nil
+}
+
+// secretMount gives a RUN step the --secret its mount names: a file (by
+// default /run/secrets/ID, mode 0400, owned by root or the mount's
+// uid/gid) bound read-only, or an environment variable (env=NAME). A
+// secret the build was not given fails a required mount and is left out
+// otherwise, as under BuildKit.
+func (st *state) secretMount(spec *specs.Spec, m *instructions.Mount, tmp string, i int, mountpoint func(string)) error {
+	id := m.CacheID
+	if id == "" {
+		id = m.Source
+	}
+	if id == "" {
+		id = path.Base(m.Target)
+	}
+	data, ok := st.s.b.o.Secrets[id]
+	if !ok {
+		if m.Required {
+			return fmt.Errorf("--mount=type=secret,id=%s: no such secret (berth build --secret id=%s,src=FILE)", id, id)
+		}
+		return nil
+	}
+	if m.Env != nil {
+		name := *m.Env
+		if name == "" {
+			name = id
+		}
+		spec.Process.Env = append(spec.Process.Env, name+"="+string(data))
+		if m.Target == "" {
+			return nil
+		}
+	}
+	target := m.Target
+	if target == "" {
+		target = "/run/secrets/" + id
+	}
+	if !path.IsAbs(target) {
+		target = path.Join("/run/secrets", target)
+	}
+	target = path.Clean(target)
+	mode, uid, gid := uint64(0o400), uint64(0), uint64(0)
+	if m.Mode != nil {
+		mode = *m.Mode
+	}
+	if m.UID != nil {
+		uid = *m.UID
+	}
+	if m.GID != nil {
+		gid = *m.GID
+	}
+	f := filepath.Join(tmp, "secret-"+strconv.Itoa(i))
+	if err := os.WriteFile(f, data, 0o400); err != nil {
+		return err
+	}
+	if err := os.Chown(f, int(uid), int(gid)); err != nil {
+		return err
+	}
+	if err := os.Chmod(f, os.FileMode(mode&0o7777)); err != nil {
+		return err
+	}
+	for p := target; p != "/"; p = path.Dir(p) {
+		mountpoint(strings.TrimPrefix(p, "/"))
+	}
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: target, Type: "bind", Source: f, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
 	return nil
 }

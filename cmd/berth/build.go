@@ -53,6 +53,53 @@ func (p *pullingStore) Image(ref, platform string) (v1.Image, error) {
 	return p.Store.Image(ref, platform)
 }
 
+// parseSecrets reads --secret id=ID,src=FILE (or source=, or env=VAR;
+// with neither, the variable named ID), as docker build takes them.
+func parseSecrets(args []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, a := range args {
+		var id, src, env string
+		for _, kv := range strings.Split(a, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "id":
+				id = v
+			case "src", "source":
+				src = v
+			case "env":
+				env = v
+			case "type":
+				if v != "file" && v != "env" {
+					return nil, fmt.Errorf("--secret %s: type must be file or env", a)
+				}
+			default:
+				return nil, fmt.Errorf("--secret %s: unknown key %q (want id, src, env)", a, k)
+			}
+		}
+		if id == "" {
+			return nil, fmt.Errorf("--secret %s: needs an id", a)
+		}
+		switch {
+		case src != "":
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return nil, fmt.Errorf("--secret %s: %w", a, err)
+			}
+			out[id] = b
+		default:
+			if env == "" {
+				env = id
+			}
+			v, ok := os.LookupEnv(env)
+			if !ok {
+				return nil, fmt.Errorf("--secret %s: no environment variable %s", a, env)
+			}
+			out[id] = []byte(v)
+		}
+	}
+	return out, nil
+}
+
 // bundleRunner runs build RUN steps with berth's own runtime.
 type bundleRunner struct{ rt *runtime.Runtime }
 
@@ -73,7 +120,7 @@ func init() {
 func buildCommand() *cobra.Command {
 	var (
 		file, target, network, output, progress, iidfile string
-		tags, buildArgs, labels, platforms               []string
+		tags, buildArgs, labels, platforms, secrets      []string
 		noCache, quiet, pull                             bool
 		timestamp                                        int64
 	)
@@ -97,6 +144,9 @@ func buildCommand() *cobra.Command {
 				Store:   &pullingStore{Store: s, always: pull, pulled: map[string]error{}},
 				Runtime: bundleRunner{runtime.New("")}, Out: os.Stderr,
 				BuildArgs: map[string]string{}, Labels: map[string]string{},
+			}
+			if o.Secrets, err = parseSecrets(secrets); err != nil {
+				return err
 			}
 			for _, a := range buildArgs {
 				k, v, ok := strings.Cut(a, "=")
@@ -165,6 +215,7 @@ func buildCommand() *cobra.Command {
 	f.StringVar(&target, "target", "", "stage to build (default: the last)")
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "ARG value, NAME=VALUE")
 	f.BoolVar(&noCache, "no-cache", false, "run every step, ignoring the build cache")
+	f.StringArrayVar(&secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
 	f.BoolVar(&pull, "pull", false, "pull every image the Dockerfile names, not only those the store lacks")
 	f.StringArrayVar(&labels, "label", nil, "label for the image, KEY=VALUE")
 	f.StringVar(&network, "network", "host", "network for RUN steps: host (default), none, bridge or a network name")
