@@ -1145,3 +1145,51 @@ func TestPidHostLeavesNoZombies(t *testing.T) {
 		}
 	}
 }
+
+// system prune does docker's: stopped containers, networks and (with
+// --volumes) volumes nothing uses, unused images with -a; what a running
+// container holds stays.
+func TestSystemPrune(t *testing.T) {
+	requireRuntime(t)
+	root := filepath.Join(t.TempDir(), "root")
+	b := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(berthBin, append([]string{"--root", root}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("berth %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() {
+		exec.Command(berthBin, "--root", root, "rm", "-f", "-v", "keeper").Run()
+		exec.Command(berthBin, "--root", root, "network", "rm", "used").Run()
+	})
+	tar := filepath.Join(t.TempDir(), "bb.tar")
+	if err := fixture.BusyboxTar(tar); err != nil {
+		t.Fatal(err)
+	}
+	b("import", "-q", tar, "bb:1")
+	b("import", "-q", tar, "other:1")
+	b("network", "create", "unused")
+	b("network", "create", "used")
+	b("run", "--name", "stopped", "-v", "gone:/d", "bb:1", "true")
+	b(append(append([]string{"run", "-d", "--name", "keeper", "--network", "used", "-v", "kept:/d"}, sec(t)...), "bb:1", "sleep", "60")...)
+	out := b("system", "prune", "-a", "--volumes")
+	for _, want := range []string{"Deleted Containers:", "Deleted Networks:\nunused", "Deleted Volumes:\ngone", "other:1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("system prune output lacks %q:\n%s", want, out)
+		}
+	}
+	if ps := b("ps", "-a", "--format", "{{.Names}}"); strings.TrimSpace(ps) != "keeper" {
+		t.Errorf("containers after prune: %q", ps)
+	}
+	if nets := b("network", "ls"); !strings.Contains(nets, "used") || strings.Contains(nets, "unused") {
+		t.Errorf("networks after prune:\n%s", nets)
+	}
+	if vols := b("volume", "ls", "-q"); strings.TrimSpace(vols) != "kept" {
+		t.Errorf("volumes after prune: %q", vols)
+	}
+	if imgs := b("images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(imgs, "bb:1") || strings.Contains(imgs, "other:1") {
+		t.Errorf("images after prune -a: %q", imgs)
+	}
+}

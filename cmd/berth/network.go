@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berthproject/berth/engine"
 	"github.com/berthproject/berth/network"
 )
 
@@ -177,6 +178,21 @@ func networkDisconnectCommand() *cobra.Command {
 	return c
 }
 
+// pruneNetworks removes the networks no container names (docker keeps
+// those) and what killed containers left on networks.
+func pruneNetworks(e *engine.Engine) ([]string, error) {
+	m := e.Networks()
+	nets, err := m.List()
+	if err != nil {
+		return nil, err
+	}
+	keep := map[string]bool{}
+	for _, n := range nets {
+		keep[n.Name] = len(e.NetworkUsers(n)) > 0
+	}
+	return m.PruneExcept(keep)
+}
+
 func networkPruneCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "prune",
@@ -187,17 +203,7 @@ func networkPruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m := e.Networks()
-			// Networks still named by a container stay, as docker keeps them.
-			nets, err := m.List()
-			if err != nil {
-				return err
-			}
-			keep := map[string]bool{}
-			for _, n := range nets {
-				keep[n.Name] = len(e.NetworkUsers(n)) > 0
-			}
-			removed, err := m.PruneExcept(keep)
+			removed, err := pruneNetworks(e)
 			for _, r := range removed {
 				fmt.Println(r)
 			}

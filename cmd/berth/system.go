@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berthproject/berth/build"
 )
 
 func init() {
@@ -46,12 +49,40 @@ func init() {
 		},
 	}
 	check.Flags().BoolVar(&repair, "repair", false, "drop broken blobs, refs and snapshots")
-	var all, force bool
+	var all, force, volumes bool
 	prune := &cobra.Command{
-		Use:   "prune [-a]",
-		Short: "Remove dangling images (-a: all unused), unreferenced blobs and snapshots, leftovers",
+		Use:   "prune [-a] [--volumes]",
+		Short: "Remove stopped containers, unused networks, dangling images (-a: all unused), the build cache and leftovers",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			// As docker system prune: containers first, so that what they
+			// held (images, networks, volumes) is unused after.
+			e, err := openEngine()
+			if err != nil {
+				return err
+			}
+			section := func(title string, names []string) {
+				if len(names) > 0 {
+					fmt.Printf("Deleted %s:\n%s\n\n", title, strings.Join(names, "\n"))
+				}
+			}
+			ctrs, err := e.Prune()
+			section("Containers", ctrs)
+			if err != nil {
+				return err
+			}
+			nets, err := pruneNetworks(e)
+			section("Networks", nets)
+			if err != nil {
+				return err
+			}
+			if volumes {
+				vols, err := e.VolumePrune()
+				section("Volumes", vols)
+				if err != nil {
+					return err
+				}
+			}
 			s, _, err := imgStore(true)
 			if err != nil {
 				return err
@@ -60,11 +91,25 @@ func init() {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Deleted images: %d\nTotal reclaimed space: %s\n", len(res.Removed), humanSize(res.Reclaimed))
+			var imgs []string
+			for _, r := range res.Removed {
+				name := r.Name
+				if name == "" {
+					name = r.Descriptor.Digest.String()
+				}
+				imgs = append(imgs, name)
+			}
+			section("Images", imgs)
+			cache, err := build.Prune(storeRoot)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("Total reclaimed space: %s\n", humanSize(res.Reclaimed+cache.Bytes))
 			return nil
 		},
 	}
 	prune.Flags().BoolVarP(&all, "all", "a", false, "remove every image no container uses")
+	prune.Flags().BoolVar(&volumes, "volumes", false, "remove the volumes no container uses too")
 	prune.Flags().BoolVarP(&force, "force", "f", false, "do not prompt (berth never prompts)")
 	df := &cobra.Command{
 		Use:   "df",
