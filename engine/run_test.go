@@ -1009,6 +1009,24 @@ func TestNamespaceSharingOptions(t *testing.T) {
 	a := append(append([]string{"run", "-d", "--network", "none"}, sec(t)...), bb, "sleep", "60")
 	id := strings.TrimSpace(berthOK(t, a...))
 	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	// --ipc shareable's /dev/shm is shared with a --ipc container: joiner,
+	// and goes with its container.
+	a = append(append([]string{"run", "-d", "--network", "none", "--ipc", "shareable"}, sec(t)...), bb, "sh", "-c", "echo shm-data > /dev/shm/x; sleep 60")
+	donor := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", donor) })
+	for i := 0; i < 100; i++ {
+		if out, _, _ := berth(t, "", "exec", donor, "cat", "/dev/shm/x"); out == "shm-data\n" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out, errs, code := run(t, "--ipc", "container:"+donor, bb, "cat", "/dev/shm/x"); code != 0 || out != "shm-data\n" {
+		t.Errorf("--ipc container: of a shareable one: exit %d %q %q", code, out, errs)
+	}
+	berthOK(t, "rm", "-f", donor)
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), donor) {
+		t.Errorf("a mount of the removed --ipc shareable container is left")
+	}
 	out, errs, code := run(t, "--pid", "container:"+id, bb, "ps")
 	if code != 0 || !strings.Contains(out, "sleep 60") {
 		t.Errorf("--pid container: exit %d %q %q", code, out, errs)

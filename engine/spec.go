@@ -128,6 +128,7 @@ type specInput struct {
 	Hostname string
 	Netns    string                              // --network container:NAME: the netns to join
 	Joins    map[specs.LinuxNamespaceType]string // --pid/--ipc container:NAME
+	ShmDir   string                              // host dir for /dev/shm (--ipc shareable or a shareable one's)
 }
 
 // processArgs is the command the container runs: entrypoint + cmd, with
@@ -333,6 +334,13 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	}
 	if err := applyNSModes(s, o, in.Joins); err != nil {
 		return nil, err
+	}
+	if in.ShmDir != "" {
+		for i := range s.Mounts {
+			if s.Mounts[i].Destination == "/dev/shm" {
+				s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: in.ShmDir, Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+			}
+		}
 	}
 	sc, err := sysctls(o.Sysctls)
 	if err != nil {

@@ -71,6 +71,9 @@ func (e *Engine) prepare(c *Container) (*specs.Spec, error) {
 	if in.Joins, err = e.joinedNamespaces(&c.Opts); err != nil {
 		return nil, err
 	}
+	if in.ShmDir, err = e.shmDir(c); err != nil {
+		return nil, err
+	}
 	if c.Opts.Init {
 		if in.InitBin, err = e.initBinary(); err != nil {
 			return nil, err
@@ -545,7 +548,47 @@ func (e *Engine) destroyCgroup(id string) {
 }
 
 func (e *Engine) unmountRootfs(id string) error {
+	unmountAll(filepath.Join(e.dir(id), "shm")) // --ipc shareable's
 	return unmountAll(filepath.Join(e.dir(id), "rootfs"))
+}
+
+// shmDir is the host directory c's /dev/shm binds: with --ipc shareable
+// its own tmpfs (mounted here, so that others can join it), with --ipc
+// container:NAME that of NAME if NAME is shareable; "" for a /dev/shm of
+// its own in its mount namespace.
+func (e *Engine) shmDir(c *Container) (string, error) {
+	if name, ok := strings.CutPrefix(c.Opts.IpcMode, "container:"); ok {
+		other, err := e.Lookup(name)
+		if err != nil {
+			return "", fmt.Errorf("--ipc %s: %w", c.Opts.IpcMode, err)
+		}
+		if other.Opts.IpcMode != "shareable" {
+			return "", nil // its SysV IPC only: its /dev/shm is in its own mount namespace
+		}
+		d := filepath.Join(e.dir(other.ID), "shm")
+		if !isMountpoint(d) {
+			return "", fmt.Errorf("--ipc %s: its /dev/shm is gone", c.Opts.IpcMode)
+		}
+		return d, nil
+	}
+	if c.Opts.IpcMode != "shareable" {
+		return "", nil
+	}
+	d := filepath.Join(e.dir(c.ID), "shm")
+	if isMountpoint(d) {
+		return d, nil
+	}
+	size := int64(64 << 20)
+	if n, err := parseSize(c.Opts.ShmSize); err == nil && n > 0 {
+		size = n
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", err
+	}
+	if err := unix.Mount("shm", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.FormatInt(size, 10)); err != nil {
+		return "", fmt.Errorf("--ipc shareable: mounting its /dev/shm: %w", err)
+	}
+	return d, nil
 }
 
 // consoleListener makes a unix socket for the runtime to send the pty
