@@ -221,7 +221,7 @@ func (e *Engine) detachNetwork(id string) error {
 }
 
 // NetworkConnect attaches a running container to one more network.
-func (e *Engine) NetworkConnect(netRef, ref string, aliases []string) error {
+func (e *Engine) NetworkConnect(netRef, ref string, aliases []string, ip string) error {
 	c, err := e.Lookup(ref)
 	if err != nil {
 		return err
@@ -238,7 +238,7 @@ func (e *Engine) NetworkConnect(netRef, ref string, aliases []string) error {
 	}
 	_, err = e.Networks().Attach(network.AttachOpts{
 		Network: n.Name, ContainerID: c.ID, ContainerName: c.Name, Aliases: aliases,
-		Pid: c.State.Pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Hostname: containerHostname(c),
+		Pid: c.State.Pid, HostsFile: filepath.Join(e.dir(c.ID), "hosts"), Hostname: containerHostname(c), IP: ip,
 	})
 	return err
 }

@@ -445,4 +445,13 @@ func TestStaticIPAndMAC(t *testing.T) {
 	if _, errs, code := run(t, "--network", netName, "--ip", "10.99.0.1", bb, "true"); code == 0 || !strings.Contains(errs, "not a host address") {
 		t.Errorf("--ip outside the subnet: exit %d %q", code, errs)
 	}
+	// network connect --ip, to a second network.
+	const net2 = "berthtest-static2"
+	berthOK(t, "network", "create", "--subnet", "10.211.8.0/24", net2)
+	t.Cleanup(func() { berth(t, "", "network", "rm", net2) })
+	id := netRun(t, "--network", netName, bb, "sleep", "60")
+	berthOK(t, "network", "connect", "--ip", "10.211.8.33", net2, id)
+	if out := berthOK(t, "exec", id, "ip", "addr"); !strings.Contains(out, "inet 10.211.8.33/24") {
+		t.Errorf("network connect --ip:\n%s", out)
+	}
 }

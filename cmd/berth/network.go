@@ -145,6 +145,7 @@ func networkRmCommand() *cobra.Command {
 
 func networkConnectCommand() *cobra.Command {
 	var aliases []string
+	var ip string
 	c := &cobra.Command{
 		Use:   "connect [OPTIONS] NETWORK CONTAINER",
 		Short: "Connect a running container to a network",
@@ -154,10 +155,11 @@ func networkConnectCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.NetworkConnect(args[0], args[1], aliases)
+			return e.NetworkConnect(args[0], args[1], aliases, ip)
 		},
 	}
 	c.Flags().StringArrayVar(&aliases, "alias", nil, "extra name of the container on this network")
+	c.Flags().StringVar(&ip, "ip", "", "its IPv4 address on this network")
 	return c
 }
 
