@@ -455,3 +455,20 @@ func TestStaticIPAndMAC(t *testing.T) {
 		t.Errorf("network connect --ip:\n%s", out)
 	}
 }
+
+// inspect's NetworkSettings has docker's shape, which scripts read:
+// .NetworkSettings.IPAddress for the default bridge, and each network's
+// IPAddress, Gateway, MacAddress and IPPrefixLen.
+func TestInspectNetworkSettings(t *testing.T) {
+	bb := busyboxImage(t)
+	id := netRun(t, bb, "sleep", "60")
+	got := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Gateway}} {{with index .NetworkSettings.Networks \"bridge\"}}{{.IPAddress}} {{.Gateway}} {{.MacAddress}} {{.IPPrefixLen}}{{end}}", id))
+	f := strings.Fields(got)
+	n := inspectNetwork(t, "bridge")
+	if len(f) != 6 || f[0] == "" || f[0] != f[2] || f[1] != n.Gateway || f[3] != n.Gateway || !strings.HasPrefix(f[4], "02:42:") || f[5] == "0" {
+		t.Errorf("NetworkSettings: %q (gateway %s)", got, n.Gateway)
+	}
+	if out := berthOK(t, "exec", id, "ip", "addr", "show", "eth0"); !strings.Contains(out, "inet "+f[0]+"/"+f[5]) {
+		t.Errorf("inspect says %s/%s, the container has:\n%s", f[0], f[5], out)
+	}
+}

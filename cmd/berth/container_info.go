@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthproject/berth/engine"
+	"github.com/berthproject/berth/network"
 )
 
 // psRow is what ps's --format templates see, named as docker names them.
@@ -366,13 +368,30 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 // networkSettings is docker's NetworkSettings: the container's networks
 // (address, MAC, aliases) and published ports.
 func networkSettings(e *engine.Engine, c *engine.Container) map[string]any {
-	ns := map[string]any{"Networks": map[string]any{}, "Ports": map[string]any{}}
+	ns := map[string]any{"Networks": map[string]any{}, "Ports": map[string]any{},
+		"IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0, "Bridge": ""}
 	if !c.State.Running {
 		return ns
 	}
-	if eps := e.ContainerNetworks(c); len(eps) > 0 {
-		ns["Networks"] = eps
+	// docker's shape: each network's address, gateway, MAC and prefix, and
+	// the default bridge's at top level too.
+	nets := map[string]any{}
+	for name, ep := range e.ContainerNetworks(c) {
+		n, err := e.Networks().Inspect(name)
+		if err != nil {
+			continue
+		}
+		prefix := 0
+		if _, sn, err := net.ParseCIDR(n.Subnet); err == nil {
+			prefix, _ = sn.Mask.Size()
+		}
+		nets[name] = map[string]any{"NetworkID": n.ID, "EndpointID": ep.HostVeth, "IPAddress": ep.IP,
+			"Gateway": n.Gateway, "MacAddress": ep.MAC, "IPPrefixLen": prefix, "Aliases": ep.Aliases}
+		if name == network.DefaultName {
+			ns["IPAddress"], ns["Gateway"], ns["MacAddress"], ns["IPPrefixLen"], ns["Bridge"] = ep.IP, n.Gateway, ep.MAC, prefix, n.Bridge
+		}
 	}
+	ns["Networks"] = nets
 	if ports, err := e.Ports(c.ID); err == nil {
 		pm := map[string][]map[string]string{}
 		for _, p := range ports {
