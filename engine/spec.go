@@ -721,3 +721,21 @@ func resources(r *specs.LinuxResources, o *Options) error {
 	}
 	return nil
 }
+
+// ConfigEnv is the container's environment as docker's inspect shows it
+// (Config.Env): the image's, then --env-file's and -e's. (A bare -e NAME
+// took its value from the environment of the berth that started it.)
+func (c *Container) ConfigEnv() []string {
+	env := mergeEnv([]string{defaultPath}, imageConfig(c.ImageConfig).Env...)
+	for _, f := range c.Opts.EnvFiles {
+		if fe, err := readEnvFile(f); err == nil {
+			env = mergeEnv(env, fe...)
+		}
+	}
+	for _, kv := range c.Opts.Env {
+		if strings.Contains(kv, "=") {
+			env = mergeEnv(env, kv)
+		}
+	}
+	return env
+}

@@ -88,3 +88,13 @@ func TestVersionAndInfo(t *testing.T) {
 		}
 	}
 }
+
+// inspect's Config.Env is the image's with -e on top, once each, as docker's.
+func TestInspectConfigEnv(t *testing.T) {
+	bb := busyboxImage(t)
+	id := strings.TrimSpace(berthOK(t, "create", "-e", "A=1", "-e", "PATH=/x", bb, "true"))
+	t.Cleanup(func() { berth(t, "", "rm", id) })
+	if got := strings.TrimSpace(berthOK(t, "inspect", "-f", "{{json .Config.Env}}", id)); got != `["PATH=/x","A=1"]` {
+		t.Errorf("Config.Env %s", got)
+	}
+}

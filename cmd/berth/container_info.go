@@ -323,6 +323,7 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 		labels[k] = v
 	}
 	cfg["Labels"] = labels
+	cfg["Env"] = c.ConfigEnv()
 	if len(o.Args) > 0 {
 		cfg["Cmd"] = o.Args
 	}
@@ -337,9 +338,6 @@ func inspectOf(e *engine.Engine, c *engine.Container) inspectJSON {
 	}
 	if o.StopSignal != "" {
 		cfg["StopSignal"] = o.StopSignal
-	}
-	if len(o.Env) > 0 {
-		cfg["Env"] = append(append([]string{}, cfg["Env"].([]string)...), o.Env...)
 	}
 	if cfg["Hostname"] == "" {
 		cfg["Hostname"] = c.ShortID()
