@@ -362,23 +362,26 @@ func (c *Container) Command() []string {
 func (c *Container) StatusText() string {
 	switch {
 	case c.State.Running && c.State.Paused:
-		return "Up " + humanDuration(time.Since(c.State.StartedAt)) + " (Paused)"
+		return "Up " + HumanDuration(time.Since(c.State.StartedAt)) + " (Paused)"
 	case c.State.Running && c.State.Health != nil && c.State.Health.Status == HealthStarting:
-		return "Up " + humanDuration(time.Since(c.State.StartedAt)) + " (health: starting)"
+		return "Up " + HumanDuration(time.Since(c.State.StartedAt)) + " (health: starting)"
 	case c.State.Running && c.State.Health != nil:
-		return "Up " + humanDuration(time.Since(c.State.StartedAt)) + " (" + c.State.Health.Status + ")"
+		return "Up " + HumanDuration(time.Since(c.State.StartedAt)) + " (" + c.State.Health.Status + ")"
 	case c.State.Running:
-		return "Up " + humanDuration(time.Since(c.State.StartedAt))
+		return "Up " + HumanDuration(time.Since(c.State.StartedAt))
 	case c.State.Status == StatusExited:
-		return fmt.Sprintf("Exited (%d) %s ago", c.State.ExitCode, humanDuration(time.Since(c.State.FinishedAt)))
+		return fmt.Sprintf("Exited (%d) %s ago", c.State.ExitCode, HumanDuration(time.Since(c.State.FinishedAt)))
 	case c.State.Status == StatusRestarting:
-		return fmt.Sprintf("Restarting (%d) %s ago", c.State.ExitCode, humanDuration(time.Since(c.State.FinishedAt)))
+		return fmt.Sprintf("Restarting (%d) %s ago", c.State.ExitCode, HumanDuration(time.Since(c.State.FinishedAt)))
 	}
 	return "Created"
 }
 
-func humanDuration(d time.Duration) string {
+// HumanDuration is d as docker shows ages and uptimes ("About an hour",
+// "3 days", "2 weeks").
+func HumanDuration(d time.Duration) string {
 	s := int(d.Seconds())
+	h := s / 3600
 	switch {
 	case s < 1:
 		return "Less than a second"
@@ -392,8 +395,14 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%d minutes", s/60)
 	case s < 7200:
 		return "About an hour"
-	case s < 48*3600:
-		return fmt.Sprintf("%d hours", s/3600)
+	case h < 48:
+		return fmt.Sprintf("%d hours", h)
+	case h < 24*7*2:
+		return fmt.Sprintf("%d days", h/24)
+	case h < 24*30*2:
+		return fmt.Sprintf("%d weeks", h/24/7)
+	case h < 24*365*2:
+		return fmt.Sprintf("%d months", h/24/30)
 	}
-	return fmt.Sprintf("%d days", s/86400)
+	return fmt.Sprintf("%d years", h/24/365)
 }

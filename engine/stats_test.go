@@ -98,3 +98,15 @@ func TestInspectConfigEnv(t *testing.T) {
 		t.Errorf("Config.Env %s", got)
 	}
 }
+
+func TestHumanDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "Less than a second", time.Second: "1 second", 30 * time.Second: "30 seconds", 90 * time.Second: "About a minute",
+		10 * time.Minute: "10 minutes", 70 * time.Minute: "About an hour", 5 * time.Hour: "5 hours", 72 * time.Hour: "3 days",
+		21 * 24 * time.Hour: "3 weeks", 90 * 24 * time.Hour: "3 months", 3 * 365 * 24 * time.Hour: "3 years",
+	} {
+		if got := HumanDuration(d); got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+	}
+}

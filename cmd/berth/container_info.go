@@ -43,7 +43,7 @@ func newPsRow(e *engine.Engine, c *engine.Container, trunc bool) psRow {
 	return psRow{
 		ID: id, Image: c.Image, Command: strconv.Quote(cmd),
 		CreatedAt:  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
-		RunningFor: humanAgo(c.Created), State: stateOf(c), Status: c.StatusText(), Names: c.Name,
+		RunningFor: since(c.Created), State: stateOf(c), Status: c.StatusText(), Names: c.Name,
 		Labels: strings.Join(c.Opts.Labels, ","), Mounts: strings.Join(mounts, ","), Ports: portsColumn(e, c),
 	}
 }
@@ -73,20 +73,6 @@ func stateOf(c *engine.Container) string {
 		return engine.StatusCreated
 	}
 	return c.State.Status
-}
-
-func humanAgo(t time.Time) string {
-	d := time.Since(t)
-	switch s := int(d.Seconds()); {
-	case s < 60:
-		return fmt.Sprintf("%d seconds ago", s)
-	case s < 3600:
-		return fmt.Sprintf("%d minutes ago", s/60)
-	case s < 86400:
-		return fmt.Sprintf("%d hours ago", s/3600)
-	default:
-		return fmt.Sprintf("%d days ago", s/86400)
-	}
 }
 
 // psFilter is one --filter KEY=VALUE.

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthproject/berth/engine"
 	"github.com/berthproject/berth/image"
 	"github.com/berthproject/berth/image/progress"
 	"github.com/berthproject/berth/store"
@@ -181,24 +182,12 @@ func printImages(rows []image.Summary, quiet, digests, noTrunc bool, format stri
 	return tw.Flush()
 }
 
+// since is how long ago t was, as docker's CREATED columns say it.
 func since(t time.Time) string {
 	if t.IsZero() {
 		return "N/A"
 	}
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return "Less than a minute ago"
-	case d < time.Hour:
-		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours ago", int(d.Hours()))
-	case d < 60*24*time.Hour:
-		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
-	case d < 2*365*24*time.Hour:
-		return fmt.Sprintf("%d months ago", int(d.Hours()/24/30))
-	}
-	return fmt.Sprintf("%d years ago", int(d.Hours()/24/365))
+	return engine.HumanDuration(time.Since(t)) + " ago"
 }
 
 func humanSize(n int64) string {
