@@ -41,10 +41,11 @@ func init() {
 func openEngine() (*engine.Engine, error) { return engine.Open(storeRoot) }
 
 // createFromArgs creates the container that create's and run's
-// IMAGE [COMMAND] [ARG...] and flags (o) describe.
-func createFromArgs(o engine.Options, pull string, args []string) (*engine.Engine, *engine.Container, error) {
+// IMAGE [COMMAND] [ARG...] and flags describe.
+func createFromArgs(rf *runFlags, args []string) (*engine.Engine, *engine.Container, error) {
+	o, cidFile := rf.o, rf.cidFile
 	o.Image, o.Args = args[0], args[1:]
-	for _, lf := range labelFiles {
+	for _, lf := range rf.labelFiles {
 		b, err := os.ReadFile(lf)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--label-file: %w", err)
@@ -60,7 +61,7 @@ func createFromArgs(o engine.Options, pull string, args []string) (*engine.Engin
 			return nil, nil, fmt.Errorf("--cidfile %s exists: is another container using it?", cidFile)
 		}
 	}
-	if err := ensureImage(o.Image, o.Platform, pull); err != nil {
+	if err := ensureImage(o.Image, o.Platform, rf.pull); err != nil {
 		return nil, nil, err
 	}
 	e, err := openEngine()
@@ -155,12 +156,18 @@ func (f swappinessFlag) Set(s string) error {
 
 func (swappinessFlag) Type() string { return "int" }
 
-// Flags of create and run that the command, not the engine, carries out.
-var labelFiles []string
-var cidFile string
+// runFlags are create's and run's flags: the engine's options, and those
+// the command carries out itself.
+type runFlags struct {
+	o                engine.Options
+	entrypoint, pull string
+	labelFiles       []string
+	cidFile          string
+}
 
 // addRunFlags declares create's and run's container options on c.
-func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
+func addRunFlags(c *cobra.Command, rf *runFlags) {
+	o, entrypoint := &rf.o, &rf.entrypoint
 	f := c.Flags()
 	f.SetInterspersed(false)
 	f.StringVar(&o.Name, "name", "", "assign a name to the container")
@@ -214,8 +221,9 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 	f.StringArrayVar(&o.VolumesFrom, "volumes-from", nil, "mount another container's volumes and binds (NAME[:ro|rw])")
 	f.StringArrayVar(&o.Expose, "expose", nil, "a port (PORT[/PROTO]) that -P publishes, beside the image's EXPOSE")
 	f.StringVar(&o.LogDriver, "log-driver", "json-file", "json-file, or none for no logs")
-	f.StringArrayVar(&labelFiles, "label-file", nil, "read labels (KEY=VAL lines) from a file")
-	f.StringVar(&cidFile, "cidfile", "", "write the container ID to this file (which must not exist)")
+	f.StringArrayVar(&rf.labelFiles, "label-file", nil, "read labels (KEY=VAL lines) from a file")
+	f.StringVar(&rf.cidFile, "cidfile", "", "write the container ID to this file (which must not exist)")
+	f.StringVar(&rf.pull, "pull", "missing", "pull the image: missing (when not stored), always, never")
 	f.StringVar(&o.HealthCmd, "health-cmd", "", "command (run by /bin/sh -c) whose success means healthy")
 	f.StringVar(&o.HealthInterval, "health-interval", "", "time between checks (default 30s)")
 	f.StringVar(&o.HealthTimeout, "health-timeout", "", "longest a check may take (default 30s)")
@@ -261,14 +269,13 @@ func addRunFlags(c *cobra.Command, o *engine.Options, entrypoint *string) {
 }
 
 func createCommand() *cobra.Command {
-	var o engine.Options
-	var entrypoint, pull string
+	var rf runFlags
 	c := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create a container from an image",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			_, ctr, err := createFromArgs(o, pull, args)
+			_, ctr, err := createFromArgs(&rf, args)
 			if err != nil {
 				return err
 			}
@@ -276,21 +283,19 @@ func createCommand() *cobra.Command {
 			return nil
 		},
 	}
-	addRunFlags(c, &o, &entrypoint)
-	c.Flags().StringVar(&pull, "pull", "missing", "pull the image: missing (when not stored), always, never")
+	addRunFlags(c, &rf)
 	return c
 }
 
 func runCommand() *cobra.Command {
-	var o engine.Options
-	var entrypoint, pull string
+	var rf runFlags
 	var detach bool
 	c := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Create and start a container from an image",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			e, ctr, err := createFromArgs(o, pull, args)
+			e, ctr, err := createFromArgs(&rf, args)
 			if err != nil {
 				return err
 			}
@@ -311,10 +316,9 @@ func runCommand() *cobra.Command {
 			return nil
 		},
 	}
-	addRunFlags(c, &o, &entrypoint)
+	addRunFlags(c, &rf)
 	c.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container ID")
-	c.Flags().BoolVar(&o.AutoRemove, "rm", false, "remove the container when it exits")
-	c.Flags().StringVar(&pull, "pull", "missing", "pull the image: missing (when not stored), always, never")
+	c.Flags().BoolVar(&rf.o.AutoRemove, "rm", false, "remove the container when it exits")
 	return c
 }
 
