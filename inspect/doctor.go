@@ -102,7 +102,11 @@ func Doctor(name string, img v1.Image) (*Report, error) {
 		}
 	}
 	for _, pm := range pkgManagers {
-		if n, _, _ := fs.Resolve(pm.path); n != nil || (pm.name == "apk" && fs.Exists("/usr/sbin/apk")) {
+		n, real, _ := fs.Resolve(pm.path)
+		if n != nil && (path.Base(real) == "busybox" || path.Base(real) == "toybox") {
+			continue // an applet (busybox dpkg) with no package database behind it
+		}
+		if n != nil || (pm.name == "apk" && fs.Exists("/usr/sbin/apk")) {
 			r.PackageManagers = append(r.PackageManagers, pm.name)
 		}
 	}

@@ -325,3 +325,19 @@ func TestDoctorForeignArch(t *testing.T) {
 		t.Errorf("platform %s problems %q", r.Platform, r.Entry.Problems)
 	}
 }
+
+// busybox's dpkg applet is not a package manager: no database behind it.
+func TestDoctorBusyboxAppletIsNoPackageManager(t *testing.T) {
+	img := imageOf(t, v1.Config{}, layerOf(t, map[string]file{
+		"bin/busybox":  {data: "\x7fELF"},
+		"usr/bin/dpkg": {link: "/bin/busybox"},
+		"sbin/apk":     {link: "../bin/busybox"},
+	}))
+	r, err := Doctor("bb", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.PackageManagers) != 0 {
+		t.Errorf("package managers %v in a busybox image", r.PackageManagers)
+	}
+}
