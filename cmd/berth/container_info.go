@@ -232,7 +232,7 @@ func psCommand() *cobra.Command {
 	f.BoolVarP(&latest, "latest", "l", false, "show the latest created container")
 	f.IntVarP(&last, "last", "n", -1, "show the n last created containers")
 	f.StringVar(&format, "format", "", "Go template, table TEMPLATE, or json")
-	f.StringArrayVarP(&filters, "filter", "f", nil, "filter KEY=VALUE (status, name, id, ancestor, label, exited, volume)")
+	f.StringArrayVarP(&filters, "filter", "f", nil, "filter KEY=VALUE (status, name, id, ancestor, label, exited, health, volume)")
 	return c
 }
 
