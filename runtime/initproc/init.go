@@ -42,18 +42,18 @@ func Main(args []string) int {
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 	sc := NewSync(os.NewFile(uintptr(base+FdSync), "sync"))
-	var cfg Config
-	if err := sc.dec.Decode(&cfg); err != nil {
+	cfg, err := sc.RecvConfig()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth init: reading config: %v\n", err)
 		return 1
 	}
-	in := &initProc{cfg: &cfg, sc: sc, base: base, preserve: preserve}
+	in := &initProc{cfg: cfg, sc: sc, base: base, preserve: preserve}
 	if cfg.Debug != 0 {
 		in.t0 = time.UnixMicro(cfg.Debug)
 		in.mark("init entered (exec + Go runtime and package init)", entered)
 		in.mark("config read", time.Now())
 	}
-	err := in.run()
+	err = in.run()
 	// run only returns on failure (success ends in execve).
 	if in.readySent {
 		fmt.Fprintf(os.Stderr, "berth init: %v\n", err)

@@ -89,9 +89,6 @@ func NewSync(f *os.File) *Sync {
 // Send sends one message.
 func (s *Sync) Send(m Msg) error { return s.enc.Encode(m) }
 
-// SendConfig sends the config, the first value on the stream.
-func (s *Sync) SendConfig(c *Config) error { return s.enc.Encode(c) }
-
 // Recv reads the next message, whatever its type.
 func (s *Sync) Recv() (Msg, error) {
 	var m Msg
