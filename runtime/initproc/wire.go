@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 
@@ -461,18 +460,10 @@ func (s *Sync) SendConfig(c *Config) error {
 	return err
 }
 
-// RecvConfig reads what SendConfig sent; it must come before any Recv.
+// RecvConfig reads what SendConfig sent, the first frame on the stream.
 func (s *Sync) RecvConfig() (*Config, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(s.f, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > maxConfig {
-		return nil, fmt.Errorf("init config of %d bytes", n)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(s.f, b); err != nil {
+	b, err := s.frame()
+	if err != nil {
 		return nil, err
 	}
 	return DecodeConfig(b)

@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"io"
 	"reflect"
 	"testing"
 
@@ -101,4 +102,33 @@ func FuzzDecodeConfig(f *testing.F) {
 			t.Fatalf("a decoded config does not survive its own round trip: %v", err)
 		}
 	})
+}
+
+// Messages cross the sync socket whole, in order, after the config.
+func TestSyncFrames(t *testing.T) {
+	p, c, err := SocketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	parent, child := NewSync(p), NewSync(c)
+	cfg := &Config{ID: "x", CgroupTasks: []string{"/a"}}
+	go func() {
+		parent.SendConfig(cfg)
+		parent.Send(Msg{T: MsgGo, Pid: 42})
+		parent.Send(Msg{T: MsgError, Msg: "two\nlines"})
+		p.Close()
+	}()
+	if got, err := child.RecvConfig(); err != nil || !reflect.DeepEqual(got, cfg) {
+		t.Fatalf("config %+v, %v", got, err)
+	}
+	if m, err := child.Expect(MsgGo); err != nil || m.Pid != 42 {
+		t.Fatalf("go: %+v %v", m, err)
+	}
+	if _, err := child.Expect(MsgReady); err == nil || err.Error() != "two\nlines" {
+		t.Fatalf("an error message: %v", err)
+	}
+	if _, err := child.Recv(); err != io.EOF {
+		t.Fatalf("after the last frame: %v, want EOF", err)
+	}
 }
