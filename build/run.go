@@ -450,7 +450,6 @@ func (st *state) execRun(args []string, script []byte, env []string, wd, network
 	}
 	unmounts = nil
 	// Drop the mount points the runtime made, deepest first, when empty.
-	sort.SliceStable(created, func(i, j int) bool { return strings.Count(created[i], "/") < strings.Count(created[j], "/") })
 	for i := len(created) - 1; i >= 0; i-- {
 		p := filepath.Join(upper, created[i])
 		if fi, err := os.Lstat(p); err == nil && (fi.IsDir() || (fi.Mode().IsRegular() && fi.Size() == 0)) {
