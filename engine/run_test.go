@@ -481,6 +481,10 @@ func TestKilledBerthThenPrune(t *testing.T) {
 	if st := berthOK(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name); strings.TrimSpace(st) != "exited 255" {
 		t.Errorf("after stop, state %q", st)
 	}
+	// With its supervisor dead, stop tore it down itself.
+	if isMountpoint(filepath.Join(testEngine(t).dir(id), "rootfs")) {
+		t.Error("stop left the rootfs of a container whose supervisor died mounted")
+	}
 	out := berthOK(t, "container", "prune")
 	if !strings.Contains(out, id) {
 		t.Errorf("prune did not remove %s: %q", id[:12], out)

@@ -481,3 +481,16 @@ func TestSpecCgroupKnobs(t *testing.T) {
 		}
 	}
 }
+
+// --shm-size 0 is docker's default size, not a tmpfs without a limit.
+func TestShmSizeZero(t *testing.T) {
+	s, err := specFor(t, v1.Config{Cmd: []string{"sh"}}, Options{ShmSize: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Mounts {
+		if m.Destination == "/dev/shm" && !slices.Contains(m.Options, "size=67108864") {
+			t.Errorf("/dev/shm options %v", m.Options)
+		}
+	}
+}
