@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -38,6 +39,11 @@ func validate(o *Options) error {
 	}
 	if err := checkEtcValues(o.Hostname, o.AddHosts); err != nil {
 		return err
+	}
+	for _, kv := range o.Env {
+		if k, _, _ := strings.Cut(kv, "="); k == "" || strings.ContainsRune(kv, 0) {
+			return fmt.Errorf("invalid environment variable %q: want NAME=VALUE or NAME", kv)
+		}
 	}
 	if o.OOMScoreAdj < -1000 || o.OOMScoreAdj > 1000 {
 		return fmt.Errorf("--oom-score-adj %d: must be -1000 to 1000", o.OOMScoreAdj)

@@ -247,6 +247,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--pull", "never", "nosuchimage:v9", "true"}, 125, "nosuchimage"},
 		{[]string{"--pull", "never", "localhost:1/nosuch:v9", "true"}, 125, "image not known"},
 		{[]string{"--memory", "lots", bb, "true"}, 125, "memory"},
+		{[]string{"-e", "=x", bb, "true"}, 125, "invalid environment variable"},
 		{[]string{"-u", "ghost", bb, "true"}, 125, "ghost"},
 		{[]string{"--init", bb, "sh", "-c", "kill -TERM $$"}, 143, ""},
 	} {
