@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,11 @@ func (e *Engine) Exec(ref string, o ExecOptions, a Attach) (int, error) {
 	}
 	if len(o.Args) == 0 {
 		return 125, errors.New("exec: no command given")
+	}
+	for _, kv := range o.Env {
+		if k, _, _ := strings.Cut(kv, "="); k == "" || strings.ContainsRune(kv, 0) {
+			return 125, fmt.Errorf("invalid environment variable %q: want NAME=VALUE or NAME", kv)
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(e.dir(c.ID), "config.json"))
 	if err != nil {

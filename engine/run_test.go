@@ -580,6 +580,9 @@ func TestExecInRunningContainer(t *testing.T) {
 	if _, _, code := berth(t, "", "exec", id, "nosuch"); code != 127 {
 		t.Errorf("exec of a missing command: %d", code)
 	}
+	if _, stderr, code := berth(t, "", "exec", "-e", "=x", id, "true"); code != 125 || !strings.Contains(stderr, "invalid environment variable") {
+		t.Errorf("exec -e =x: %d %q", code, stderr)
+	}
 	top := berthOK(t, "top", id)
 	if !strings.Contains(top, "sleep 30") {
 		t.Errorf("top: %q", top)
