@@ -125,6 +125,16 @@ func TestCLIImagesLifecycle(t *testing.T) {
 		t.Fatalf("images --format table: %q", got)
 	}
 	c.fails(125, "can't evaluate field Nope", "images", "--format", "{{.Nope}}")
+	if got := c.ok("images", "--filter", "reference=localhost/*", "--format", "{{.Tag}}"); got != "2\n" {
+		t.Fatalf("images --filter reference: %q", got)
+	}
+	if got := c.ok("images", "--filter", "dangling=true", "-q"); strings.TrimSpace(got) == "" {
+		t.Fatalf("images --filter dangling=true lists no dangling image (the stdin import)")
+	}
+	if got := c.ok("history", "--format", "{{.CreatedBy}}", "bb:1"); !strings.Contains(got, "berth import") {
+		t.Fatalf("history --format: %q", got)
+	}
+	c.fails(125, "cannot write there", "save", "-o", "/proc/nowhere/x.tar", "bb:1")
 	var js []map[string]any
 	if err := json.Unmarshal([]byte(c.ok("images", "--format", "json")), &js); err != nil || len(js) != 3 {
 		t.Fatalf("images --format json: %v %v", js, err)
@@ -185,6 +195,10 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 	c.fails(1, "image not known", "rmi", "nope")
 	c.fails(125, "unknown format", "save", "--format", "zip", "-o", "/tmp/x", "nope")
 	c.fails(125, "invalid platform", "import", "--platform", "linux", notTar, "x")
+	empty := filepath.Join(t.TempDir(), "empty.tar")
+	os.WriteFile(empty, nil, 0o644)
+	c.fails(125, "rootfs tarball is empty", "import", empty, "x")
+	c.fails(125, "invalid --filter key", "images", "--filter", "bogus=1")
 	if out := c.ok("images", "-q"); out != "" {
 		t.Fatalf("failed commands left images: %q", out)
 	}

@@ -4,6 +4,8 @@
 package image
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -43,12 +45,18 @@ func Import(s *store.Store, r io.Reader, tag string, o ImportOptions) (v1.Image,
 			return nil, v1.Hash{}, err
 		}
 	}
+	// Nothing at all (a failed command piped in) is no rootfs: refused
+	// rather than stored as an empty image.
+	br := bufio.NewReader(r)
+	if _, err := br.Peek(1); err == io.EOF {
+		return nil, v1.Hash{}, errors.New("import: the rootfs tarball is empty")
+	}
 	unlock, err := s.Lock(false)
 	if err != nil {
 		return nil, v1.Hash{}, err
 	}
 	defer unlock()
-	b, err := s.Ingest(r, store.IngestOptions{Size: -1, Compress: true, Compression: o.Compression, Label: "rootfs"})
+	b, err := s.Ingest(br, store.IngestOptions{Size: -1, Compress: true, Compression: o.Compression, Label: "rootfs"})
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("import: %w", err)
 	}

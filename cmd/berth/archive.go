@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,7 +41,7 @@ func init() {
 					// leaves no half archive under the name.
 					tmp, err = os.CreateTemp(filepath.Dir(output), ".berth-save-")
 					if err != nil {
-						return err
+						return fmt.Errorf("-o %s: cannot write there: %w", output, errors.Unwrap(err))
 					}
 					defer os.Remove(tmp.Name())
 					w = tmp

@@ -48,6 +48,7 @@ func init() {
 func imagesCommand() *cobra.Command {
 	var quiet, digests, all, noTrunc bool
 	var format string
+	var filters []string
 	c := &cobra.Command{
 		Use:   "images [REFERENCE]",
 		Short: "List images",
@@ -62,10 +63,16 @@ func imagesCommand() *cobra.Command {
 				return err
 			}
 			rows = filterImages(rows, args, all)
+			for _, fl := range filters {
+				if rows, err = filterImagesBy(rows, fl); err != nil {
+					return err
+				}
+			}
 			return printImages(rows, quiet, digests, noTrunc, format)
 		},
 	}
 	f := c.Flags()
+	f.StringArrayVarP(&filters, "filter", "f", nil, "filter KEY=VALUE: dangling=true|false, reference=PATTERN")
 	f.BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
 	f.BoolVar(&digests, "digests", false, "show digests")
 	f.BoolVarP(&all, "all", "a", false, "show all images (dangling ones too)")
@@ -98,6 +105,31 @@ func filterImages(rows []image.Summary, args []string, all bool) []image.Summary
 	}
 	_ = all // dangling images are listed as docker does (<none>); -a is accepted for compatibility
 	return out
+}
+
+// filterImagesBy applies one images --filter, as docker's.
+func filterImagesBy(rows []image.Summary, f string) ([]image.Summary, error) {
+	k, v, ok := strings.Cut(f, "=")
+	if !ok {
+		return nil, fmt.Errorf("invalid --filter %q: want KEY=VALUE", f)
+	}
+	var out []image.Summary
+	switch k {
+	case "dangling":
+		if v != "true" && v != "false" {
+			return nil, fmt.Errorf("invalid --filter %q: dangling is true or false", f)
+		}
+		for _, r := range rows {
+			if r.Dangling == (v == "true") {
+				out = append(out, r)
+			}
+		}
+	case "reference":
+		return filterImages(rows, []string{v}, false), nil
+	default:
+		return nil, fmt.Errorf("invalid --filter key %q: want dangling or reference", k)
+	}
+	return out, nil
 }
 
 func printImages(rows []image.Summary, quiet, digests, noTrunc bool, format string) error {
@@ -296,6 +328,7 @@ func imageInspectCommand() *cobra.Command {
 
 func historyCommand() *cobra.Command {
 	var noTrunc, quiet bool
+	var format string
 	c := &cobra.Command{
 		Use:   "history IMAGE",
 		Short: "Show how an image was made",
@@ -312,6 +345,28 @@ func historyCommand() *cobra.Command {
 			hs, err := image.HistoryIn(s, img)
 			if err != nil {
 				return err
+			}
+			if format != "" {
+				type historyRow struct{ ID, CreatedAt, CreatedSince, CreatedBy, Size, Comment string }
+				text, table := cutTable(format)
+				tpl, err := parseFormat(text)
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+				if table {
+					tpl.Execute(w, historyRow{"IMAGE", "CREATED AT", "CREATED", "CREATED BY", "SIZE", "COMMENT"})
+					fmt.Fprintln(w)
+				}
+				for _, h := range hs {
+					r := historyRow{ID: h.ID, CreatedAt: h.Created.Format(time.RFC3339), CreatedSince: since(h.Created),
+						CreatedBy: h.CreatedBy, Size: humanSize(h.Size), Comment: h.Comment}
+					if err := tpl.Execute(w, r); err != nil {
+						return fmt.Errorf("--format: %v", err)
+					}
+					fmt.Fprintln(w)
+				}
+				return w.Flush()
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
 			if !quiet {
@@ -338,6 +393,7 @@ func historyCommand() *cobra.Command {
 	}
 	c.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate output")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show IDs")
+	c.Flags().StringVar(&format, "format", "", "Go template (table prefix: with headers)")
 	return c
 }
 
