@@ -472,3 +472,19 @@ func TestInspectNetworkSettings(t *testing.T) {
 		t.Errorf("inspect says %s/%s, the container has:\n%s", f[0], f[5], out)
 	}
 }
+
+func TestNetworkLsFilter(t *testing.T) {
+	requireRuntime(t)
+	for _, n := range []string{"berthtest-lsf-a", "berthtest-lsf-b"} {
+		berthOK(t, "network", "create", n)
+		name := n
+		t.Cleanup(func() { berth(t, "", "network", "rm", name) })
+	}
+	out := berthOK(t, "network", "ls", "--filter", "name=lsf-a")
+	if !strings.Contains(out, "berthtest-lsf-a") || strings.Contains(out, "berthtest-lsf-b") || strings.Contains(out, "host") {
+		t.Errorf("network ls --filter name=:\n%s", out)
+	}
+	if _, stderr, code := berth(t, "", "network", "ls", "--filter", "x=y"); code != 125 || !strings.Contains(stderr, "invalid --filter") {
+		t.Errorf("a bad filter: %d %q", code, stderr)
+	}
+}

@@ -49,6 +49,7 @@ func networkCreateCommand() *cobra.Command {
 
 func networkLsCommand() *cobra.Command {
 	var quiet bool
+	var filters []string
 	c := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -58,6 +59,20 @@ func networkLsCommand() *cobra.Command {
 			nets, err := network.Open(storeRoot).List()
 			if err != nil {
 				return err
+			}
+			// --filter name=|id=|driver=, as docker's (substring, prefix, exact).
+			for _, f := range filters {
+				k, v, ok := strings.Cut(f, "=")
+				if !ok || (k != "name" && k != "id" && k != "driver") {
+					return fmt.Errorf("invalid --filter %q: want name=, id= or driver=", f)
+				}
+				var keep []*network.Network
+				for _, n := range nets {
+					if k == "name" && strings.Contains(n.Name, v) || k == "id" && strings.HasPrefix(n.ID, v) || k == "driver" && n.Driver == v {
+						keep = append(keep, n)
+					}
+				}
+				nets = keep
 			}
 			if quiet {
 				for _, n := range nets {
@@ -72,15 +87,18 @@ func networkLsCommand() *cobra.Command {
 				hasDefault = hasDefault || n.Name == network.DefaultName
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.ID[:12], n.Name, n.Driver, n.Subnet, n.Gateway, n.Bridge, len(n.Endpoints))
 			}
-			if !hasDefault {
-				fmt.Fprintf(w, "-\t%s\tbridge\t(chosen on first use)\t\t\t0\n", network.DefaultName)
+			if len(filters) == 0 { // the networks berth keeps no record of
+				if !hasDefault {
+					fmt.Fprintf(w, "-\t%s\tbridge\t(chosen on first use)\t\t\t0\n", network.DefaultName)
+				}
+				fmt.Fprintln(w, "-\thost\thost\t\t\t\t")
+				fmt.Fprintln(w, "-\tnone\tnull\t\t\t\t")
 			}
-			fmt.Fprintln(w, "-\thost\thost\t\t\t\t")
-			fmt.Fprintln(w, "-\tnone\tnull\t\t\t\t")
 			return w.Flush()
 		},
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only IDs")
+	c.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter KEY=VALUE: name, id, driver")
 	return c
 }
 
