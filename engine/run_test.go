@@ -1219,3 +1219,23 @@ func TestSystemPrune(t *testing.T) {
 		t.Errorf("images after prune -a: %q", imgs)
 	}
 }
+
+func TestVolumeLsFilter(t *testing.T) {
+	bb := busyboxImage(t)
+	berthOK(t, "volume", "create", "--label", "tier=db", "berthtest-vf-a")
+	berthOK(t, "volume", "create", "berthtest-vf-b")
+	t.Cleanup(func() { berth(t, "", "volume", "rm", "-f", "berthtest-vf-a", "berthtest-vf-b") })
+	a := append(append([]string{"run", "-d", "--network", "none", "-v", "berthtest-vf-b:/d"}, sec(t)...), bb, "sleep", "60")
+	id := strings.TrimSpace(berthOK(t, a...))
+	t.Cleanup(func() { berth(t, "", "rm", "-f", id) })
+	for f, want := range map[string]string{"name=vf-": "berthtest-vf-a berthtest-vf-b", "label=tier=db": "berthtest-vf-a", "label=tier": "berthtest-vf-a"} {
+		if got := strings.Join(strings.Fields(berthOK(t, "volume", "ls", "-q", "--filter", f)), " "); got != want {
+			t.Errorf("--filter %s: %q, want %q", f, got, want)
+		}
+	}
+	used := berthOK(t, "volume", "ls", "-q", "--filter", "dangling=false")
+	unused := berthOK(t, "volume", "ls", "-q", "--filter", "dangling=true")
+	if !strings.Contains(used, "berthtest-vf-b") || strings.Contains(used, "berthtest-vf-a") || !strings.Contains(unused, "berthtest-vf-a") {
+		t.Errorf("dangling: in use %q, unused %q", used, unused)
+	}
+}

@@ -509,3 +509,6 @@ func copyMeta(t string, fi os.FileInfo) error {
 	ts := []unix.Timespec{{Sec: sys.Atim.Sec, Nsec: sys.Atim.Nsec}, {Sec: sys.Mtim.Sec, Nsec: sys.Mtim.Nsec}}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, t, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
+
+// VolumeInUse reports whether a container's record names the volume.
+func (e *Engine) VolumeInUse(name string) bool { return len(e.volumeUsers(name)) > 0 }

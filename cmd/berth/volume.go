@@ -58,6 +58,7 @@ func volumeCreateCommand() *cobra.Command {
 
 func volumeLsCommand() *cobra.Command {
 	var quiet bool
+	var filters []string
 	c := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -71,6 +72,25 @@ func volumeLsCommand() *cobra.Command {
 			vols, err := e.Volumes()
 			if err != nil {
 				return err
+			}
+			// --filter name=|label=K[=V]|dangling=, as docker's.
+			for _, f := range filters {
+				k, v, ok := strings.Cut(f, "=")
+				if !ok || (k != "name" && k != "label" && k != "dangling") || k == "dangling" && v != "true" && v != "false" {
+					return fmt.Errorf("invalid --filter %q: want name=, label=KEY[=VALUE] or dangling=true|false", f)
+				}
+				var keep []*engine.Volume
+				for _, vol := range vols {
+					lk, lv, hasV := strings.Cut(v, "=")
+					got, has := vol.Labels[lk]
+					switch {
+					case k == "name" && strings.Contains(vol.Name, v),
+						k == "label" && has && (!hasV || got == lv),
+						k == "dangling" && e.VolumeInUse(vol.Name) == (v == "false"):
+						keep = append(keep, vol)
+					}
+				}
+				vols = keep
 			}
 			if quiet {
 				for _, v := range vols {
@@ -87,6 +107,7 @@ func volumeLsCommand() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show names")
+	c.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter KEY=VALUE: name, label, dangling")
 	return c
 }
 
