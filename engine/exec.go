@@ -20,6 +20,7 @@ import (
 type ExecOptions struct {
 	Args        []string
 	Env         []string
+	EnvFiles    []string // read before Env, as run's --env-file
 	User        string
 	Workdir     string
 	Tty         bool
@@ -63,6 +64,13 @@ func (e *Engine) Exec(ref string, o ExecOptions, a Attach) (int, error) {
 	p.Args = o.Args
 	p.Terminal = o.Tty
 	p.ConsoleSize = nil
+	for _, f := range o.EnvFiles {
+		fe, err := readEnvFile(f)
+		if err != nil {
+			return 125, err
+		}
+		p.Env = mergeEnv(p.Env, fe...)
+	}
 	p.Env = mergeEnv(p.Env, o.Env...)
 	if o.Tty {
 		p.Env = mergeEnv(p.Env, "TERM=xterm")

@@ -583,6 +583,17 @@ func TestExecInRunningContainer(t *testing.T) {
 	if _, stderr, code := berth(t, "", "exec", "-e", "=x", id, "true"); code != 125 || !strings.Contains(stderr, "invalid environment variable") {
 		t.Errorf("exec -e =x: %d %q", code, stderr)
 	}
+	ef := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(ef, []byte("# a comment\nFROM_FILE=yes\n"), 0o644)
+	if out, _, code := berth(t, "", "exec", "--env-file", ef, id, "sh", "-c", "echo $FROM_FILE"); code != 0 || out != "yes\n" {
+		t.Errorf("exec --env-file: %d %q", code, out)
+	}
+	if out := berthOK(t, "inspect", "--type", "image", "-f", "{{.Os}}", bb); strings.TrimSpace(out) != "linux" {
+		t.Errorf("inspect --type image: %q", out)
+	}
+	if _, stderr, code := berth(t, "", "inspect", "--type", "container", bb); code != 125 || !strings.Contains(stderr, "no such container") {
+		t.Errorf("inspect --type container of an image: %d %q", code, stderr)
+	}
 	top := berthOK(t, "top", id)
 	if !strings.Contains(top, "sleep 30") {
 		t.Errorf("top: %q", top)

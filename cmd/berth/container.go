@@ -543,6 +543,7 @@ func execCommand() *cobra.Command {
 	f.BoolVarP(&o.Interactive, "interactive", "i", false, "keep stdin open")
 	f.BoolVarP(&o.Detach, "detach", "d", false, "run the command in the background")
 	f.StringArrayVarP(&o.Env, "env", "e", nil, "set an environment variable")
+	f.StringArrayVar(&o.EnvFiles, "env-file", nil, "read environment variables from a file")
 	f.StringVarP(&o.User, "user", "u", "", "user as NAME|UID[:GROUP|GID]")
 	f.StringVarP(&o.Workdir, "workdir", "w", "", "working directory")
 	f.BoolVar(&o.Privileged, "privileged", false, "give the process every capability")

@@ -449,12 +449,26 @@ func containerInspectCommand() *cobra.Command {
 // inspectCommand is top-level `berth inspect`: containers first, then
 // images, as docker resolves a name.
 func inspectCommand() *cobra.Command {
-	var format string
+	var format, typ string
 	c := &cobra.Command{
-		Use:   "inspect NAME|ID...",
+		Use:   "inspect [--type container|image] NAME|ID...",
 		Short: "Show containers' or images' configuration as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			switch typ {
+			case "", "container":
+			case "image":
+				ic := imageInspectCommand()
+				ia := args
+				if format != "" {
+					ia = append([]string{"--format", format}, args...)
+				}
+				ic.SetArgs(ia)
+				ic.SilenceErrors, ic.SilenceUsage = true, true
+				return ic.Execute()
+			default:
+				return fmt.Errorf("invalid --type %q: want container or image", typ)
+			}
 			e, err := openEngine()
 			if err != nil {
 				return err
@@ -462,6 +476,9 @@ func inspectCommand() *cobra.Command {
 			var objs []any
 			for _, ref := range args {
 				ctr, err := e.Lookup(ref)
+				if err != nil && typ == "container" {
+					return err
+				}
 				if err != nil {
 					ic := imageInspectCommand()
 					ia := []string{ref}
@@ -484,6 +501,7 @@ func inspectCommand() *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&format, "format", "f", "", "Go template")
+	c.Flags().StringVar(&typ, "type", "", "only containers or only images")
 	return c
 }
 
