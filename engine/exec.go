@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -51,12 +50,8 @@ func (e *Engine) Exec(ref string, o ExecOptions, a Attach) (int, error) {
 			return 125, fmt.Errorf("invalid environment variable %q: want NAME=VALUE or NAME", kv)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(e.dir(c.ID), "config.json"))
+	s, err := readBundleSpec(e.dir(c.ID))
 	if err != nil {
-		return 125, err
-	}
-	var s specs.Spec
-	if err := json.Unmarshal(b, &s); err != nil {
 		return 125, err
 	}
 	rootfs := filepath.Join(e.dir(c.ID), "rootfs")

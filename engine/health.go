@@ -108,6 +108,11 @@ func (e *Engine) startHealth(c *Container) (stop func()) {
 	if err != nil || h == nil {
 		return func() {}
 	}
+	// The container's process, read once: each check runs as it does.
+	spec, err := readBundleSpec(e.dir(c.ID))
+	if err != nil {
+		return func() {}
+	}
 	e.recordHealth(c.ID, func(hs *Health) { *hs = Health{Status: HealthStarting} })
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -122,7 +127,7 @@ func (e *Engine) startHealth(c *Container) (stop func()) {
 				return
 			case <-t.C:
 			}
-			res := e.probe(c, h)
+			res := e.probe(c, h, spec.Process)
 			e.recordHealth(c.ID, func(hs *Health) {
 				hs.Log = append(hs.Log, res)
 				if len(hs.Log) > 5 {
@@ -146,7 +151,7 @@ func (e *Engine) startHealth(c *Container) (stop func()) {
 }
 
 // probe runs one check in the container, killing it past the timeout.
-func (e *Engine) probe(c *Container, h *v1.HealthConfig) HealthResult {
+func (e *Engine) probe(c *Container, h *v1.HealthConfig, proc *specs.Process) HealthResult {
 	res := HealthResult{Start: time.Now()}
 	args := h.Test[1:]
 	if h.Test[0] == "CMD-SHELL" {
@@ -156,11 +161,7 @@ func (e *Engine) probe(c *Container, h *v1.HealthConfig) HealthResult {
 		res.End, res.ExitCode, res.Output = time.Now(), code, msg
 		return res
 	}
-	spec, err := readBundleSpec(e.dir(c.ID))
-	if err != nil {
-		return fail(-1, err.Error())
-	}
-	p := *spec.Process
+	p := *proc
 	p.Args, p.Terminal, p.ConsoleSize = args, false, nil
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -301,7 +302,8 @@ func (e *Engine) recordHealth(id string, f func(*Health)) {
 	e.save(c)
 }
 
-// readBundleSpec reads the config.json berth wrote for the container.
+// readBundleSpec reads the config.json berth wrote for the container
+// (exec and health checks run processes as its process runs).
 func readBundleSpec(dir string) (*specs.Spec, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {

@@ -6,52 +6,15 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/build"
-	"github.com/berthproject/berth/registry"
 	"github.com/berthproject/berth/runtime"
 	"github.com/berthproject/berth/store"
 )
-
-// pullingStore is the store as a build sees it: an image the Dockerfile
-// names (FROM, COPY --from) that the store lacks is pulled first, as
-// docker build does; with always (--pull), each is pulled once anyway.
-type pullingStore struct {
-	*store.Store
-	always bool
-	mu     sync.Mutex
-	pulled map[string]error
-}
-
-func (p *pullingStore) Image(ref, platform string) (v1.Image, error) {
-	img, err := p.Store.Image(ref, platform)
-	if err != nil && !errors.Is(err, store.ErrNotFound) || err == nil && !p.always {
-		return img, err
-	}
-	key := ref + "\x00" + platform
-	p.mu.Lock()
-	perr, tried := p.pulled[key]
-	if !tried {
-		ctx, cancel := regContext()
-		_, perr = registry.Pull(ctx, p.Store, ref, registry.Options{Platform: platform})
-		cancel()
-		p.pulled[key] = perr
-	}
-	p.mu.Unlock()
-	if perr != nil {
-		if err != nil {
-			return nil, fmt.Errorf("%w, and pulling it failed: %v", err, perr)
-		}
-		return nil, perr
-	}
-	return p.Store.Image(ref, platform)
-}
 
 // parseSecrets reads --secret id=ID,src=FILE (or source=, or env=VAR;
 // with neither, the variable named ID), as docker build takes them.

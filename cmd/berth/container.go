@@ -10,8 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthproject/berth/engine"
-	"github.com/berthproject/berth/registry"
-	"github.com/berthproject/berth/store"
 )
 
 // containerCmd is `berth container`, the noun for container subcommands;
@@ -101,27 +99,18 @@ func ensureImage(ref, platform, pull string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.Image(ref, platform)
-	switch {
-	case err == nil && pull != "always":
-		return nil
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return err
-	case err != nil && pull == "never":
-		return fmt.Errorf("%w (and --pull never)", err)
-	}
-	if err != nil && p != nil {
-		p.Line("Unable to find image '%s' locally", ref)
-	}
-	ctx, cancel := regContext()
-	defer cancel()
-	if _, perr := registry.Pull(ctx, s, ref, registry.Options{Platform: platform}); perr != nil {
-		if err != nil {
-			return fmt.Errorf("image %s is not stored, and pulling it failed: %w", ref, perr)
+	if pull == "never" {
+		if _, err := s.Image(ref, platform); err != nil {
+			return fmt.Errorf("%w (and --pull never)", err)
 		}
-		return perr
+		return nil
 	}
-	return nil
+	_, err = newPullingStore(s, pull == "always", func(ref string) {
+		if p != nil {
+			p.Line("Unable to find image '%s' locally", ref)
+		}
+	}).Image(ref, platform)
+	return err
 }
 
 // startErr maps a start failure to its exit status (126/127/125), printing
