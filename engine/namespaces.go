@@ -101,14 +101,19 @@ func applyNSModes(s *specs.Spec, o *Options, joins map[specs.LinuxNamespaceType]
 		s.Hostname = "" // the host's, which the container may not change
 	}
 	if o.IpcMode == "host" {
-		// The host's POSIX shared memory too, as docker gives it.
-		for i := range s.Mounts {
-			if s.Mounts[i].Destination == "/dev/shm" {
-				s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: "/dev/shm", Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
-			}
-		}
+		bindShm(s, "/dev/shm") // the host's POSIX shared memory too, as docker gives it
 	}
 	return nil
+}
+
+// bindShm makes the container's /dev/shm a bind of the host directory src
+// instead of a tmpfs of its own.
+func bindShm(s *specs.Spec, src string) {
+	for i := range s.Mounts {
+		if s.Mounts[i].Destination == "/dev/shm" {
+			s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: src, Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+		}
+	}
 }
 
 // hostHostname is the host's name, for --uts host.

@@ -336,11 +336,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	if in.ShmDir != "" {
-		for i := range s.Mounts {
-			if s.Mounts[i].Destination == "/dev/shm" {
-				s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: in.ShmDir, Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
-			}
-		}
+		bindShm(s, in.ShmDir)
 	}
 	sc, err := sysctls(o.Sysctls)
 	if err != nil {

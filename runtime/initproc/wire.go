@@ -96,14 +96,8 @@ func (d *wdec) uint() uint64 {
 	return v
 }
 func (d *wdec) int() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("number")
-		d.b = nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+	u := d.uint() // zigzag, as binary.AppendVarint wrote it
+	return int64(u>>1) ^ -int64(u&1)
 }
 func (d *wdec) u32() uint32 {
 	v := d.uint()
