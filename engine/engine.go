@@ -162,6 +162,22 @@ func (e *Engine) lock(id string) (func(), error) {
 }
 
 // save writes the record atomically (temp file + rename).
+// modify runs f on container id's record under its lock, and saves the
+// record if f says it changed it; it reports whether it saved (false also
+// when the container is gone or the save failed).
+func (e *Engine) modify(id string, f func(c *Container) bool) bool {
+	unlock, err := e.lock(id)
+	if err != nil {
+		return false
+	}
+	defer unlock()
+	c, err := e.loadID(id)
+	if err != nil || !f(c) {
+		return false
+	}
+	return e.save(c) == nil
+}
+
 func (e *Engine) save(c *Container) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {

@@ -286,20 +286,16 @@ func killTree(pid int) {
 
 // recordHealth updates c's health in its record, under its lock.
 func (e *Engine) recordHealth(id string, f func(*Health)) {
-	unlock, err := e.lock(id)
-	if err != nil {
-		return
-	}
-	defer unlock()
-	c, err := e.loadID(id)
-	if err != nil || !c.State.Running {
-		return
-	}
-	if c.State.Health == nil {
-		c.State.Health = &Health{}
-	}
-	f(c.State.Health)
-	e.save(c)
+	e.modify(id, func(c *Container) bool {
+		if !c.State.Running {
+			return false
+		}
+		if c.State.Health == nil {
+			c.State.Health = &Health{}
+		}
+		f(c.State.Health)
+		return true
+	})
 }
 
 // readBundleSpec reads the config.json berth wrote for the container

@@ -74,19 +74,17 @@ func (e *Engine) Kill(ref string, sig unix.Signal) error {
 // requestStop records that the user ends the container: its --restart
 // policy must not start it again.
 func (e *Engine) requestStop(id string) {
-	unlock, err := e.lock(id)
-	if err != nil {
-		return
-	}
-	defer unlock()
-	if c, err := e.loadID(id); err == nil && (!c.State.StopRequested || c.State.Restarting) {
+	e.modify(id, func(c *Container) bool {
+		if c.State.StopRequested && !c.State.Restarting {
+			return false
+		}
 		c.State.StopRequested = true
 		if c.State.Restarting && !c.State.Running {
 			// Waiting out a back-off: it is stopped now, as docker has it.
 			c.State.Status, c.State.Restarting = StatusExited, false
 		}
-		e.save(c)
-	}
+		return true
+	})
 }
 
 // waitExit polls c's record until it is no longer running or timeout

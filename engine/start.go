@@ -141,53 +141,44 @@ func (e *Engine) superviseRestarting(c *Container, a *Attach, ready func(error))
 // code restarts it now (after restarts restarts), and records it as
 // restarting if so.
 func (e *Engine) restartDue(id string, code, restarts int) bool {
-	unlock, err := e.lock(id)
-	if err != nil {
-		return false
-	}
-	defer unlock()
-	c, err := e.loadID(id)
-	if err != nil || c.State.StopRequested || c.State.Running {
-		return false
-	}
-	switch policy, max, _ := restartPolicy(c.Opts.Restart); policy {
-	case "always", "unless-stopped":
-	case "on-failure":
-		if code == 0 || max > 0 && restarts >= max {
+	return e.modify(id, func(c *Container) bool {
+		if c.State.StopRequested || c.State.Running {
 			return false
 		}
-	default:
-		return false
-	}
-	c.State.Status, c.State.Restarting = StatusRestarting, true
-	// Still ours while it waits: start, rm and prune see it owned.
-	c.State.MonitorPid, c.State.MonitorStart = os.Getpid(), procStart(os.Getpid())
-	c.RestartCount++
-	return e.save(c) == nil
+		switch policy, max, _ := restartPolicy(c.Opts.Restart); policy {
+		case "always", "unless-stopped":
+		case "on-failure":
+			if code == 0 || max > 0 && restarts >= max {
+				return false
+			}
+		default:
+			return false
+		}
+		c.State.Status, c.State.Restarting = StatusRestarting, true
+		// Still ours while it waits: start, rm and prune see it owned.
+		c.State.MonitorPid, c.State.MonitorStart = os.Getpid(), procStart(os.Getpid())
+		c.RestartCount++
+		return true
+	})
 }
 
 // restartStill reports whether a restarting container is still to be
 // started (no stop, kill or rm came during the back-off); if not, it is
 // recorded as exited.
 func (e *Engine) restartStill(id string) bool {
-	unlock, err := e.lock(id)
-	if err != nil {
+	still := false
+	e.modify(id, func(c *Container) bool {
+		switch {
+		case c.State.Running:
+			return false // started meanwhile, by someone else
+		case c.State.StopRequested || !c.State.Restarting:
+			c.State.Status, c.State.Restarting = StatusExited, false
+			return true
+		}
+		still = true
 		return false
-	}
-	defer unlock()
-	c, err := e.loadID(id)
-	if err != nil {
-		return false
-	}
-	if c.State.Running {
-		return false // started meanwhile, by someone else
-	}
-	if c.State.StopRequested || !c.State.Restarting {
-		c.State.Status, c.State.Restarting = StatusExited, false
-		e.save(c)
-		return false
-	}
-	return true
+	})
+	return still
 }
 
 // supervise starts c and stays with it until it exits: with a (a
