@@ -223,17 +223,23 @@ func since(t time.Time) string {
 }
 
 func humanSize(n int64) string {
+	return scaledSize(uint64(max(n, 0)), 1000, []string{"B", "kB", "MB", "GB", "TB", "PB"}, "%.3g%s")
+}
+
+// scaledSize writes n in the largest unit (each base times the one before)
+// that keeps it below base; whole bytes without decimals.
+func scaledSize(n uint64, base float64, units []string, verb string) string {
 	f := float64(n)
-	for _, u := range []string{"B", "kB", "MB", "GB", "TB"} {
-		if f < 1000 {
-			if u == "B" {
-				return fmt.Sprintf("%dB", n)
+	for i, u := range units {
+		if f < base || i == len(units)-1 {
+			if i == 0 {
+				return fmt.Sprintf("%d%s", n, u)
 			}
-			return fmt.Sprintf("%.3g%s", f, u)
+			return fmt.Sprintf(verb, f, u)
 		}
-		f /= 1000
+		f /= base
 	}
-	return fmt.Sprintf("%.3gPB", f)
+	return ""
 }
 
 func tagCommand() *cobra.Command {

@@ -146,15 +146,5 @@ func newStatsRow(u engine.Usage, cpu float64, trunc bool) statsRow {
 
 // binarySize is docker stats' memory size: 1024-based, two decimals.
 func binarySize(n uint64) string {
-	f := float64(n)
-	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
-		if f < 1024 {
-			if u == "B" {
-				return fmt.Sprintf("%dB", n)
-			}
-			return fmt.Sprintf("%.2f%s", f, u)
-		}
-		f /= 1024
-	}
-	return fmt.Sprintf("%.2fPiB", f)
+	return scaledSize(n, 1024, []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}, "%.2f%s")
 }
